@@ -299,22 +299,16 @@ impl SpecSet {
 }
 
 impl ServiceSpec {
-    /// The resources an agent converges for this service, with relative
-    /// paths resolved under `service_dir` (the agent's directory for it).
-    pub fn resources(&self, service_dir: &str) -> Vec<Resource> {
-        let resolve = |path: &str| {
-            if path.starts_with('/') {
-                path.to_owned()
-            } else {
-                format!("{service_dir}/{path}")
-            }
-        };
+    /// The resources an agent converges for this service. Relative paths
+    /// stay relative: each agent resolves them under its own directory for
+    /// the service, and refuses anything outside its allowed roots.
+    pub fn resources(&self) -> Vec<Resource> {
         let mut resources: Vec<Resource> = self
             .files
             .iter()
             .map(|file| {
                 Resource::File(FileResource {
-                    path: resolve(&file.path),
+                    path: file.path.clone(),
                     content: file.content.clone(),
                     mode: file.mode,
                 })
@@ -324,7 +318,7 @@ impl ServiceSpec {
             name: self.name.clone(),
             argv: self.process.argv.clone(),
             env: self.process.env.clone(),
-            working_dir: Some(resolve(self.process.working_dir.as_deref().unwrap_or("."))),
+            working_dir: self.process.working_dir.clone(),
             restart: self.process.restart,
         }));
         resources

@@ -1,1 +1,12 @@
+//! The Levee controller node and the `levee` command-line tool.
+//!
+//! - [`state`]: the replicated state and its deterministic transitions.
+//! - [`engine`]: rule matching and the planner, pure functions.
+//! - [`raft`]: openraft wiring: durable log, state machine, transport.
+//! - [`api`]: the gRPC services agents and operators call.
+//! - [`dispatch`]: the leader's delivery of tasks to connected agents.
+//! - [`node`]: starts and stops one controller node.
+//! - [`cli`]: the `levee` commands.
 
+pub mod engine;
+pub mod state;

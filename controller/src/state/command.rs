@@ -1,0 +1,57 @@
+//! Commands: the only way the replicated state changes. Each is one Raft
+//! log entry.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use levee_common::event::Event;
+use levee_common::ids::{AgentId, PlanId};
+use levee_common::spec::SpecSet;
+use serde::{Deserialize, Serialize};
+
+use super::records::TaskReport;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// An agent opened a session (a new boot epoch or a reconnect).
+    AgentHello {
+        agent_id: AgentId,
+        boot_epoch: u64,
+        labels: BTreeMap<String, String>,
+        cpu_millis: u32,
+        memory_bytes: u64,
+        at_ms: i64,
+    },
+    /// A batch of validated events from one agent.
+    RecordEvents { agent_id: AgentId, events: Vec<Event>, at_ms: i64 },
+    /// A new desired-state version.
+    PutSpecs { specs: SpecSet, reason: String, applied_by: String, at_ms: i64 },
+    /// An agent's report on a task it was sent.
+    RecordTaskReport { agent_id: AgentId, report: TaskReport },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Blank and membership entries.
+    #[default]
+    Nothing,
+    AgentRegistered { reconcile_plans: Vec<PlanId> },
+    /// For each boot epoch in the batch, the highest sequence number now
+    /// committed: the acknowledgement to send back.
+    EventsRecorded { accepted: u32, duplicates: u32, acks: Vec<(u64, u64)> },
+    SpecsApplied { version: u64, plan_ids: Vec<PlanId> },
+    TaskReportRecorded { known: bool },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::AgentHello { agent_id, boot_epoch, .. } => write!(f, "agent-hello({agent_id}, epoch {boot_epoch})"),
+            Command::RecordEvents { agent_id, events, .. } => write!(f, "record-events({agent_id}, {})", events.len()),
+            Command::PutSpecs { specs, .. } => {
+                write!(f, "put-specs({} services, {} rules)", specs.services.len(), specs.rules.len())
+            }
+            Command::RecordTaskReport { report, .. } => write!(f, "task-report({})", report.task_id),
+        }
+    }
+}
