@@ -1,0 +1,44 @@
+//! Consensus: openraft wired to a durable redb store and an mTLS gRPC
+//! transport.
+//!
+//! - [`store`]: the one redb file per node and its tables.
+//! - [`log_store`]: the Raft log and vote, fsynced before Raft is told.
+//! - [`state_machine`]: applies committed commands to [`ClusterState`] and
+//!   keeps snapshots.
+//! - [`network`] and [`service`]: the two ends of the Raft transport.
+//! - [`proposer`]: how the API writes a command and waits for it.
+
+pub mod log_store;
+pub mod network;
+pub mod proposer;
+pub mod service;
+pub mod state_machine;
+pub mod store;
+
+use std::io::Cursor;
+
+use crate::state::command::{Command, Response};
+
+openraft::declare_raft_types!(
+    /// Levee's Raft types: commands in, responses out, nodes addressed by
+    /// their advertised `host:port`.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+/// The snapshot payload: the serialized `ClusterState`.
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+pub type LeveeRaft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+#[cfg(test)]
+mod suite_test;

@@ -1,0 +1,51 @@
+//! Writing commands through Raft. A write returns only once the command is
+//! committed on a majority and applied.
+
+use openraft::async_runtime::WatchReceiver;
+use thiserror::Error;
+
+use super::{LeveeRaft, LogId};
+use crate::state::command::{Command, Response};
+
+#[derive(Debug, Error)]
+pub enum ProposeError {
+    /// This node is not the leader; `leader_addr` says where to go, when known.
+    #[error("not the leader (leader: {})", leader_addr.as_deref().unwrap_or("unknown"))]
+    NotLeader { leader_addr: Option<String> },
+    /// Raft stopped or failed; the write's fate is unknown.
+    #[error("raft is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub struct Proposer {
+    raft: LeveeRaft,
+}
+
+impl Proposer {
+    pub fn new(raft: LeveeRaft) -> Self {
+        Self { raft }
+    }
+
+    pub fn raft(&self) -> &LeveeRaft {
+        &self.raft
+    }
+
+    pub async fn propose(&self, command: Command) -> Result<(LogId, Response), ProposeError> {
+        match self.raft.client_write(command).await {
+            Ok(written) => Ok((written.log_id, written.data)),
+            Err(err) => match err.forward_to_leader() {
+                Some(forward) => Err(ProposeError::NotLeader {
+                    leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
+                }),
+                None => Err(ProposeError::Unavailable(err.to_string())),
+            },
+        }
+    }
+
+    /// The current term if this node leads, else `None`.
+    pub fn leader_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        (metrics.current_leader == Some(metrics.id)).then_some(metrics.current_term)
+    }
+}
