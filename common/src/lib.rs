@@ -6,6 +6,7 @@
 //! the only I/O it does is reading and writing certificate files in
 //! [`pki`] and [`tls`], which the binaries call at their edges.
 
+pub mod agent_config;
 pub mod event;
 pub mod identity;
 pub mod ids;

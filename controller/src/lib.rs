@@ -8,6 +8,11 @@
 //! - [`node`]: starts and stops one controller node.
 //! - [`cli`]: the `levee` commands.
 
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod dispatch;
 pub mod engine;
-pub mod state;
+pub mod node;
 pub mod raft;
+pub mod state;

@@ -60,7 +60,12 @@ fn reconcile(input: &PlanInput<'_>, changed_services: &BTreeSet<String>) -> Draf
     let mut steps = Vec::new();
     for (name, service) in &input.specs.services {
         let placed = placements.entry(name.clone()).or_default();
-        placed.retain(|agent| input.agents.get(agent).is_some_and(|record| selects(service, record)));
+        placed.retain(|agent| {
+            input
+                .agents
+                .get(agent)
+                .is_some_and(|record| selects(service, record))
+        });
         let before = placed.clone();
         let wanted = service.replicas as usize;
         if placed.len() < wanted {
@@ -70,12 +75,26 @@ fn reconcile(input: &PlanInput<'_>, changed_services: &BTreeSet<String>) -> Draf
                 .filter(|record| !placed.contains(&record.agent_id) && selects(service, record))
                 .collect();
             // Spread: least loaded first, then by name for determinism.
-            candidates.sort_by_key(|record| (load(input.placements, &record.agent_id), record.agent_id.clone()));
-            placed.extend(candidates.into_iter().take(wanted - placed.len()).map(|record| record.agent_id.clone()));
+            candidates.sort_by_key(|record| {
+                (
+                    load(input.placements, &record.agent_id),
+                    record.agent_id.clone(),
+                )
+            });
+            placed.extend(
+                candidates
+                    .into_iter()
+                    .take(wanted - placed.len())
+                    .map(|record| record.agent_id.clone()),
+            );
         }
         for agent in placed.iter() {
             if !before.contains(agent) || changed_services.contains(name) {
-                steps.push(Step { agent: agent.clone(), service: name.clone(), resources: service.resources() });
+                steps.push(Step {
+                    agent: agent.clone(),
+                    service: name.clone(),
+                    resources: service.resources(),
+                });
             }
         }
     }
@@ -85,8 +104,16 @@ fn reconcile(input: &PlanInput<'_>, changed_services: &BTreeSet<String>) -> Draf
 fn repair(input: &PlanInput<'_>, service: &str, agent: &AgentId) -> Draft {
     let placements = input.placements.clone();
     let steps = match input.specs.services.get(service) {
-        Some(spec) if placements.get(service).is_some_and(|agents| agents.contains(agent)) => {
-            vec![Step { agent: agent.clone(), service: service.to_owned(), resources: spec.resources() }]
+        Some(spec)
+            if placements
+                .get(service)
+                .is_some_and(|agents| agents.contains(agent)) =>
+        {
+            vec![Step {
+                agent: agent.clone(),
+                service: service.to_owned(),
+                resources: spec.resources(),
+            }]
         }
         _ => Vec::new(),
     };
@@ -94,11 +121,17 @@ fn repair(input: &PlanInput<'_>, service: &str, agent: &AgentId) -> Draft {
 }
 
 fn selects(service: &ServiceSpec, agent: &AgentRecord) -> bool {
-    service.selector.iter().all(|(key, value)| agent.labels.get(key) == Some(value))
+    service
+        .selector
+        .iter()
+        .all(|(key, value)| agent.labels.get(key) == Some(value))
 }
 
 fn load(placements: &BTreeMap<String, BTreeSet<AgentId>>, agent: &AgentId) -> usize {
-    placements.values().filter(|agents| agents.contains(agent)).count()
+    placements
+        .values()
+        .filter(|agents| agents.contains(agent))
+        .count()
 }
 
 #[cfg(test)]

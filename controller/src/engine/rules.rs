@@ -47,7 +47,11 @@ action: { repair: { service: clock } }
 
     fn event(agent: &str, event_type: &str, data: serde_json::Value) -> Event {
         Event {
-            key: EventKey { agent_id: agent.into(), boot_epoch: 1, seq: 1 },
+            key: EventKey {
+                agent_id: agent.into(),
+                boot_epoch: 1,
+                seq: 1,
+            },
             source: format!("agent/{agent}"),
             event_type: event_type.into(),
             subject: String::new(),
@@ -59,12 +63,35 @@ action: { repair: { service: clock } }
     #[test]
     fn rules_match_on_type_data_and_source() {
         let specs = specs();
-        let names = |event: &Event| matching_rules(&specs, event).iter().map(|rule| rule.name.clone()).collect::<Vec<_>>();
-        assert_eq!(names(&event("dc-1", "host.process.exited", json!({"service": "clock"}))), ["on-exit"]);
+        let names = |event: &Event| {
+            matching_rules(&specs, event)
+                .iter()
+                .map(|rule| rule.name.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            names(&event("edge-1", "host.process.exited", json!({"service": "clock"}))),
+            names(&event(
+                "dc-1",
+                "host.process.exited",
+                json!({"service": "clock"})
+            )),
+            ["on-exit"]
+        );
+        assert_eq!(
+            names(&event(
+                "edge-1",
+                "host.process.exited",
+                json!({"service": "clock"})
+            )),
             ["on-anything-from-edge", "on-exit"]
         );
-        assert!(names(&event("dc-1", "host.process.exited", json!({"service": "web"}))).is_empty());
+        assert!(
+            names(&event(
+                "dc-1",
+                "host.process.exited",
+                json!({"service": "web"})
+            ))
+            .is_empty()
+        );
     }
 }

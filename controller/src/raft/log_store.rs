@@ -27,13 +27,18 @@ impl LogStore {
         Self { db }
     }
 
-    async fn read_meta<T: DeserializeOwned + Send + 'static>(&self, key: &'static str) -> io::Result<Option<T>> {
+    async fn read_meta<T: DeserializeOwned + Send + 'static>(
+        &self,
+        key: &'static str,
+    ) -> io::Result<Option<T>> {
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read().map_err(io_error)?;
             let table = txn.open_table(META).map_err(io_error)?;
             match table.get(key).map_err(io_error)? {
-                Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value()).map_err(io::Error::other)?)),
+                Some(bytes) => Ok(Some(
+                    serde_json::from_slice(bytes.value()).map_err(io::Error::other)?,
+                )),
                 None => Ok(None),
             }
         })
@@ -45,7 +50,10 @@ impl LogStore {
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_write().map_err(io_error)?;
-            txn.open_table(META).map_err(io_error)?.insert(key, bytes.as_slice()).map_err(io_error)?;
+            txn.open_table(META)
+                .map_err(io_error)?
+                .insert(key, bytes.as_slice())
+                .map_err(io_error)?;
             txn.commit().map_err(io_error)
         })
         .await
@@ -57,7 +65,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> io::Result<Vec<Entry>> {
-        let bounds: (Bound<u64>, Bound<u64>) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let bounds: (Bound<u64>, Bound<u64>) =
+            (range.start_bound().cloned(), range.end_bound().cloned());
         let db = self.db.clone();
         blocking(move || {
             let txn = db.begin_read().map_err(io_error)?;
@@ -87,13 +96,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let txn = db.begin_read().map_err(io_error)?;
             let table = txn.open_table(LOG).map_err(io_error)?;
             match table.last().map_err(io_error)? {
-                Some((_, bytes)) => Ok(Some(serde_json::from_slice(bytes.value()).map_err(io::Error::other)?)),
+                Some((_, bytes)) => Ok(Some(
+                    serde_json::from_slice(bytes.value()).map_err(io::Error::other)?,
+                )),
                 None => Ok(None),
             }
         })
         .await?;
-        let last_log_id = last_entry.map(|entry| entry.log_id).or_else(|| last_purged_log_id.clone());
-        Ok(LogState { last_purged_log_id, last_log_id })
+        let last_log_id = last_entry
+            .map(|entry| entry.log_id)
+            .or_else(|| last_purged_log_id.clone());
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -109,7 +125,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        Ok(self.read_meta::<Option<LogId>>(COMMITTED_KEY).await?.flatten())
+        Ok(self
+            .read_meta::<Option<LogId>>(COMMITTED_KEY)
+            .await?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
@@ -119,7 +138,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let encoded: Vec<(u64, Vec<u8>)> = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, serde_json::to_vec(&entry).map_err(io::Error::other)?)))
+            .map(|entry| {
+                Ok((
+                    entry.log_id.index,
+                    serde_json::to_vec(&entry).map_err(io::Error::other)?,
+                ))
+            })
             .collect::<io::Result<_>>()?;
         let db = self.db.clone();
         let result = blocking(move || {
@@ -134,7 +158,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             txn.commit().map_err(io_error)
         })
         .await;
-        let reported = result.as_ref().map(|_| ()).map_err(|err| io::Error::new(err.kind(), err.to_string()));
+        let reported = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|err| io::Error::new(err.kind(), err.to_string()));
         callback.io_completed(reported);
         result
     }
@@ -147,7 +174,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             {
                 let mut table = txn.open_table(LOG).map_err(io_error)?;
                 match keep_through {
-                    Some(index) => table.retain_in::<u64, _>((index + 1).., |_, _| false).map_err(io_error)?,
+                    Some(index) => table
+                        .retain_in::<u64, _>((index + 1).., |_, _| false)
+                        .map_err(io_error)?,
                     None => table.retain(|_, _| false).map_err(io_error)?,
                 }
             }
@@ -164,9 +193,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             {
                 // Record the purge point first within the same transaction:
                 // the log is never shorter than what get_log_state reports.
-                txn.open_table(META).map_err(io_error)?.insert(PURGED_KEY, bytes.as_slice()).map_err(io_error)?;
+                txn.open_table(META)
+                    .map_err(io_error)?
+                    .insert(PURGED_KEY, bytes.as_slice())
+                    .map_err(io_error)?;
                 let mut table = txn.open_table(LOG).map_err(io_error)?;
-                table.retain_in::<u64, _>(..=log_id.index, |_, _| false).map_err(io_error)?;
+                table
+                    .retain_in::<u64, _>(..=log_id.index, |_, _| false)
+                    .map_err(io_error)?;
             }
             txn.commit().map_err(io_error)
         })

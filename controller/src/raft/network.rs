@@ -8,7 +8,9 @@ use levee_common::pb::RaftPayload;
 use levee_common::pb::raft_transport_client::RaftTransportClient;
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,11 +28,17 @@ pub struct Network {
 
 impl Network {
     pub fn new(tls: ClientTlsConfig) -> Self {
-        Self { tls, channels: Arc::default() }
+        Self {
+            tls,
+            channels: Arc::default(),
+        }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -49,7 +57,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        PeerClient { target, channel: self.channel(&node.addr) }
+        PeerClient {
+            target,
+            channel: self.channel(&node.addr),
+        }
     }
 }
 
@@ -72,7 +83,10 @@ impl PeerClient {
         option: &RPCOption,
         method: Method,
     ) -> Result<Resp, Unreachable<TypeConfig>> {
-        let channel = self.channel.clone().map_err(|err| Unreachable::from_string(err))?;
+        let channel = self
+            .channel
+            .clone()
+            .map_err(|err| Unreachable::from_string(err))?;
         let json = serde_json::to_vec(request).map_err(|err| Unreachable::new(&err))?;
         let mut client = RaftTransportClient::new(channel)
             .max_decoding_message_size(usize::MAX)
@@ -87,8 +101,8 @@ impl PeerClient {
         .map_err(|status| Unreachable::from_string(format!("node {}: {status}", self.target)))?;
         // The remote answers Result<Resp, String>: an Err is the remote's
         // Raft refusing (shutting down), which we treat as unreachable.
-        let answer: Result<Resp, String> =
-            serde_json::from_slice(&reply.into_inner().json).map_err(|err| Unreachable::new(&err))?;
+        let answer: Result<Resp, String> = serde_json::from_slice(&reply.into_inner().json)
+            .map_err(|err| Unreachable::new(&err))?;
         answer.map_err(Unreachable::from_string)
     }
 }
@@ -108,7 +122,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, Vec::new(), &option, Method::Append).await.map_err(RPCError::Unreachable)
+        self.call(&rpc, Vec::new(), &option, Method::Append)
+            .await
+            .map_err(RPCError::Unreachable)
     }
 
     async fn vote(
@@ -116,7 +132,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(&rpc, Vec::new(), &option, Method::Vote).await.map_err(RPCError::Unreachable)
+        self.call(&rpc, Vec::new(), &option, Method::Vote)
+            .await
+            .map_err(RPCError::Unreachable)
     }
 
     async fn full_snapshot(
@@ -126,7 +144,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let header = SnapshotHeader { vote, meta: snapshot.meta };
+        let header = SnapshotHeader {
+            vote,
+            meta: snapshot.meta,
+        };
         let data = snapshot.snapshot.into_inner();
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),

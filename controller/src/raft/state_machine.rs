@@ -42,7 +42,10 @@ impl SharedState {
     pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
         // A poisoned lock means a panic while applying; the node is broken
         // either way, and reading what is there is the most useful answer.
-        let applied = self.applied.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let applied = self
+            .applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         read(&applied.state)
     }
 
@@ -51,7 +54,9 @@ impl SharedState {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
-        self.applied.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.applied
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -69,9 +74,18 @@ impl StateMachine {
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
         }
-        let index = applied.last_applied.as_ref().map_or(0, |log_id| log_id.index);
+        let index = applied
+            .last_applied
+            .as_ref()
+            .map_or(0, |log_id| log_id.index);
         let (changes, _) = watch::channel(index);
-        Ok(Self { db, shared: SharedState { applied: Arc::new(RwLock::new(applied)), changes } })
+        Ok(Self {
+            db,
+            shared: SharedState {
+                applied: Arc::new(RwLock::new(applied)),
+                changes,
+            },
+        })
     }
 
     pub fn shared(&self) -> SharedState {
@@ -87,7 +101,8 @@ async fn read_snapshot(db: Arc<Database>) -> io::Result<Option<(SnapshotMeta, Ve
         let data = table.get(SNAPSHOT_DATA_KEY).map_err(io_error)?;
         match (meta, data) {
             (Some(meta), Some(data)) => {
-                let meta: SnapshotMeta = serde_json::from_slice(meta.value()).map_err(io::Error::other)?;
+                let meta: SnapshotMeta =
+                    serde_json::from_slice(meta.value()).map_err(io::Error::other)?;
                 Ok(Some((meta, data.value().to_vec())))
             }
             _ => Ok(None),
@@ -104,8 +119,12 @@ async fn write_snapshot(db: Arc<Database>, meta: &SnapshotMeta, data: Vec<u8>) -
         let txn = db.begin_write().map_err(io_error)?;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(io_error)?;
-            table.insert(SNAPSHOT_META_KEY, meta.as_slice()).map_err(io_error)?;
-            table.insert(SNAPSHOT_DATA_KEY, data.as_slice()).map_err(io_error)?;
+            table
+                .insert(SNAPSHOT_META_KEY, meta.as_slice())
+                .map_err(io_error)?;
+            table
+                .insert(SNAPSHOT_DATA_KEY, data.as_slice())
+                .map_err(io_error)?;
         }
         txn.commit().map_err(io_error)
     })
@@ -117,13 +136,23 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let (meta, data) = {
-            let applied = self.shared.applied.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let applied = self
+                .shared
+                .applied
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let data = serde_json::to_vec(&applied.state).map_err(io::Error::other)?;
-            let meta = SnapshotMeta { last_log_id: applied.last_applied.clone(), last_membership: applied.membership.clone() };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied.clone(),
+                last_membership: applied.membership.clone(),
+            };
             (meta, data)
         };
         write_snapshot(self.db.clone(), &meta, data.clone()).await?;
-        Ok(Snapshot { meta, snapshot: SnapshotData::new(data) })
+        Ok(Snapshot {
+            meta,
+            snapshot: SnapshotData::new(data),
+        })
     }
 }
 
@@ -132,7 +161,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
-        let applied = self.shared.applied.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let applied = self
+            .shared
+            .applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok((applied.last_applied.clone(), applied.membership.clone()))
     }
 
@@ -147,11 +180,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 let response = match entry.payload {
                     EntryPayload::Blank => Response::Nothing,
                     EntryPayload::Normal(command) => {
-                        let at = LogPosition { index: entry.log_id.index, term: entry.log_id.leader_id.term };
+                        let at = LogPosition {
+                            index: entry.log_id.index,
+                            term: entry.log_id.leader_id.term,
+                        };
                         applied.state.apply(at, command)
                     }
                     EntryPayload::Membership(membership) => {
-                        applied.membership = StoredMembership::new(Some(entry.log_id.clone()), membership);
+                        applied.membership =
+                            StoredMembership::new(Some(entry.log_id.clone()), membership);
                         Response::Nothing
                     }
                 };
@@ -170,10 +207,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        Self { db: self.db.clone(), shared: self.shared.clone() }
+        Self {
+            db: self.db.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> io::Result<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> io::Result<()> {
         let data = snapshot.into_inner();
         let state: ClusterState = serde_json::from_slice(&data).map_err(io::Error::other)?;
         // Persist first: if we crash after, the restart starts from here.
@@ -183,7 +227,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied.state = state;
             applied.last_applied = meta.last_log_id.clone();
             applied.membership = meta.last_membership.clone();
-            applied.last_applied.as_ref().map_or(0, |log_id| log_id.index)
+            applied
+                .last_applied
+                .as_ref()
+                .map_or(0, |log_id| log_id.index)
         };
         self.shared.changes.send_replace(index);
         Ok(())
@@ -192,6 +239,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         Ok(read_snapshot(self.db.clone())
             .await?
-            .map(|(meta, data)| Snapshot { meta, snapshot: SnapshotData::new(data) }))
+            .map(|(meta, data)| Snapshot {
+                meta,
+                snapshot: SnapshotData::new(data),
+            }))
     }
 }

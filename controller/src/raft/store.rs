@@ -31,7 +31,10 @@ pub struct StoreError {
 /// Opens (or creates) the store file and makes sure every table exists,
 /// so readers never meet a missing table.
 pub fn open(path: &Path) -> Result<Arc<Database>, StoreError> {
-    let error = |source: redb::Error| StoreError { path: path.display().to_string(), source };
+    let error = |source: redb::Error| StoreError {
+        path: path.display().to_string(),
+        source,
+    };
     let db = Database::create(path).map_err(|err| error(err.into()))?;
     let txn = db.begin_write().map_err(|err| error(err.into()))?;
     txn.open_table(LOG).map_err(|err| error(err.into()))?;
@@ -50,5 +53,7 @@ pub fn io_error(err: impl Into<redb::Error>) -> std::io::Error {
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, std::io::Error> + Send + 'static,
 ) -> Result<T, std::io::Error> {
-    tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)?
 }

@@ -11,10 +11,14 @@ use super::store;
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for RedbBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = store::open(&dir.path().join("levee.redb")).expect("open store");
-        let state_machine = StateMachine::open(db.clone()).await.expect("open state machine");
+        let state_machine = StateMachine::open(db.clone())
+            .await
+            .expect("open state machine");
         Ok((dir, LogStore::new(db), state_machine))
     }
 }

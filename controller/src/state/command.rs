@@ -23,11 +23,23 @@ pub enum Command {
         at_ms: i64,
     },
     /// A batch of validated events from one agent.
-    RecordEvents { agent_id: AgentId, events: Vec<Event>, at_ms: i64 },
+    RecordEvents {
+        agent_id: AgentId,
+        events: Vec<Event>,
+        at_ms: i64,
+    },
     /// A new desired-state version.
-    PutSpecs { specs: SpecSet, reason: String, applied_by: String, at_ms: i64 },
+    PutSpecs {
+        specs: SpecSet,
+        reason: String,
+        applied_by: String,
+        at_ms: i64,
+    },
     /// An agent's report on a task it was sent.
-    RecordTaskReport { agent_id: AgentId, report: TaskReport },
+    RecordTaskReport {
+        agent_id: AgentId,
+        report: TaskReport,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,23 +47,47 @@ pub enum Response {
     /// Blank and membership entries.
     #[default]
     Nothing,
-    AgentRegistered { reconcile_plans: Vec<PlanId> },
+    AgentRegistered {
+        reconcile_plans: Vec<PlanId>,
+    },
     /// For each boot epoch in the batch, the highest sequence number now
     /// committed: the acknowledgement to send back.
-    EventsRecorded { accepted: u32, duplicates: u32, acks: Vec<(u64, u64)> },
-    SpecsApplied { version: u64, plan_ids: Vec<PlanId> },
-    TaskReportRecorded { known: bool },
+    EventsRecorded {
+        accepted: u32,
+        duplicates: u32,
+        acks: Vec<(u64, u64)>,
+    },
+    SpecsApplied {
+        version: u64,
+        plan_ids: Vec<PlanId>,
+    },
+    TaskReportRecorded {
+        known: bool,
+    },
 }
 
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Command::AgentHello { agent_id, boot_epoch, .. } => write!(f, "agent-hello({agent_id}, epoch {boot_epoch})"),
-            Command::RecordEvents { agent_id, events, .. } => write!(f, "record-events({agent_id}, {})", events.len()),
+            Command::AgentHello {
+                agent_id,
+                boot_epoch,
+                ..
+            } => write!(f, "agent-hello({agent_id}, epoch {boot_epoch})"),
+            Command::RecordEvents {
+                agent_id, events, ..
+            } => write!(f, "record-events({agent_id}, {})", events.len()),
             Command::PutSpecs { specs, .. } => {
-                write!(f, "put-specs({} services, {} rules)", specs.services.len(), specs.rules.len())
+                write!(
+                    f,
+                    "put-specs({} services, {} rules)",
+                    specs.services.len(),
+                    specs.rules.len()
+                )
             }
-            Command::RecordTaskReport { report, .. } => write!(f, "task-report({})", report.task_id),
+            Command::RecordTaskReport { report, .. } => {
+                write!(f, "task-report({})", report.task_id)
+            }
         }
     }
 }

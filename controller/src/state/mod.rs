@@ -18,7 +18,9 @@ use levee_common::spec::{RuleAction, SpecSet};
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
-use self::records::{AgentRecord, Cause, EventRecord, LogPosition, PlanRecord, TaskRecord, TaskReport, TaskState};
+use self::records::{
+    AgentRecord, Cause, EventRecord, LogPosition, PlanRecord, TaskRecord, TaskReport, TaskState,
+};
 use crate::engine::planner::{self, Draft, PlanInput, Trigger};
 use crate::engine::rules;
 
@@ -45,18 +47,28 @@ impl ClusterState {
     /// no randomness, no iteration over unordered collections.
     pub fn apply(&mut self, at: LogPosition, command: Command) -> Response {
         match command {
-            Command::AgentHello { agent_id, boot_epoch, labels, cpu_millis, memory_bytes, at_ms } => {
+            Command::AgentHello {
+                agent_id,
+                boot_epoch,
+                labels,
+                cpu_millis,
+                memory_bytes,
+                at_ms,
+            } => {
                 let is_new = !self.agents.contains_key(&agent_id);
-                let record = self.agents.entry(agent_id.clone()).or_insert_with(|| AgentRecord {
-                    agent_id: agent_id.clone(),
-                    boot_epoch,
-                    labels: BTreeMap::new(),
-                    cpu_millis,
-                    memory_bytes,
-                    first_seen_ms: at_ms,
-                    last_hello_ms: at_ms,
-                    events_committed: 0,
-                });
+                let record = self
+                    .agents
+                    .entry(agent_id.clone())
+                    .or_insert_with(|| AgentRecord {
+                        agent_id: agent_id.clone(),
+                        boot_epoch,
+                        labels: BTreeMap::new(),
+                        cpu_millis,
+                        memory_bytes,
+                        first_seen_ms: at_ms,
+                        last_hello_ms: at_ms,
+                        events_committed: 0,
+                    });
                 let labels_changed = record.labels != labels;
                 record.boot_epoch = boot_epoch;
                 record.labels = labels;
@@ -64,17 +76,38 @@ impl ClusterState {
                 record.memory_bytes = memory_bytes;
                 record.last_hello_ms = at_ms;
                 let reconcile_plans = if is_new || labels_changed {
-                    let cause = Cause { reason: format!("agent {agent_id} joined"), event_id: None, rule: None };
-                    self.plan(at, at_ms, 0, cause, &Trigger::Reconcile { changed_services: BTreeSet::new() })
-                        .into_iter()
-                        .collect()
+                    let cause = Cause {
+                        reason: format!("agent {agent_id} joined"),
+                        event_id: None,
+                        rule: None,
+                    };
+                    self.plan(
+                        at,
+                        at_ms,
+                        0,
+                        cause,
+                        &Trigger::Reconcile {
+                            changed_services: BTreeSet::new(),
+                        },
+                    )
+                    .into_iter()
+                    .collect()
                 } else {
                     Vec::new()
                 };
                 Response::AgentRegistered { reconcile_plans }
             }
-            Command::RecordEvents { agent_id, events, at_ms } => self.record_events(at, &agent_id, events, at_ms),
-            Command::PutSpecs { specs, reason, applied_by, at_ms } => {
+            Command::RecordEvents {
+                agent_id,
+                events,
+                at_ms,
+            } => self.record_events(at, &agent_id, events, at_ms),
+            Command::PutSpecs {
+                specs,
+                reason,
+                applied_by,
+                at_ms,
+            } => {
                 let changed_services: BTreeSet<String> = specs
                     .services
                     .iter()
@@ -84,24 +117,52 @@ impl ClusterState {
                 self.specs = specs;
                 self.spec_version += 1;
                 let cause = Cause {
-                    reason: format!("spec version {} applied by {applied_by}: {reason}", self.spec_version),
+                    reason: format!(
+                        "spec version {} applied by {applied_by}: {reason}",
+                        self.spec_version
+                    ),
                     event_id: None,
                     rule: None,
                 };
-                let plan_ids = self.plan(at, at_ms, 0, cause, &Trigger::Reconcile { changed_services }).into_iter().collect();
-                Response::SpecsApplied { version: self.spec_version, plan_ids }
+                let plan_ids = self
+                    .plan(
+                        at,
+                        at_ms,
+                        0,
+                        cause,
+                        &Trigger::Reconcile { changed_services },
+                    )
+                    .into_iter()
+                    .collect();
+                Response::SpecsApplied {
+                    version: self.spec_version,
+                    plan_ids,
+                }
             }
-            Command::RecordTaskReport { agent_id, report } => self.record_task_report(&agent_id, report),
+            Command::RecordTaskReport { agent_id, report } => {
+                self.record_task_report(&agent_id, report)
+            }
         }
     }
 
-    fn record_events(&mut self, at: LogPosition, agent_id: &AgentId, events: Vec<Event>, at_ms: i64) -> Response {
+    fn record_events(
+        &mut self,
+        at: LogPosition,
+        agent_id: &AgentId,
+        events: Vec<Event>,
+        at_ms: i64,
+    ) -> Response {
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
         for (ordinal, event) in events.into_iter().enumerate() {
             let epoch = event.key.boot_epoch;
-            let cursor = self.event_cursors.entry(agent_id.clone()).or_default().entry(epoch).or_insert(0);
+            let cursor = self
+                .event_cursors
+                .entry(agent_id.clone())
+                .or_default()
+                .entry(epoch)
+                .or_insert(0);
             if event.key.seq <= *cursor {
                 duplicates += 1;
             } else {
@@ -115,17 +176,30 @@ impl ClusterState {
             record.events_committed += u64::from(accepted);
         }
         self.events_committed += u64::from(accepted);
-        Response::EventsRecorded { accepted, duplicates, acks: acks.into_iter().collect() }
+        Response::EventsRecorded {
+            accepted,
+            duplicates,
+            acks: acks.into_iter().collect(),
+        }
     }
 
     fn commit_event(&mut self, at: LogPosition, ordinal: usize, event: Event, at_ms: i64) {
-        let matched: Vec<(String, RuleAction)> =
-            rules::matching_rules(&self.specs, &event).into_iter().map(|rule| (rule.name.clone(), rule.action.clone())).collect();
+        let matched: Vec<(String, RuleAction)> = rules::matching_rules(&self.specs, &event)
+            .into_iter()
+            .map(|rule| (rule.name.clone(), rule.action.clone()))
+            .collect();
         let mut plan_ids = Vec::new();
         for (rule_index, (rule, action)) in matched.iter().enumerate() {
             let RuleAction::Repair { service } = action;
-            let trigger = Trigger::Repair { service: service.clone(), agent: event.key.agent_id.clone() };
-            let cause = Cause { reason: format!("rule {rule}"), event_id: Some(event.id()), rule: Some(rule.clone()) };
+            let trigger = Trigger::Repair {
+                service: service.clone(),
+                agent: event.key.agent_id.clone(),
+            };
+            let cause = Cause {
+                reason: format!("rule {rule}"),
+                event_id: Some(event.id()),
+                rule: Some(rule.clone()),
+            };
             // Plan ordinals must be unique within this log entry.
             let plan_ordinal = ordinal * 16 + rule_index + 1;
             plan_ids.extend(self.plan(at, at_ms, plan_ordinal, cause, &trigger));
@@ -143,9 +217,22 @@ impl ClusterState {
 
     /// Runs the planner and records its plan and tasks. Returns the plan id,
     /// or `None` when there is nothing to do.
-    fn plan(&mut self, at: LogPosition, at_ms: i64, ordinal: usize, cause: Cause, trigger: &Trigger) -> Option<PlanId> {
-        let Draft { placements, steps } =
-            planner::plan(&PlanInput { specs: &self.specs, agents: &self.agents, placements: &self.placements }, trigger);
+    fn plan(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        ordinal: usize,
+        cause: Cause,
+        trigger: &Trigger,
+    ) -> Option<PlanId> {
+        let Draft { placements, steps } = planner::plan(
+            &PlanInput {
+                specs: &self.specs,
+                agents: &self.agents,
+                placements: &self.placements,
+            },
+            trigger,
+        );
         self.placements = placements;
         if steps.is_empty() {
             return None;
@@ -155,29 +242,44 @@ impl ClusterState {
         for (step_index, step) in steps.into_iter().enumerate() {
             let task_id = TaskId::of_plan(&plan_id, step_index);
             self.supersede_pending(&step.agent, &step.service);
-            self.tasks.insert(task_id.clone(), TaskRecord {
-                task_id: task_id.clone(),
-                plan_id: plan_id.clone(),
-                agent_id: step.agent,
-                service: step.service,
-                resources: step.resources,
-                state: TaskState::Pending,
-                created: at,
-                created_ms: at_ms,
-                cause: cause.clone(),
-                outcomes: Vec::new(),
-                error: String::new(),
-                finished_ms: 0,
-            });
+            self.tasks.insert(
+                task_id.clone(),
+                TaskRecord {
+                    task_id: task_id.clone(),
+                    plan_id: plan_id.clone(),
+                    agent_id: step.agent,
+                    service: step.service,
+                    resources: step.resources,
+                    state: TaskState::Pending,
+                    created: at,
+                    created_ms: at_ms,
+                    cause: cause.clone(),
+                    outcomes: Vec::new(),
+                    error: String::new(),
+                    finished_ms: 0,
+                },
+            );
             task_ids.push(task_id);
         }
-        self.plans.insert(plan_id.clone(), PlanRecord { plan_id: plan_id.clone(), cause, task_ids, created: at, created_ms: at_ms });
+        self.plans.insert(
+            plan_id.clone(),
+            PlanRecord {
+                plan_id: plan_id.clone(),
+                cause,
+                task_ids,
+                created: at,
+                created_ms: at_ms,
+            },
+        );
         Some(plan_id)
     }
 
     fn supersede_pending(&mut self, agent: &AgentId, service: &str) {
         for task in self.tasks.values_mut() {
-            if task.state == TaskState::Pending && &task.agent_id == agent && task.service == service {
+            if task.state == TaskState::Pending
+                && &task.agent_id == agent
+                && task.service == service
+            {
                 task.state = TaskState::Superseded;
             }
         }
@@ -189,7 +291,9 @@ impl ClusterState {
         };
         // Only the task's own agent may report on it, and the first
         // report wins: a redelivered report changes nothing.
-        if &task.agent_id != agent_id || (task.state.is_finished() && task.state != TaskState::Superseded) {
+        if &task.agent_id != agent_id
+            || (task.state.is_finished() && task.state != TaskState::Superseded)
+        {
             return Response::TaskReportRecorded { known: true };
         }
         task.state = report.state;
@@ -200,9 +304,15 @@ impl ClusterState {
     }
 
     /// Pending tasks for one agent, oldest first: what the dispatcher sends.
-    pub fn pending_tasks_for<'a>(&'a self, agent_id: &'a AgentId) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-        let mut pending: Vec<&TaskRecord> =
-            self.tasks.values().filter(|task| task.state == TaskState::Pending && &task.agent_id == agent_id).collect();
+    pub fn pending_tasks_for<'a>(
+        &'a self,
+        agent_id: &'a AgentId,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        let mut pending: Vec<&TaskRecord> = self
+            .tasks
+            .values()
+            .filter(|task| task.state == TaskState::Pending && &task.agent_id == agent_id)
+            .collect();
         pending.sort_by_key(|task| (task.created.index, task.task_id.clone()));
         pending.into_iter()
     }

@@ -25,12 +25,22 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
-        Self { state: ClusterState::default(), index: 0, term: 1 }
+        Self {
+            state: ClusterState::default(),
+            index: 0,
+            term: 1,
+        }
     }
 
     fn apply(&mut self, command: Command) -> Response {
         self.index += 1;
-        self.state.apply(LogPosition { index: self.index, term: self.term }, command)
+        self.state.apply(
+            LogPosition {
+                index: self.index,
+                term: self.term,
+            },
+            command,
+        )
     }
 
     fn hello(&mut self, agent: &str, epoch: u64) -> Response {
@@ -46,18 +56,31 @@ impl Log {
 
     fn put_specs(&mut self, yaml: &str) -> Response {
         let specs = SpecSet::parse([("specs.yaml", yaml)]).unwrap();
-        self.apply(Command::PutSpecs { specs, reason: "test".into(), applied_by: "operator/test".into(), at_ms: 2 })
+        self.apply(Command::PutSpecs {
+            specs,
+            reason: "test".into(),
+            applied_by: "operator/test".into(),
+            at_ms: 2,
+        })
     }
 
     fn events(&mut self, agent: &str, epoch: u64, seqs: &[u64]) -> Response {
         let events = seqs.iter().map(|seq| exited(agent, epoch, *seq)).collect();
-        self.apply(Command::RecordEvents { agent_id: agent.into(), events, at_ms: 3 })
+        self.apply(Command::RecordEvents {
+            agent_id: agent.into(),
+            events,
+            at_ms: 3,
+        })
     }
 }
 
 fn exited(agent: &str, epoch: u64, seq: u64) -> Event {
     Event {
-        key: EventKey { agent_id: agent.into(), boot_epoch: epoch, seq },
+        key: EventKey {
+            agent_id: agent.into(),
+            boot_epoch: epoch,
+            seq,
+        },
         source: format!("agent/{agent}"),
         event_type: "host.process.exited".into(),
         subject: "clock".into(),
@@ -70,14 +93,31 @@ fn exited(agent: &str, epoch: u64, seq: u64) -> Event {
 fn a_redelivered_event_is_committed_once_however_late() {
     let mut log = Log::new();
     log.hello("edge-1", 1);
-    assert_eq!(log.events("edge-1", 1, &[1, 2, 3]), Response::EventsRecorded { accepted: 3, duplicates: 0, acks: vec![(1, 3)] });
+    assert_eq!(
+        log.events("edge-1", 1, &[1, 2, 3]),
+        Response::EventsRecorded {
+            accepted: 3,
+            duplicates: 0,
+            acks: vec![(1, 3)]
+        }
+    );
     // Thousands of entries later, the same batch arrives again.
     for _ in 0..1000 {
         log.hello("edge-2", 1);
     }
-    assert_eq!(log.events("edge-1", 1, &[2, 3, 4]), Response::EventsRecorded { accepted: 1, duplicates: 2, acks: vec![(1, 4)] });
+    assert_eq!(
+        log.events("edge-1", 1, &[2, 3, 4]),
+        Response::EventsRecorded {
+            accepted: 1,
+            duplicates: 2,
+            acks: vec![(1, 4)]
+        }
+    );
     assert_eq!(log.state.events.len(), 4);
-    assert_eq!(log.state.agents[&AgentId::from("edge-1")].events_committed, 4);
+    assert_eq!(
+        log.state.agents[&AgentId::from("edge-1")].events_committed,
+        4
+    );
 }
 
 #[test]
@@ -86,17 +126,35 @@ fn each_boot_epoch_has_its_own_sequence() {
     log.events("edge-1", 1, &[1, 2]);
     // The agent restarted; its old spool still held epoch 1 events.
     let response = log.events("edge-1", 2, &[1]);
-    assert_eq!(response, Response::EventsRecorded { accepted: 1, duplicates: 0, acks: vec![(2, 1)] });
-    assert_eq!(log.events("edge-1", 1, &[2]), Response::EventsRecorded { accepted: 0, duplicates: 1, acks: vec![(1, 2)] });
+    assert_eq!(
+        response,
+        Response::EventsRecorded {
+            accepted: 1,
+            duplicates: 0,
+            acks: vec![(2, 1)]
+        }
+    );
+    assert_eq!(
+        log.events("edge-1", 1, &[2]),
+        Response::EventsRecorded {
+            accepted: 0,
+            duplicates: 1,
+            acks: vec![(1, 2)]
+        }
+    );
 }
 
 #[test]
 fn specs_place_the_service_on_a_joining_agent() {
     let mut log = Log::new();
-    let Response::SpecsApplied { version, plan_ids } = log.put_specs(SPECS) else { panic!() };
+    let Response::SpecsApplied { version, plan_ids } = log.put_specs(SPECS) else {
+        panic!()
+    };
     assert_eq!(version, 1);
     assert!(plan_ids.is_empty(), "no agent yet");
-    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 1) else { panic!() };
+    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 1) else {
+        panic!()
+    };
     assert_eq!(reconcile_plans.len(), 1);
     let edge_1 = AgentId::from("edge-1");
     let task: Vec<&TaskRecord> = log.state.pending_tasks_for(&edge_1).collect();
@@ -104,7 +162,9 @@ fn specs_place_the_service_on_a_joining_agent() {
     assert_eq!(task[0].service, "clock");
     assert_eq!(task[0].resources.len(), 2);
     // A reconnect of a known agent plans nothing new.
-    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 2) else { panic!() };
+    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 2) else {
+        panic!()
+    };
     assert!(reconcile_plans.is_empty());
 }
 
@@ -121,10 +181,18 @@ fn a_matching_event_plans_a_repair_with_its_cause_chain() {
     assert_eq!(plan.cause.event_id.as_deref(), Some("edge-1/1/1"));
     assert_eq!(plan.created.term, 7);
     let task = &log.state.tasks[&plan.task_ids[0]];
-    assert_eq!((task.agent_id.as_str(), task.state), ("edge-1", TaskState::Pending));
+    assert_eq!(
+        (task.agent_id.as_str(), task.state),
+        ("edge-1", TaskState::Pending)
+    );
     assert_eq!(task.cause.rule.as_deref(), Some("repair-clock"));
     // The earlier placement task for the same service is superseded.
-    let superseded = log.state.tasks.values().filter(|task| task.state == TaskState::Superseded).count();
+    let superseded = log
+        .state
+        .tasks
+        .values()
+        .filter(|task| task.state == TaskState::Superseded)
+        .count();
     assert_eq!(superseded, 1);
 }
 
@@ -137,7 +205,10 @@ fn an_event_for_another_agent_plans_nothing_there() {
     log.events("edge-2", 1, &[1]);
     let record = log.state.events.back().unwrap();
     assert_eq!(record.rules, ["repair-clock"], "the rule matched");
-    assert!(record.plan_ids.is_empty(), "but clock does not run on edge-2");
+    assert!(
+        record.plan_ids.is_empty(),
+        "but clock does not run on edge-2"
+    );
 }
 
 #[test]
@@ -149,16 +220,38 @@ fn the_first_task_report_wins_and_only_from_its_agent() {
     let report = |state| TaskReport {
         task_id: task_id.clone(),
         state,
-        outcomes: vec![ResourceOutcome { resource: "process:clock".into(), changed: true, detail: "started".into() }],
+        outcomes: vec![ResourceOutcome {
+            resource: "process:clock".into(),
+            changed: true,
+            detail: "started".into(),
+        }],
         error: String::new(),
         finished_ms: 9,
     };
-    log.apply(Command::RecordTaskReport { agent_id: "edge-2".into(), report: report(TaskState::Failed) });
-    assert_eq!(log.state.tasks[&task_id].state, TaskState::Pending, "another agent cannot report on it");
-    log.apply(Command::RecordTaskReport { agent_id: "edge-1".into(), report: report(TaskState::Succeeded) });
-    log.apply(Command::RecordTaskReport { agent_id: "edge-1".into(), report: report(TaskState::Failed) });
+    log.apply(Command::RecordTaskReport {
+        agent_id: "edge-2".into(),
+        report: report(TaskState::Failed),
+    });
+    assert_eq!(
+        log.state.tasks[&task_id].state,
+        TaskState::Pending,
+        "another agent cannot report on it"
+    );
+    log.apply(Command::RecordTaskReport {
+        agent_id: "edge-1".into(),
+        report: report(TaskState::Succeeded),
+    });
+    log.apply(Command::RecordTaskReport {
+        agent_id: "edge-1".into(),
+        report: report(TaskState::Failed),
+    });
     assert_eq!(log.state.tasks[&task_id].state, TaskState::Succeeded);
-    assert_eq!(log.state.pending_tasks_for(&AgentId::from("edge-1")).count(), 0);
+    assert_eq!(
+        log.state
+            .pending_tasks_for(&AgentId::from("edge-1"))
+            .count(),
+        0
+    );
 }
 
 #[test]
@@ -173,7 +266,10 @@ fn the_same_log_gives_the_same_state_and_survives_a_snapshot() {
     let state = build();
     assert_eq!(state, build());
     let bytes = serde_json::to_vec(&state).unwrap();
-    assert_eq!(serde_json::from_slice::<ClusterState>(&bytes).unwrap(), state);
+    assert_eq!(
+        serde_json::from_slice::<ClusterState>(&bytes).unwrap(),
+        state
+    );
 }
 
 #[test]
@@ -182,5 +278,12 @@ fn event_history_is_bounded_but_dedup_is_not() {
     let seqs: Vec<u64> = (1..=(EVENT_HISTORY as u64 + 10)).collect();
     log.events("edge-1", 1, &seqs);
     assert_eq!(log.state.events.len(), EVENT_HISTORY);
-    assert_eq!(log.events("edge-1", 1, &[1]), Response::EventsRecorded { accepted: 0, duplicates: 1, acks: vec![(1, seqs.len() as u64)] });
+    assert_eq!(
+        log.events("edge-1", 1, &[1]),
+        Response::EventsRecorded {
+            accepted: 0,
+            duplicates: 1,
+            acks: vec![(1, seqs.len() as u64)]
+        }
+    );
 }

@@ -1,0 +1,302 @@
+//! The AgentLink service: one long-lived session per agent.
+//!
+//! Events are acknowledged only after their batch is committed through
+//! Raft; task reports are committed before anything else happens to them.
+
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use levee_common::event::Event;
+use levee_common::identity::Identity;
+use levee_common::ids::{AgentId, TaskId};
+use levee_common::pb::agent_link_server::AgentLink;
+use levee_common::pb::{self, AgentMessage, ControllerMessage, agent_message, controller_message};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::auth::caller;
+use super::error::ApiError;
+use crate::dispatch::sessions::{Outbound, SessionGuard, Sessions};
+use crate::raft::proposer::Proposer;
+use crate::state::command::{Command, Response as StateResponse};
+use crate::state::records::{ResourceOutcome, TaskReport, TaskState};
+
+/// How long an agent has to say hello after connecting.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest event batch accepted in one message.
+pub const MAX_EVENTS_PER_BATCH: usize = 1000;
+/// Messages queued toward one agent before the dispatcher backs off.
+const OUTBOUND_QUEUE: usize = 256;
+/// Heartbeat interval the controller asks agents to keep.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct AgentLinkService {
+    pub node_id: u64,
+    pub proposer: Proposer,
+    pub sessions: Sessions,
+    pub shutdown: CancellationToken,
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkService {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let identity = caller(&request)?;
+        let mut inbound = request.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage {
+                body: Some(agent_message::Body::Hello(hello)),
+            }))) => hello,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be a hello",
+                ));
+            }
+            Ok(Err(status)) => return Err(status),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "no hello within 10 s of connecting",
+                ));
+            }
+        };
+        if hello.agent_id != identity.name {
+            warn!(caller = %identity, claimed = %hello.agent_id, "agent claimed another agent's identity");
+            return Err(ApiError::PermissionDenied(format!(
+                "this certificate belongs to agent `{}`, but the hello names `{}`",
+                identity.name, hello.agent_id
+            ))
+            .into());
+        }
+        let term = self
+            .proposer
+            .leader_term()
+            .ok_or_else(|| self.not_leader())?;
+        if hello.highest_term_seen > term {
+            // The agent has seen a newer leader than us: we are stale.
+            return Err(ApiError::NotLeader { leader_addr: None }.into());
+        }
+        let agent_id = AgentId::new(identity.name.clone());
+        let span = info_span!("agent_session", %agent_id, boot_epoch = hello.boot_epoch);
+        self.register(&agent_id, &hello)
+            .instrument(span.clone())
+            .await?;
+
+        let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
+        let welcome = pb::Welcome {
+            controller_node_id: self.node_id,
+            term,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+        };
+        outbound
+            .send(Ok(ControllerMessage {
+                body: Some(controller_message::Body::Welcome(welcome)),
+            }))
+            .await
+            .map_err(|_| Status::cancelled("session closed during hello"))?;
+        let cancel = self.shutdown.child_token();
+        let guard = self
+            .sessions
+            .register(agent_id.clone(), outbound.clone(), cancel.clone());
+        info!(parent: &span, term, "agent session opened");
+        let session = Session {
+            agent_id,
+            identity,
+            proposer: self.proposer.clone(),
+            outbound,
+            _guard: guard,
+        };
+        tokio::spawn(session.run(inbound, cancel).instrument(span));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+impl AgentLinkService {
+    fn not_leader(&self) -> Status {
+        let metrics = {
+            use openraft::async_runtime::WatchReceiver;
+            self.proposer.raft().metrics().borrow_watched().clone()
+        };
+        let leader_addr = metrics.current_leader.and_then(|leader| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .map(|node| node.addr.clone())
+        });
+        ApiError::NotLeader { leader_addr }.into()
+    }
+
+    async fn register(&self, agent_id: &AgentId, hello: &pb::Hello) -> Result<(), Status> {
+        let capacity = hello.capacity.unwrap_or_default();
+        let command = Command::AgentHello {
+            agent_id: agent_id.clone(),
+            boot_epoch: hello.boot_epoch,
+            labels: hello.labels.clone().into_iter().collect(),
+            cpu_millis: capacity.cpu_millis,
+            memory_bytes: capacity.memory_bytes,
+            at_ms: now_ms(),
+        };
+        self.proposer
+            .propose(command)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(())
+    }
+}
+
+/// One agent's session: reads its messages and commits what they say.
+struct Session {
+    agent_id: AgentId,
+    identity: Identity,
+    proposer: Proposer,
+    outbound: Outbound,
+    _guard: SessionGuard,
+}
+
+impl Session {
+    async fn run(self, mut inbound: Streaming<AgentMessage>, shutdown: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = inbound.message() => message,
+            };
+            let result = match message {
+                Ok(Some(AgentMessage { body: Some(body) })) => self.handle(body).await,
+                Ok(Some(AgentMessage { body: None })) => {
+                    Err(Status::invalid_argument("empty message"))
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    debug!(%status, "agent stream ended with an error");
+                    break;
+                }
+            };
+            if let Err(status) = result {
+                warn!(%status, "closing agent session");
+                let _ = self.outbound.try_send(Err(status));
+                break;
+            }
+        }
+        info!(caller = %self.identity, "agent session closed");
+    }
+
+    async fn handle(&self, body: agent_message::Body) -> Result<(), Status> {
+        match body {
+            agent_message::Body::Hello(_) => Err(Status::invalid_argument("hello sent twice")),
+            agent_message::Body::Events(batch) => self.record_events(batch).await,
+            agent_message::Body::Heartbeat(_) => {
+                let beat = pb::Heartbeat {
+                    sent_unix_ms: now_ms(),
+                };
+                let _ = self.outbound.try_send(Ok(ControllerMessage {
+                    body: Some(controller_message::Body::Heartbeat(beat)),
+                }));
+                Ok(())
+            }
+            agent_message::Body::TaskUpdate(update) => self.record_task_update(update).await,
+        }
+    }
+
+    async fn record_events(&self, batch: pb::EventBatch) -> Result<(), Status> {
+        if batch.events.len() > MAX_EVENTS_PER_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "batch of {} events exceeds the limit of {MAX_EVENTS_PER_BATCH}",
+                batch.events.len()
+            )));
+        }
+        let events = batch
+            .events
+            .into_iter()
+            .map(|wire| Event::from_wire(&self.agent_id, wire))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let first_id = events.first().map(Event::id).unwrap_or_default();
+        let command = Command::RecordEvents {
+            agent_id: self.agent_id.clone(),
+            events,
+            at_ms: now_ms(),
+        };
+        let (log_id, response) = self
+            .proposer
+            .propose(command)
+            .await
+            .map_err(ApiError::from)?;
+        let StateResponse::EventsRecorded {
+            accepted,
+            duplicates,
+            acks,
+        } = response
+        else {
+            return Err(Status::internal("unexpected response to record-events"));
+        };
+        debug!(first_event = %first_id, log_index = log_id.index, accepted, duplicates, "events committed");
+        for (boot_epoch, up_to_seq) in acks {
+            let ack = pb::EventAck {
+                boot_epoch,
+                up_to_seq,
+            };
+            self.outbound
+                .send(Ok(ControllerMessage {
+                    body: Some(controller_message::Body::EventAck(ack)),
+                }))
+                .await
+                .map_err(|_| Status::cancelled("session closed"))?;
+        }
+        Ok(())
+    }
+
+    async fn record_task_update(&self, update: pb::TaskUpdate) -> Result<(), Status> {
+        let state = match pb::TaskState::try_from(update.state) {
+            Ok(pb::TaskState::Succeeded) => TaskState::Succeeded,
+            Ok(pb::TaskState::Failed) => TaskState::Failed,
+            Ok(pb::TaskState::Refused) => TaskState::Refused,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "task {}: unknown state {}",
+                    update.task_id, update.state
+                )));
+            }
+        };
+        let report = TaskReport {
+            task_id: TaskId::new(update.task_id),
+            state,
+            outcomes: update
+                .outcomes
+                .into_iter()
+                .map(|outcome| ResourceOutcome {
+                    resource: outcome.resource,
+                    changed: outcome.changed,
+                    detail: outcome.detail,
+                })
+                .collect(),
+            error: update.error,
+            finished_ms: update.finished_unix_ms,
+        };
+        let task_id = report.task_id.clone();
+        self.proposer
+            .propose(Command::RecordTaskReport {
+                agent_id: self.agent_id.clone(),
+                report,
+            })
+            .await
+            .map_err(ApiError::from)?;
+        info!(%task_id, state = state.as_str(), "task report committed");
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

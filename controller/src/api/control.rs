@@ -1,0 +1,247 @@
+//! The Control service: what the `levee` CLI calls.
+//!
+//! Reads are linearizable: they go through Raft's read index, so a deposed
+//! leader cannot answer from stale state.
+
+use levee_common::pb::control_server::Control;
+use levee_common::pb::{self};
+use levee_common::spec::SpecSet;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::agent_link::now_ms;
+use super::auth::caller;
+use super::error::ApiError;
+use crate::dispatch::sessions::Sessions;
+use crate::raft::proposer::Proposer;
+use crate::raft::state_machine::SharedState;
+use crate::state::command::{Command, Response as StateResponse};
+use crate::state::records::{EventRecord, PlanRecord, TaskRecord};
+
+/// Rows returned when a request does not say how many.
+const DEFAULT_LIMIT: usize = 100;
+/// Largest total size of spec files in one apply.
+const MAX_APPLY_BYTES: usize = 8 * 1024 * 1024;
+
+pub struct ControlService {
+    pub proposer: Proposer,
+    pub state: SharedState,
+    pub sessions: Sessions,
+}
+
+impl ControlService {
+    async fn linearizable(&self) -> Result<(), Status> {
+        match self
+            .proposer
+            .raft()
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match err.forward_to_leader() {
+                Some(forward) => Err(ApiError::NotLeader {
+                    leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
+                }
+                .into()),
+                None => Err(ApiError::Unavailable(err.to_string()).into()),
+            },
+        }
+    }
+}
+
+fn limit(requested: u32) -> usize {
+    if requested == 0 {
+        DEFAULT_LIMIT
+    } else {
+        requested as usize
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn list_agents(
+        &self,
+        _request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        self.linearizable().await?;
+        let agents = self.state.read(|state| {
+            state
+                .agents
+                .values()
+                .map(|agent| pb::AgentInfo {
+                    agent_id: agent.agent_id.to_string(),
+                    connected: self.sessions.is_connected(&agent.agent_id),
+                    boot_epoch: agent.boot_epoch,
+                    labels: agent.labels.clone().into_iter().collect(),
+                    last_connected_unix_ms: agent.last_hello_ms,
+                    services: state
+                        .placements
+                        .iter()
+                        .filter(|(_, agents)| agents.contains(&agent.agent_id))
+                        .map(|(service, _)| service.clone())
+                        .collect(),
+                    events_committed: agent.events_committed,
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        self.linearizable().await?;
+        let limit = limit(request.get_ref().limit);
+        let events = self.state.read(|state| {
+            let skip = state.events.len().saturating_sub(limit);
+            state.events.iter().skip(skip).map(event_info).collect()
+        });
+        Ok(Response::new(pb::ListEventsResponse { events }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        self.linearizable().await?;
+        let limit = limit(request.get_ref().limit);
+        let tasks = self.state.read(|state| {
+            let mut tasks: Vec<&TaskRecord> = state.tasks.values().collect();
+            tasks.sort_by_key(|task| (task.created.index, task.task_id.clone()));
+            let skip = tasks.len().saturating_sub(limit);
+            tasks.into_iter().skip(skip).map(task_info).collect()
+        });
+        Ok(Response::new(pb::ListTasksResponse { tasks }))
+    }
+
+    async fn list_plans(
+        &self,
+        request: Request<pb::ListPlansRequest>,
+    ) -> Result<Response<pb::ListPlansResponse>, Status> {
+        self.linearizable().await?;
+        let limit = limit(request.get_ref().limit);
+        let plans = self.state.read(|state| {
+            let mut plans: Vec<&PlanRecord> = state.plans.values().collect();
+            plans.sort_by_key(|plan| (plan.created.index, plan.plan_id.clone()));
+            let skip = plans.len().saturating_sub(limit);
+            plans.into_iter().skip(skip).map(plan_info).collect()
+        });
+        Ok(Response::new(pb::ListPlansResponse { plans }))
+    }
+
+    async fn apply_specs(
+        &self,
+        request: Request<pb::ApplySpecsRequest>,
+    ) -> Result<Response<pb::ApplySpecsResponse>, Status> {
+        let identity = caller(&request)?;
+        let request = request.into_inner();
+        let total: usize = request.files.iter().map(|file| file.content.len()).sum();
+        if total > MAX_APPLY_BYTES {
+            return Err(ApiError::InvalidArgument(format!(
+                "spec files total {total} bytes, more than {MAX_APPLY_BYTES}"
+            ))
+            .into());
+        }
+        let specs = SpecSet::parse(
+            request
+                .files
+                .iter()
+                .map(|file| (file.name.as_str(), file.content.as_str())),
+        )
+        .map_err(|errors| ApiError::InvalidArgument(errors.to_string()))?;
+        let command = Command::PutSpecs {
+            specs,
+            reason: request.reason,
+            applied_by: identity.to_string(),
+            at_ms: now_ms(),
+        };
+        let (_, response) = self
+            .proposer
+            .propose(command)
+            .await
+            .map_err(ApiError::from)?;
+        let StateResponse::SpecsApplied { version, plan_ids } = response else {
+            return Err(Status::internal("unexpected response to put-specs"));
+        };
+        info!(version, caller = %identity, plans = plan_ids.len(), "spec version committed");
+        Ok(Response::new(pb::ApplySpecsResponse {
+            version,
+            plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let metrics = self.proposer.raft().metrics().borrow_watched().clone();
+        Ok(Response::new(pb::ClusterStatusResponse {
+            node_id: metrics.id,
+            leader_id: metrics.current_leader.unwrap_or_default(),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or_default(),
+            last_applied: metrics
+                .last_applied
+                .map(|log_id| log_id.index)
+                .unwrap_or_default(),
+            spec_version: self.state.read(|state| state.spec_version),
+        }))
+    }
+}
+
+fn event_info(record: &EventRecord) -> pb::EventInfo {
+    pb::EventInfo {
+        id: record.event.id(),
+        source: record.event.source.clone(),
+        r#type: record.event.event_type.clone(),
+        subject: record.event.subject.clone(),
+        time_unix_ms: record.event.time_unix_ms,
+        data_json: record.event.data.to_string(),
+        log_index: record.log_index,
+        rules: record.rules.clone(),
+        plan_ids: record.plan_ids.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn task_info(task: &TaskRecord) -> pb::TaskInfo {
+    pb::TaskInfo {
+        task_id: task.task_id.to_string(),
+        plan_id: task.plan_id.to_string(),
+        agent_id: task.agent_id.to_string(),
+        service: task.service.clone(),
+        state: task.state.as_str().to_owned(),
+        created_term: task.created.term,
+        cause_event_id: task.cause.event_id.clone().unwrap_or_default(),
+        rule: task.cause.rule.clone().unwrap_or_default(),
+        error: task.error.clone(),
+        outcomes: task
+            .outcomes
+            .iter()
+            .map(|outcome| {
+                format!(
+                    "{} {}: {}",
+                    if outcome.changed { "changed" } else { "ok" },
+                    outcome.resource,
+                    outcome.detail
+                )
+            })
+            .collect(),
+        created_unix_ms: task.created_ms,
+        finished_unix_ms: task.finished_ms,
+    }
+}
+
+fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
+    pb::PlanInfo {
+        plan_id: plan.plan_id.to_string(),
+        reason: plan.cause.reason.clone(),
+        cause_event_id: plan.cause.event_id.clone().unwrap_or_default(),
+        rule: plan.cause.rule.clone().unwrap_or_default(),
+        task_ids: plan.task_ids.iter().map(ToString::to_string).collect(),
+        log_index: plan.created.index,
+        term: plan.created.term,
+    }
+}

@@ -1,0 +1,8 @@
+//! The gRPC services: what agents and operators may call, and who may call
+//! what. Each service is mounted behind a role check ([`auth::RoleCheck`]);
+//! the role comes from the peer's certificate, never from the request.
+
+pub mod agent_link;
+pub mod auth;
+pub mod control;
+pub mod error;

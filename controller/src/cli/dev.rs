@@ -1,0 +1,281 @@
+//! `levee dev` (a one-node cluster plus a local agent, with example specs)
+//! and `levee server` (one node from a config file).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use levee_common::agent_config::{AgentConfig, LinkConfig};
+use levee_common::identity::{Identity, Role};
+use levee_common::tls::TlsFiles;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::ca;
+use super::client::CliConfig;
+use super::specs::{parse_specs, read_spec_files};
+use crate::api::agent_link::now_ms;
+use crate::config::{NodeConfig, RaftConfig};
+use crate::node::{self, RunningNode};
+use crate::raft::proposer::Proposer;
+use crate::state::command::Command as StateCommand;
+
+/// The example specs, built in so `levee dev` works from any directory.
+const EMBEDDED_SPECS: [(&str, &str); 2] = [
+    (
+        "clock.yaml",
+        include_str!("../../../deploy/examples/specs/clock.yaml"),
+    ),
+    (
+        "repair-clock.yaml",
+        include_str!("../../../deploy/examples/specs/repair-clock.yaml"),
+    ),
+];
+
+const NODE_NAME: &str = "node-1";
+const AGENT_NAME: &str = "local";
+const OPERATOR_NAME: &str = "dev-operator";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevArgs {
+    /// Where all state lives: certificates, the Raft store, the agent's
+    /// outbox and its services. Starting again with the same directory
+    /// keeps everything.
+    #[arg(long, default_value = ".levee", env = "LEVEE_DEV_DIR")]
+    pub data_dir: PathBuf,
+    /// The controller's listen address (agents and API).
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// Spec files to load instead of the built-in examples.
+    #[arg(long)]
+    pub specs: Option<PathBuf>,
+    /// The levee-agent binary; by default the one next to this `levee`.
+    #[arg(long, env = "LEVEE_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    let data_dir = absolute(&args.data_dir)?;
+    let pki = data_dir.join("pki");
+    let agent_bin = find_agent_binary(args.agent_bin.as_deref())?;
+    ensure_certificates(&pki)?;
+
+    let shutdown = CancellationToken::new();
+    let node_config = NodeConfig {
+        node_id: 1,
+        listen: args.listen,
+        advertise: None,
+        data_dir: data_dir.join("controller"),
+        tls: TlsFiles::in_dir(&pki, NODE_NAME),
+        raft: RaftConfig {
+            bootstrap: true,
+            ..RaftConfig::default()
+        },
+    };
+    let node = node::start(node_config, shutdown.clone()).await?;
+    wait_for_leadership(&node).await?;
+    load_specs(&node, args.specs.as_deref()).await?;
+
+    let cli_config = CliConfig {
+        endpoint: node.addr.to_string(),
+        tls: TlsFiles::in_dir(&pki, OPERATOR_NAME),
+    };
+    cli_config.write(&data_dir.join("cli.toml"))?;
+    let agent_config = AgentConfig {
+        controllers: vec![node.addr.to_string()],
+        data_dir: data_dir.join("agent"),
+        labels: [("role".to_owned(), "demo".to_owned())].into(),
+        allowed_roots: Vec::new(),
+        tls: TlsFiles::in_dir(&pki, AGENT_NAME),
+        link: LinkConfig::default(),
+    };
+    let agent_config_path = data_dir.join("agent.toml");
+    std::fs::write(&agent_config_path, agent_config.to_toml()).context("writing agent.toml")?;
+    let agent = spawn_agent(&agent_bin, &agent_config_path)?;
+
+    print_banner(&data_dir, &node, &agent_config);
+    shutdown_signal().await;
+    info!("shutting down");
+    stop_agent(agent).await;
+    shutdown.cancel();
+    node.wait().await
+}
+
+pub async fn run_server(config_path: &Path) -> Result<()> {
+    let config = NodeConfig::load(config_path)?;
+    let shutdown = CancellationToken::new();
+    let node = node::start(config, shutdown.clone()).await?;
+    shutdown_signal().await;
+    shutdown.cancel();
+    node.wait().await
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    path.canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))
+}
+
+fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    let candidate = match explicit {
+        Some(path) => path.to_owned(),
+        None => std::env::current_exe()
+            .context("locating this executable")?
+            .with_file_name("levee-agent"),
+    };
+    if !candidate.is_file() {
+        bail!(
+            "levee-agent not found at {}: build it with `cargo build --workspace`, or pass --agent-bin",
+            candidate.display()
+        );
+    }
+    Ok(candidate)
+}
+
+/// Creates the development CA and certificates on first start.
+fn ensure_certificates(pki: &Path) -> Result<()> {
+    if pki.join("ca.key").exists() {
+        return Ok(());
+    }
+    info!(dir = %pki.display(), "creating a development CA and certificates");
+    let authority = ca::init_ca(pki, "levee-dev", 3650)?;
+    let loopback = ["127.0.0.1".parse()?, "::1".parse()?];
+    ca::issue(
+        &authority,
+        &Identity::new(Role::Controller, NODE_NAME),
+        &loopback,
+        365,
+        pki,
+    )?;
+    ca::issue(
+        &authority,
+        &Identity::new(Role::Agent, AGENT_NAME),
+        &[],
+        365,
+        pki,
+    )?;
+    ca::issue(
+        &authority,
+        &Identity::new(Role::Operator, OPERATOR_NAME),
+        &[],
+        365,
+        pki,
+    )?;
+    Ok(())
+}
+
+async fn wait_for_leadership(node: &RunningNode) -> Result<()> {
+    node.raft
+        .wait(Some(Duration::from_secs(30)))
+        .state(
+            openraft::ServerState::Leader,
+            "single-node cluster elects itself",
+        )
+        .await
+        .context("the node did not become leader within 30 s")?;
+    Ok(())
+}
+
+/// Applies the dev specs unless the cluster already holds exactly them, so
+/// a restart does not create a new version.
+async fn load_specs(node: &RunningNode, dir: Option<&Path>) -> Result<()> {
+    let files: Vec<(String, String)> = match dir {
+        Some(dir) => read_spec_files(dir)?,
+        None => EMBEDDED_SPECS
+            .iter()
+            .map(|(name, content)| (format!("<built-in>/{name}"), (*content).to_owned()))
+            .collect(),
+    };
+    let specs = parse_specs(&files)?;
+    if node.state.read(|state| state.specs == specs) {
+        info!("the cluster already holds these specs");
+        return Ok(());
+    }
+    let command = StateCommand::PutSpecs {
+        specs,
+        reason: "levee dev".into(),
+        applied_by: format!("operator/{OPERATOR_NAME}"),
+        at_ms: now_ms(),
+    };
+    Proposer::new(node.raft.clone())
+        .propose(command)
+        .await
+        .context("committing the dev specs")?;
+    Ok(())
+}
+
+fn spawn_agent(binary: &Path, config: &Path) -> Result<Child> {
+    let mut command = Command::new(binary);
+    command
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+/// Asks the agent to stop (SIGTERM) and waits; kills it after a grace period.
+async fn stop_agent(mut agent: Child) {
+    if let Some(pid) = agent.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(Duration::from_secs(15), agent.wait()).await {
+        Ok(Ok(status)) => info!(%status, "agent stopped"),
+        _ => {
+            warn!("agent did not stop within 15 s; killing it");
+            let _ = agent.kill().await;
+        }
+    }
+}
+
+fn print_banner(data_dir: &Path, node: &RunningNode, agent: &AgentConfig) {
+    let cli = data_dir.join("cli.toml");
+    let default_cli = Path::new(".levee/cli.toml");
+    let env_hint = if default_cli.canonicalize().ok().as_deref() == Some(cli.as_path()) {
+        String::new()
+    } else {
+        format!(
+            "\n  (from another directory: export LEVEE_CLI_CONFIG={})",
+            cli.display()
+        )
+    };
+    eprintln!(
+        "\nLevee dev is running.\n\
+         \x20 controller   https://{addr} (one-node Raft cluster, store in {data}/controller)\n\
+         \x20 agent        `{agent_name}`, services under {services}\n\
+         \x20 certificates {data}/pki\n\n\
+         Try, in another terminal:\n\
+         \x20 levee agents        levee events        levee tasks        levee plans{env_hint}\n\
+         \x20 pkill -KILL -f 'now.txt'   # crash the clock service; Levee repairs it\n\n\
+         Ctrl-C stops everything; starting again keeps all state.\n",
+        addr = node.addr,
+        data = data_dir.display(),
+        agent_name = AGENT_NAME,
+        services = agent.data_dir.join("services").display(),
+    );
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
+        Ok(signal) => signal,
+        Err(err) => {
+            warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop this process");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,129 @@
+//! A controller node's configuration, read from TOML.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use levee_common::tls::TlsFiles;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's Raft id: unique in the cluster, never reused.
+    pub node_id: u64,
+    /// Where the gRPC services listen (agents, API, Raft). Port 0 picks a
+    /// free port, written to `<data_dir>/api.addr` once bound.
+    pub listen: SocketAddr,
+    /// The address peers and agents dial; defaults to the bound address.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Holds `levee.redb` (Raft log, snapshots) and `api.addr`.
+    pub data_dir: PathBuf,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub raft: RaftConfig,
+}
+
+/// Raft timing and log compaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Initialise a new single-node cluster if this node's store is empty.
+    pub bootstrap: bool,
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and compact the log) after this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: false,
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_every: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, before any port is bound.
+    pub fn validate(&self) -> Result<(), String> {
+        let raft = &self.raft;
+        if raft.heartbeat_ms == 0 || raft.election_min_ms <= raft.heartbeat_ms {
+            return Err(format!(
+                "raft.election_min_ms ({}) must be greater than raft.heartbeat_ms ({})",
+                raft.election_min_ms, raft.heartbeat_ms
+            ));
+        }
+        if raft.election_max_ms <= raft.election_min_ms {
+            return Err(format!(
+                "raft.election_max_ms ({}) must be greater than raft.election_min_ms ({})",
+                raft.election_max_ms, raft.election_min_ms
+            ));
+        }
+        if raft.snapshot_every == 0 {
+            return Err("raft.snapshot_every must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_node_config_in_deploy_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/controller.toml");
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.node_id, 1);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_timings_are_refused() {
+        let base = r#"
+node_id = 1
+listen = "127.0.0.1:0"
+data_dir = "/tmp/x"
+tls = { ca = "a", cert = "b", key = "c" }
+"#;
+        assert!(toml::from_str::<NodeConfig>(&format!("{base}\nlisten_port = 3\n")).is_err());
+        let config: NodeConfig =
+            toml::from_str(&format!("{base}\n[raft]\nheartbeat_ms = 500\n")).unwrap();
+        assert!(config.validate().unwrap_err().contains("election_min_ms"));
+    }
+}

@@ -1,0 +1,187 @@
+//! One controller node: the store, Raft, the gRPC services and the
+//! dispatcher, started in order and stopped in reverse.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use levee_common::identity::Role;
+use levee_common::pb::agent_link_server::AgentLinkServer;
+use levee_common::pb::control_server::ControlServer;
+use levee_common::pb::raft_transport_server::RaftTransportServer;
+use openraft::{BasicNode, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tracing::{info, warn};
+
+use crate::api::agent_link::AgentLinkService;
+use crate::api::auth::RoleCheck;
+use crate::api::control::ControlService;
+use crate::config::NodeConfig;
+use crate::dispatch::dispatcher::Dispatcher;
+use crate::dispatch::sessions::Sessions;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::Network;
+use crate::raft::proposer::Proposer;
+use crate::raft::service::RaftService;
+use crate::raft::state_machine::{SharedState, StateMachine};
+use crate::raft::{LeveeRaft, store};
+
+/// Largest gRPC message accepted from agents and operators.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// How long shutdown waits for sessions and Raft to wind down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+const AGENT_ONLY: RoleCheck = RoleCheck::new("AgentLink", &[Role::Agent]);
+const OPERATORS: RoleCheck = RoleCheck::new("Control", &[Role::Operator]);
+const CONTROLLERS: RoleCheck = RoleCheck::new("RaftTransport", &[Role::Controller]);
+
+/// A started node.
+pub struct RunningNode {
+    /// The address the services are bound to.
+    pub addr: SocketAddr,
+    pub raft: LeveeRaft,
+    pub state: SharedState,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl RunningNode {
+    /// Runs until `shutdown` is cancelled, then stops in order.
+    pub async fn wait(self) -> Result<()> {
+        self.shutdown.cancelled().await;
+        info!("stopping controller node");
+        self.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("sessions did not finish within the grace period");
+        }
+        self.raft.shutdown().await.context("raft shutdown")?;
+        info!("controller node stopped");
+        Ok(())
+    }
+}
+
+/// Starts a node; it serves until `shutdown` is cancelled.
+pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<RunningNode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let tls = config.tls.load().context("loading TLS files")?;
+
+    info!(path = %config.data_dir.display(), "opening store");
+    let db = store::open(&config.data_dir.join("levee.redb"))?;
+    let state_machine = StateMachine::open(db.clone())
+        .await
+        .context("opening state machine")?;
+    let state = state_machine.shared();
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
+
+    info!(node_id = config.node_id, %advertise, "starting raft");
+    let raft_config = openraft::Config {
+        cluster_name: "levee".into(),
+        heartbeat_interval: config.raft.heartbeat_ms,
+        election_timeout_min: config.raft.election_min_ms,
+        election_timeout_max: config.raft.election_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
+        max_in_snapshot_log_to_keep: config.raft.snapshot_every.min(1000),
+        ..Default::default()
+    }
+    .validate()
+    .context("raft configuration")?;
+    let network = Network::new(tls.client_config());
+    let raft = LeveeRaft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        network,
+        LogStore::new(db),
+        state_machine,
+    )
+    .await
+    .context("starting raft")?;
+    if config.raft.bootstrap && !raft.is_initialized().await.context("reading raft state")? {
+        info!(
+            node_id = config.node_id,
+            "initialising a new single-node cluster"
+        );
+        let members = BTreeMap::from([(config.node_id, BasicNode::new(&advertise))]);
+        raft.initialize(members)
+            .await
+            .context("initialising the cluster")?;
+    }
+
+    let proposer = Proposer::new(raft.clone());
+    let sessions = Sessions::default();
+    let tracker = TaskTracker::new();
+    let agent_link = AgentLinkService {
+        node_id: config.node_id,
+        proposer: proposer.clone(),
+        sessions: sessions.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let control = ControlService {
+        proposer: proposer.clone(),
+        state: state.clone(),
+        sessions: sessions.clone(),
+    };
+    let router = Server::builder()
+        .tls_config(tls.server_config())
+        .context("TLS configuration")?
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // Each service sits behind the role check for its callers.
+        .add_service(InterceptedService::new(
+            AgentLinkServer::new(agent_link).max_decoding_message_size(MAX_MESSAGE_BYTES),
+            AGENT_ONLY,
+        ))
+        .add_service(InterceptedService::new(
+            ControlServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES * 2),
+            OPERATORS,
+        ))
+        .add_service(InterceptedService::new(
+            // Snapshots travel in one message; only controllers reach this.
+            RaftTransportServer::new(RaftService::new(raft.clone()))
+                .max_decoding_message_size(usize::MAX),
+            CONTROLLERS,
+        ));
+    let serve_shutdown = shutdown.clone();
+    tracker.spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        if let Err(err) = router
+            .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
+            .await
+        {
+            warn!(error = %err, "gRPC server stopped with an error");
+        }
+    });
+    let dispatcher = Dispatcher {
+        state: state.clone(),
+        sessions,
+        proposer,
+    };
+    tracker.spawn(dispatcher.run(shutdown.clone()));
+
+    std::fs::write(config.data_dir.join("api.addr"), addr.to_string())
+        .context("writing api.addr")?;
+    info!(%addr, "controller node serving");
+    Ok(RunningNode {
+        addr,
+        raft,
+        state,
+        tracker,
+        shutdown,
+    })
+}
