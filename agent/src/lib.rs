@@ -1,1 +1,147 @@
+//! levee-agent: runs on every host. It detects events, keeps them in a
+//! durable outbox until a controller acknowledges their commit, applies the
+//! tasks the leader sends, and supervises workloads while cut off.
+//!
+//! - [`outbox`]: the durable event buffer, acknowledged by sequence.
+//! - [`journal`]: applied task ids, the highest term seen, desired state.
+//! - [`link`]: the session with the leading controller.
+//! - [`apply`]: converging resources, fenced by term, once per task id.
+//! - [`supervisor`]: workload processes and their exit events.
+//! - [`paths`]: the allowed roots every resource path is checked against.
+//!
+//! Architecture invariant: this crate links neither openraft nor the
+//! controller's store; it speaks to controllers only through `levee.v1`.
 
+pub mod apply;
+pub mod journal;
+pub mod link;
+pub mod outbox;
+pub mod paths;
+pub mod store;
+pub mod supervisor;
+pub mod util;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use levee_common::agent_config::AgentConfig;
+use levee_common::identity::{Identity, Role};
+use levee_common::pb;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::apply::Applier;
+use crate::journal::Journal;
+use crate::link::Link;
+use crate::outbox::Outbox;
+use crate::paths::Roots;
+use crate::supervisor::Supervisor;
+
+/// How long shutdown waits for an in-flight task to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the agent until `shutdown` is cancelled.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
+    let tls = config.tls.load().context("loading TLS files")?;
+    let identity = identity_of(&tls.cert_pem)?;
+    let span = info_span!("agent", agent_id = %identity.name);
+    run_as(config, tls, identity, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_as(
+    config: AgentConfig,
+    tls: levee_common::tls::TlsMaterial,
+    identity: Identity,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
+    let outbox = Outbox::open(db.clone(), config.link.outbox_max_events)?;
+    let journal = Journal::new(db.clone());
+    let roots = Roots::new(&config.roots()).context("preparing the allowed roots")?;
+    let supervisor = Supervisor::new(outbox.clone(), db);
+    info!(
+        boot_epoch = outbox.boot_epoch(),
+        unsent = outbox.len()?,
+        "agent starting"
+    );
+
+    supervisor.reap_leftovers().await?;
+    let applier = Applier::new(&config, journal.clone(), supervisor.clone(), roots);
+    // Converge what we were last told before hearing from anyone: a host
+    // cut off from the controllers keeps running its workloads.
+    applier.converge_desired().await?;
+
+    let (tasks_tx, tasks_rx) = mpsc::channel(64);
+    let (updates_tx, updates_rx) = mpsc::channel(64);
+    let worker_stop = CancellationToken::new();
+    let worker = tokio::spawn(
+        apply_tasks(applier, tasks_rx, updates_tx, worker_stop.clone()).in_current_span(),
+    );
+    let link = Link {
+        config,
+        agent_id: identity.name,
+        tls,
+        outbox,
+        journal,
+        tasks: tasks_tx,
+        updates: updates_rx,
+    };
+    let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());
+
+    shutdown.cancelled().await;
+    info!("agent stopping");
+    let _ = link_task.await;
+    // Cancelling waits, not work: a task being applied finishes first.
+    worker_stop.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
+        warn!("a task was still being applied after the grace period");
+    }
+    supervisor.stop_all().await;
+    info!("agent stopped");
+    Ok(())
+}
+
+async fn apply_tasks(
+    applier: Applier,
+    mut tasks: mpsc::Receiver<pb::Task>,
+    updates: mpsc::Sender<pb::TaskUpdate>,
+    stop: CancellationToken,
+) {
+    loop {
+        let task = tokio::select! {
+            _ = stop.cancelled() => break,
+            task = tasks.recv() => match task { Some(task) => task, None => break },
+        };
+        match applier.handle(task).await {
+            Ok(update) => {
+                if updates.send(update).await.is_err() {
+                    break;
+                }
+            }
+            Err(err) => {
+                warn!(error = %err, "task journal error; the task will be retried when redelivered")
+            }
+        }
+    }
+}
+
+/// The agent's name, from its certificate; it must be an agent certificate.
+pub fn identity_of(cert_pem: &str) -> Result<Identity> {
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .context("reading the agent certificate")?;
+    let identity = Identity::from_certificate_der(der.as_ref())?;
+    if identity.role != Role::Agent {
+        bail!(
+            "the certificate is for a {} ({identity}), not an agent",
+            identity.role
+        );
+    }
+    Ok(identity)
+}

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     };
-    telemetry::init(format, "info");
+    telemetry::init(format, "info,openraft=warn");
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -1,0 +1,76 @@
+//! The link to the controllers: one session at a time, with the leader.
+//!
+//! [`Link::run`] connects to a controller, follows leader redirects, and
+//! reconnects with backoff and jitter when a session ends. The session
+//! ([`session`]) sends the outbox, receives tasks, and returns updates.
+
+mod backoff;
+mod session;
+
+use std::time::Duration;
+
+use levee_common::agent_config::AgentConfig;
+use levee_common::pb;
+use levee_common::tls::TlsMaterial;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::backoff::Backoff;
+use self::session::{SessionEnd, SessionError};
+use crate::journal::Journal;
+use crate::outbox::Outbox;
+
+pub struct Link {
+    pub config: AgentConfig,
+    pub agent_id: String,
+    pub tls: TlsMaterial,
+    pub outbox: Outbox,
+    pub journal: Journal,
+    /// Tasks received, toward the applier.
+    pub tasks: mpsc::Sender<pb::Task>,
+    /// Updates from the applier, toward the controller.
+    pub updates: mpsc::Receiver<pb::TaskUpdate>,
+}
+
+impl Link {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let link = &self.config.link;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(link.reconnect_min_ms),
+            Duration::from_millis(link.reconnect_max_ms),
+        );
+        let controllers = self.config.controllers.clone();
+        let mut next_index = 0;
+        let mut leader_hint: Option<String> = None;
+        let mut redirects = 0;
+        while !shutdown.is_cancelled() {
+            let addr = leader_hint.take().unwrap_or_else(|| {
+                let addr = controllers[next_index % controllers.len()].clone();
+                next_index += 1;
+                addr
+            });
+            match session::run(&mut self, &addr, &shutdown).await {
+                Ok(SessionEnd::Shutdown) => break,
+                Ok(SessionEnd::Closed) => {
+                    info!(controller = %addr, "session closed by the controller; reconnecting");
+                    backoff.reset();
+                }
+                Err(SessionError::Redirect(leader)) if redirects < controllers.len() + 1 => {
+                    info!(controller = %addr, leader = %leader, "following the leader");
+                    leader_hint = Some(leader);
+                    redirects += 1;
+                    continue;
+                }
+                Err(err) => warn!(controller = %addr, error = %err, "session failed"),
+            }
+            redirects = 0;
+            let delay = backoff.next_delay();
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        info!("link stopped");
+    }
+}

@@ -1,0 +1,133 @@
+//! Where resources may live on this host. Every path a task names is
+//! resolved here and refused unless it stays under an allowed root, also
+//! after following symlinks.
+
+use std::path::{Component, Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PathError {
+    #[error("path `{0}` contains `..`")]
+    Traversal(String),
+    #[error("path `{0}` contains a NUL byte")]
+    Nul(String),
+    #[error("path `{path}` is outside the allowed roots ({roots})")]
+    OutsideRoots { path: String, roots: String },
+    #[error("cannot prepare `{path}`: {reason}")]
+    Io { path: String, reason: String },
+}
+
+/// The allowed roots, canonicalised once.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    roots: Vec<PathBuf>,
+}
+
+impl Roots {
+    /// Creates the roots if missing and canonicalises them.
+    pub fn new(roots: &[PathBuf]) -> std::io::Result<Self> {
+        let mut canonical = Vec::new();
+        for root in roots {
+            std::fs::create_dir_all(root)?;
+            canonical.push(root.canonicalize()?);
+        }
+        Ok(Self { roots: canonical })
+    }
+
+    /// Resolves `path` (relative to `base` unless absolute) lexically and
+    /// checks it is beneath a root.
+    pub fn resolve(&self, base: &Path, path: &str) -> Result<PathBuf, PathError> {
+        if path.contains('\0') {
+            return Err(PathError::Nul(path.to_owned()));
+        }
+        let joined = base.join(path);
+        let mut clean = PathBuf::new();
+        for component in joined.components() {
+            match component {
+                Component::ParentDir => return Err(PathError::Traversal(path.to_owned())),
+                Component::CurDir => {}
+                other => clean.push(other),
+            }
+        }
+        if !self.roots.iter().any(|root| clean.starts_with(root)) {
+            return Err(self.outside(&clean));
+        }
+        Ok(clean)
+    }
+
+    /// Creates `dir` and its parents, then checks that, with symlinks
+    /// followed, it is still beneath a root.
+    pub fn prepare_dir(&self, dir: &Path) -> Result<PathBuf, PathError> {
+        let io = |err: std::io::Error| PathError::Io {
+            path: dir.display().to_string(),
+            reason: err.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let real = dir.canonicalize().map_err(io)?;
+        if self.roots.iter().any(|root| real.starts_with(root)) {
+            Ok(real)
+        } else {
+            Err(self.outside(&real))
+        }
+    }
+
+    fn outside(&self, path: &Path) -> PathError {
+        let roots = self
+            .roots
+            .iter()
+            .map(|root| root.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        PathError::OutsideRoots {
+            path: path.display().to_string(),
+            roots,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_beneath_the_roots_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("services");
+        let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
+        let base = root.canonicalize().unwrap().join("clock");
+        assert_eq!(
+            roots.resolve(&base, "banner.txt").unwrap(),
+            base.join("banner.txt")
+        );
+        assert_eq!(roots.resolve(&base, "./a/b").unwrap(), base.join("a/b"));
+        assert_eq!(
+            roots.resolve(&base, "../../etc/passwd"),
+            Err(PathError::Traversal("../../etc/passwd".into()))
+        );
+        assert!(matches!(
+            roots.resolve(&base, "/etc/passwd"),
+            Err(PathError::OutsideRoots { .. })
+        ));
+        assert!(matches!(
+            roots.resolve(&base, "a\0b"),
+            Err(PathError::Nul(_))
+        ));
+    }
+
+    #[test]
+    fn a_symlink_out_of_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("services");
+        let outside = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
+        let root = root.canonicalize().unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        let resolved = roots.resolve(&root, "escape/file").unwrap();
+        assert!(matches!(
+            roots.prepare_dir(resolved.parent().unwrap()),
+            Err(PathError::OutsideRoots { .. })
+        ));
+    }
+}

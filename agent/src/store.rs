@@ -1,0 +1,60 @@
+//! The agent's embedded store: one redb file with the outbox, the task
+//! journal and the last assigned desired state. Every write commits with
+//! fsync before the agent acts on it or acknowledges it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, TableDefinition};
+use thiserror::Error;
+
+/// Unacknowledged events by (boot epoch, sequence number).
+pub const OUTBOX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("outbox");
+/// Counters: boot epoch, next sequence, highest term seen, dropped events.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Tasks by id: started, or finished with the update sent.
+pub const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+/// The last assigned resources of each service on this host.
+pub const DESIRED: TableDefinition<&str, &[u8]> = TableDefinition::new("desired");
+/// Process groups of running workloads, so a restarted agent can stop
+/// what a crashed one left behind.
+pub const WORKLOADS: TableDefinition<&str, u64> = TableDefinition::new("workloads");
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("agent store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("agent store record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+macro_rules! impl_from_redb {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StoreError {
+            fn from(err: $error) -> Self {
+                StoreError::Db(err.into())
+            }
+        }
+    )*};
+}
+
+impl_from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Opens the store, creating every table.
+pub fn open(path: &Path) -> Result<Arc<Database>, StoreError> {
+    let db = Database::create(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(OUTBOX)?;
+    txn.open_table(META)?;
+    txn.open_table(JOURNAL)?;
+    txn.open_table(DESIRED)?;
+    txn.open_table(WORKLOADS)?;
+    txn.commit()?;
+    Ok(Arc::new(db))
+}
