@@ -100,6 +100,11 @@ impl Supervisor {
         })
     }
 
+    #[cfg(test)]
+    pub fn outbox_for_tests(&self) -> Outbox {
+        self.outbox.clone()
+    }
+
     /// Stops every workload (agent shutdown). No exit events are emitted.
     pub async fn stop_all(&self) {
         let running: Vec<Running> = self.lock().drain().map(|(_, running)| running).collect();

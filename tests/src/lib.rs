@@ -1,1 +1,13 @@
+//! A harness for whole-system tests: real `levee` and `levee-agent`
+//! processes on 127.0.0.1, real certificates, real files.
+//!
+//! Every process a test starts is owned by a guard that ends it when the
+//! test ends, pass or fail. Waits are on conditions, with a timeout that
+//! names what was awaited.
 
+pub mod cluster;
+pub mod process;
+pub mod wait;
+
+pub use cluster::{AgentProcess, ControllerProcess, Pki, TestEnv};
+pub use wait::wait_until;

@@ -1,1 +1,8 @@
+//! Whole-system tests: real processes on 127.0.0.1 over mTLS.
+//! One test binary, one module per area.
 
+mod common;
+mod dev;
+mod durability;
+mod end_to_end;
+mod mtls;

@@ -248,3 +248,6 @@ fn refused(task: &pb::Task, reason: String) -> pb::TaskUpdate {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

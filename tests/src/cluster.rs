@@ -1,0 +1,341 @@
+//! Controllers, agents and the CLI, as real processes.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use levee_common::agent_config::{AgentConfig, LinkConfig};
+use levee_common::tls::TlsFiles;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::process::{Running, binary, kill_workloads_under};
+use crate::wait::wait_until;
+
+/// How long a controller gets to start and elect itself.
+const STARTUP: Duration = Duration::from_secs(60);
+
+/// A test's directory and certificates. Dropped last: it ends any workload
+/// left under its directory, then removes the directory.
+pub struct TestEnv {
+    dir: TempDir,
+    pub pki: Pki,
+}
+
+/// The cluster CA and certificates, made with `levee ca`.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    fn create(dir: PathBuf) -> Self {
+        run_levee(&["ca", "init", "--dir", path_str(&dir)]).expect("levee ca init");
+        Self { dir }
+    }
+
+    /// Issues a certificate (once) and returns its files.
+    pub fn issue(&self, role: &str, name: &str) -> TlsFiles {
+        let files = TlsFiles::in_dir(&self.dir, name);
+        if !files.cert.exists() {
+            let mut args = vec![
+                "ca",
+                "issue",
+                "--dir",
+                path_str(&self.dir),
+                "--role",
+                role,
+                "--name",
+                name,
+            ];
+            if role == "controller" {
+                args.extend(["--ip", "127.0.0.1"]);
+            }
+            run_levee(&args).unwrap_or_else(|err| panic!("levee ca issue {role} {name}: {err}"));
+        }
+        files
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("levee-test-")
+            .tempdir()
+            .expect("temp dir");
+        let pki = Pki::create(dir.path().join("pki"));
+        Self { dir, pki }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts a single-node controller that bootstraps its own cluster.
+    pub fn start_controller(&self, node_id: u64) -> ControllerProcess {
+        let name = format!("node-{node_id}");
+        let tls = self.pki.issue("controller", &name);
+        let port = free_port();
+        let data_dir = self.path().join(&name);
+        let config_path = self.path().join(format!("{name}.toml"));
+        let config = format!(
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = true\n",
+            data_dir.display(),
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        );
+        std::fs::write(&config_path, config).expect("write controller config");
+        let operator = self.pki.issue("operator", "tester");
+        let mut controller = ControllerProcess {
+            node_id,
+            addr: format!("127.0.0.1:{port}"),
+            config_path,
+            log: self.path().join(format!("{name}.log")),
+            operator,
+            process: None,
+        };
+        controller.start();
+        controller
+    }
+
+    /// Starts an agent named `name` with `labels`, pointed at `controllers`.
+    pub fn start_agent(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        controllers: &[&ControllerProcess],
+    ) -> AgentProcess {
+        let tls = self.pki.issue("agent", name);
+        let config = AgentConfig {
+            controllers: controllers
+                .iter()
+                .map(|controller| controller.addr.clone())
+                .collect(),
+            data_dir: self.path().join(format!("agent-{name}")),
+            labels: labels
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            allowed_roots: Vec::new(),
+            tls,
+            link: LinkConfig {
+                reconnect_min_ms: 50,
+                reconnect_max_ms: 1000,
+                ..LinkConfig::default()
+            },
+        };
+        let config_path = self.path().join(format!("agent-{name}.toml"));
+        std::fs::write(&config_path, config.to_toml()).expect("write agent config");
+        let mut agent = AgentProcess {
+            name: name.to_owned(),
+            config,
+            config_path,
+            log: self.path().join(format!("agent-{name}.log")),
+            process: None,
+        };
+        agent.start();
+        agent
+    }
+
+    /// Writes spec files into a fresh directory and returns it.
+    pub fn write_specs(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path().join(name);
+        std::fs::create_dir_all(&dir).expect("spec dir");
+        for (file, content) in files {
+            std::fs::write(dir.join(file), content).expect("spec file");
+        }
+        dir
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        kill_workloads_under(self.dir.path());
+    }
+}
+
+/// A `levee server` process.
+pub struct ControllerProcess {
+    pub node_id: u64,
+    pub addr: String,
+    config_path: PathBuf,
+    log: PathBuf,
+    operator: TlsFiles,
+    process: Option<Running>,
+}
+
+impl ControllerProcess {
+    /// Starts (or restarts) the node and waits until it leads.
+    pub fn start(&mut self) {
+        let mut command = Command::new(binary("levee"));
+        command
+            .arg("server")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("LEVEE_LOG_FORMAT", "json");
+        self.process = Some(Running::spawn(
+            &format!("controller {}", self.node_id),
+            command,
+            &self.log,
+        ));
+        let node_id = self.node_id;
+        wait_until(
+            &format!("controller {node_id} to lead its cluster"),
+            STARTUP,
+            || {
+                let status = self.cli(&["status"])?;
+                let leader = status[0]["leader_id"].as_u64();
+                if leader == Some(node_id) {
+                    Ok(())
+                } else {
+                    Err(format!("status: {status}"))
+                }
+            },
+        );
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("controller is running").pid()
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Running::log_tail)
+            .unwrap_or_default()
+    }
+
+    /// Runs `levee <args> --output json` against this controller.
+    pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend([
+            "--output",
+            "json",
+            "--endpoint",
+            &self.addr,
+            "--ca",
+            path_str(&self.operator.ca),
+            "--cert",
+            path_str(&self.operator.cert),
+            "--key",
+            path_str(&self.operator.key),
+        ]);
+        let stdout = run_levee(&full)?;
+        serde_json::from_str(&stdout)
+            .map_err(|err| format!("levee {args:?} printed non-JSON ({err}): {stdout}"))
+    }
+
+    /// Runs `levee apply -f DIR` against this controller.
+    pub fn apply(&self, dir: &Path) -> Result<String, String> {
+        run_levee(&[
+            "apply",
+            "-f",
+            path_str(dir),
+            "--endpoint",
+            &self.addr,
+            "--ca",
+            path_str(&self.operator.ca),
+            "--cert",
+            path_str(&self.operator.cert),
+            "--key",
+            path_str(&self.operator.key),
+        ])
+    }
+}
+
+/// A `levee-agent` process.
+pub struct AgentProcess {
+    pub name: String,
+    pub config: AgentConfig,
+    config_path: PathBuf,
+    log: PathBuf,
+    process: Option<Running>,
+}
+
+impl AgentProcess {
+    pub fn start(&mut self) {
+        let mut command = Command::new(binary("levee-agent"));
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("LEVEE_LOG_FORMAT", "json");
+        self.process = Some(Running::spawn(
+            &format!("agent {}", self.name),
+            command,
+            &self.log,
+        ));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// The directory of `service` on this agent.
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.config.service_dir(service)
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.process
+            .as_ref()
+            .map(Running::log_tail)
+            .unwrap_or_default()
+    }
+
+    /// How many lines of the agent's JSON log contain every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+            .count()
+    }
+}
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Runs `levee` with `args`; Ok(stdout) on success, Err(stderr) otherwise.
+pub fn run_levee(args: &[&str]) -> Result<String, String> {
+    let output = Command::new(binary("levee"))
+        .args(args)
+        .env_remove("LEVEE_CLI_CONFIG")
+        .env("LEVEE_CLI_CONFIG", "/nonexistent/levee-cli.toml")
+        .output()
+        .map_err(|err| err.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "exit {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}

@@ -1,0 +1,101 @@
+//! Issue 2, point 2: `levee dev` starts everything, stops cleanly on
+//! Ctrl-C, and keeps its state across restarts.
+
+use levee_tests::process::{Running, binary, workloads_under};
+use levee_tests::{TestEnv, wait_until};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::process::Command;
+
+use crate::common::TIMEOUT;
+
+fn dev(env: &TestEnv) -> Running {
+    let mut command = Command::new(binary("levee"));
+    command
+        .current_dir(env.path())
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(env.path().join("dev"))
+        .env("LEVEE_LOG_FORMAT", "json");
+    Running::spawn("levee dev", command, &env.path().join("dev.log"))
+}
+
+/// `levee <what> --output json` through the `cli.toml` that dev wrote.
+fn query(env: &TestEnv, what: &str) -> Result<Vec<Value>, String> {
+    let output = Command::new(binary("levee"))
+        .args([what, "--output", "json"])
+        .env("LEVEE_CLI_CONFIG", env.path().join("dev/cli.toml"))
+        .output()
+        .map_err(|err| err.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())
+}
+
+fn clock_running(env: &TestEnv, dev: &Running) -> Vec<Value> {
+    wait_until("the dev agent to run the clock service", TIMEOUT, || {
+        let agents = query(env, "agents")?;
+        let tasks = query(env, "tasks")?;
+        let clock_done = tasks
+            .iter()
+            .any(|task| task["service"] == "clock" && task["state"] == "succeeded");
+        let connected = agents
+            .first()
+            .is_some_and(|agent| agent["connected"] == true);
+        if clock_done && connected {
+            Ok(agents)
+        } else {
+            Err(format!(
+                "agents {agents:?} tasks {tasks:?}\n{}",
+                dev.log_tail()
+            ))
+        }
+    })
+}
+
+#[test]
+fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
+    let env = TestEnv::new();
+    let clock_file = env.path().join("dev/agent/services/clock/now.txt");
+
+    let mut first = dev(&env);
+    let agents = clock_running(&env, &first);
+    assert_eq!(agents[0]["agent_id"], "local");
+    assert_eq!(agents[0]["boot_epoch"], 1);
+    wait_until("the clock to write now.txt", TIMEOUT, || {
+        std::fs::read_to_string(&clock_file).map_err(|err| err.to_string())
+    });
+
+    // Ctrl-C stops everything cleanly: dev exits 0, the workload is gone.
+    first.signal(Signal::SIGINT);
+    let status = wait_until("levee dev to exit after SIGINT", TIMEOUT, || {
+        first.try_status().ok_or("still running".to_owned())
+    });
+    assert!(
+        status.success(),
+        "levee dev exited with {status}:\n{}",
+        first.log_tail()
+    );
+    let left = workloads_under(env.path());
+    assert!(
+        left.is_empty(),
+        "workloads still running after Ctrl-C: {left:?}"
+    );
+
+    // Starting again keeps all state: same agent in a new boot epoch, the
+    // same spec version, the earlier task still on record.
+    let second = dev(&env);
+    let agents = clock_running(&env, &second);
+    assert_eq!(agents[0]["boot_epoch"], 2);
+    let tasks = query(&env, "tasks").unwrap();
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|task| task["service"] == "clock")
+            .count(),
+        1,
+        "no new placement: {tasks:?}"
+    );
+    let status = query(&env, "status").unwrap();
+    assert_eq!(status[0]["spec_version"], 1);
+}
