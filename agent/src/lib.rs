@@ -68,7 +68,7 @@ async fn run_as(
     let supervisor = Supervisor::new(outbox.clone(), db);
     info!(
         boot_epoch = outbox.boot_epoch(),
-        unsent = outbox.len()?,
+        unsent = outbox.unacknowledged()?,
         "agent starting"
     );
 

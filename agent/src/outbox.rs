@@ -139,7 +139,8 @@ impl Outbox {
         Ok(())
     }
 
-    pub fn len(&self) -> Result<u64, StoreError> {
+    /// How many events wait for an acknowledgement.
+    pub fn unacknowledged(&self) -> Result<u64, StoreError> {
         Ok(self.db.begin_read()?.open_table(OUTBOX)?.len()?)
     }
 
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(reopened.read_after(Some((1, 4)), 10).unwrap().len(), 2);
         reopened.acknowledge(2, 1).unwrap();
         assert_eq!(
-            reopened.len().unwrap(),
+            reopened.unacknowledged().unwrap(),
             0,
             "an ack of a newer epoch covers older ones"
         );

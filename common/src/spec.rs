@@ -265,13 +265,18 @@ impl SpecSet {
                 file,
                 format!("rule `{name}`: `match`: {err}"),
             ));
-        } else if self.rules.contains_key(&name) {
-            errors.push(SpecError::whole_file(
-                file,
-                format!("rule `{name}` is defined twice"),
-            ));
         } else {
-            self.rules.insert(name, rule);
+            match self.rules.entry(name) {
+                std::collections::btree_map::Entry::Occupied(existing) => {
+                    errors.push(SpecError::whole_file(
+                        file,
+                        format!("rule `{}` is defined twice", existing.key()),
+                    ))
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(rule);
+                }
+            }
         }
     }
 

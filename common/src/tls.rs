@@ -87,7 +87,7 @@ fn read_pem(path: &Path, what: &'static str, label: &str) -> Result<String, TlsE
         path: path.to_owned(),
         source,
     })?;
-    if !content.contains(&format!("-----BEGIN ")) || !content.contains(label) {
+    if !content.contains("-----BEGIN ") || !content.contains(label) {
         return Err(TlsError::NotPem {
             what,
             path: path.to_owned(),

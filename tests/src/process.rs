@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -17,15 +18,54 @@ pub fn bin_dir() -> PathBuf {
         .to_owned()
 }
 
-/// A built binary of this workspace; panics with what to do if missing.
+/// A built binary of this workspace, built first if needed.
 pub fn binary(name: &str) -> PathBuf {
+    ensure_built();
     let path = bin_dir().join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the workspace first (`cargo build --workspace`)",
+        "{} is missing after building the workspace's binaries",
         path.display()
     );
     path
+}
+
+/// Builds `levee` and `levee-agent` once per test process. `cargo test`
+/// builds only the binaries of the package under test, and these tests
+/// drive the binaries of two other packages; building here also means a
+/// test never runs a stale binary. When they are up to date this is a
+/// quick no-op.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut command = Command::new(cargo);
+        command.args([
+            "build",
+            "--quiet",
+            "--bins",
+            "-p",
+            "levee-controller",
+            "-p",
+            "levee-agent",
+            "--manifest-path",
+        ]);
+        command.arg(&manifest);
+        if bin_dir()
+            .file_name()
+            .is_some_and(|profile| profile == "release")
+        {
+            command.arg("--release");
+        }
+        let status = command
+            .status()
+            .expect("running cargo build for the system test binaries");
+        assert!(
+            status.success(),
+            "building levee and levee-agent failed: {status}"
+        );
+    });
 }
 
 /// A running child process, ended when dropped.

@@ -71,7 +71,7 @@ mod tests {
             converge(&path, b"hi\n", 0o640).unwrap(),
             (true, "created".into())
         );
-        assert_eq!(converge(&path, b"hi\n", 0o640).unwrap().0, false);
+        assert!(!converge(&path, b"hi\n", 0o640).unwrap().0);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o640

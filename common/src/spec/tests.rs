@@ -34,13 +34,10 @@ fn a_service_and_a_rule_parse_from_one_file() {
 }
 
 #[test]
-fn resources_resolve_relative_paths_under_the_service_dir() {
+fn a_service_becomes_its_files_then_its_process() {
     let set = SpecSet::parse([("clock.yaml", CLOCK)]).unwrap();
-    let resources = set.services["clock"].resources("/var/lib/levee/services/clock");
-    assert_eq!(
-        resources[0].key(),
-        "file:/var/lib/levee/services/clock/banner.txt"
-    );
+    let resources = set.services["clock"].resources();
+    assert_eq!(resources[0].key(), "file:banner.txt");
     assert_eq!(resources[1].key(), "process:clock");
 }
 

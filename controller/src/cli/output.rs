@@ -43,37 +43,18 @@ pub fn print_rows<R: Row>(rows: &[R], format: OutputFormat, empty_hint: &str) {
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC, or `-` for zero.
+/// Milliseconds since the epoch as RFC 3339 UTC, or `-` for none.
 pub fn timestamp(unix_ms: i64) -> String {
     if unix_ms <= 0 {
         return "-".into();
     }
-    let seconds = unix_ms.div_euclid(1000);
-    let millis = unix_ms.rem_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let secs_of_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        secs_of_day / 3600,
-        secs_of_day % 3600 / 60,
-        secs_of_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// algorithm), to avoid a date crate for one conversion.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix_ms.to_string())
 }
 
 #[cfg(test)]
@@ -83,8 +64,8 @@ mod tests {
     #[test]
     fn timestamps_render_as_utc() {
         assert_eq!(timestamp(0), "-");
-        assert_eq!(timestamp(1_000), "1970-01-01T00:00:01.000Z");
-        assert_eq!(timestamp(1_795_000_000_123), "2026-11-18T08:26:40.123Z");
-        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(timestamp(1_000), "1970-01-01T00:00:01Z");
+        assert_eq!(timestamp(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+        assert_eq!(timestamp(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

@@ -103,9 +103,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         })
         .await?;
-        let last_log_id = last_entry
-            .map(|entry| entry.log_id)
-            .or_else(|| last_purged_log_id.clone());
+        let last_log_id = last_entry.map(|entry| entry.log_id).or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
             last_log_id,

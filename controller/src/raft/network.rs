@@ -83,10 +83,7 @@ impl PeerClient {
         option: &RPCOption,
         method: Method,
     ) -> Result<Resp, Unreachable<TypeConfig>> {
-        let channel = self
-            .channel
-            .clone()
-            .map_err(|err| Unreachable::from_string(err))?;
+        let channel = self.channel.clone().map_err(Unreachable::from_string)?;
         let json = serde_json::to_vec(request).map_err(|err| Unreachable::new(&err))?;
         let mut client = RaftTransportClient::new(channel)
             .max_decoding_message_size(usize::MAX)

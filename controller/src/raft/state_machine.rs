@@ -143,7 +143,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let data = serde_json::to_vec(&applied.state).map_err(io::Error::other)?;
             let meta = SnapshotMeta {
-                last_log_id: applied.last_applied.clone(),
+                last_log_id: applied.last_applied,
                 last_membership: applied.membership.clone(),
             };
             (meta, data)
@@ -166,7 +166,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .applied
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok((applied.last_applied.clone(), applied.membership.clone()))
+        Ok((applied.last_applied, applied.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
@@ -187,8 +187,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         applied.state.apply(at, command)
                     }
                     EntryPayload::Membership(membership) => {
-                        applied.membership =
-                            StoredMembership::new(Some(entry.log_id.clone()), membership);
+                        applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Response::Nothing
                     }
                 };
@@ -225,7 +224,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let index = {
             let mut applied = self.shared.write();
             applied.state = state;
-            applied.last_applied = meta.last_log_id.clone();
+            applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
             applied
                 .last_applied
