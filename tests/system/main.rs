@@ -2,6 +2,7 @@
 //! One test binary, one module per area.
 
 mod common;
+mod deploy;
 mod dev;
 mod durability;
 mod end_to_end;
