@@ -21,6 +21,11 @@ pub struct NodeConfig {
     /// Holds `levee.redb` (Raft log, snapshots) and `api.addr`.
     pub data_dir: PathBuf,
     pub tls: TlsFiles,
+    /// Controllers of an existing cluster to ask for membership when this
+    /// node's store is empty. Leave empty on the first node (with
+    /// `raft.bootstrap = true`) or to join later with `levee cluster join`.
+    #[serde(default)]
+    pub join: Vec<String>,
     #[serde(default)]
     pub raft: RaftConfig,
 }
@@ -94,6 +99,12 @@ impl NodeConfig {
                 "raft.election_max_ms ({}) must be greater than raft.election_min_ms ({})",
                 raft.election_max_ms, raft.election_min_ms
             ));
+        }
+        if raft.bootstrap && !self.join.is_empty() {
+            return Err(
+                "set either raft.bootstrap (a new cluster) or join (an existing one), not both"
+                    .into(),
+            );
         }
         if raft.snapshot_every == 0 {
             return Err("raft.snapshot_every must be at least 1".into());

@@ -27,6 +27,7 @@ use crate::config::NodeConfig;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::sessions::Sessions;
 use crate::raft::log_store::LogStore;
+use crate::raft::membership::Membership;
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::service::RaftService;
@@ -105,7 +106,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     let raft = LeveeRaft::new(
         config.node_id,
         Arc::new(raft_config),
-        network,
+        network.clone(),
         LogStore::new(db),
         state_machine,
     )
@@ -125,6 +126,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     let proposer = Proposer::new(raft.clone());
     let sessions = Sessions::default();
     let tracker = TaskTracker::new();
+    let membership = Arc::new(Membership::new(proposer.clone(), state.clone()));
     let agent_link = AgentLinkService {
         node_id: config.node_id,
         proposer: proposer.clone(),
@@ -132,9 +134,19 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
     };
     let control = ControlService {
+        node_id: config.node_id,
+        advertise: advertise.clone(),
         proposer: proposer.clone(),
         state: state.clone(),
         sessions: sessions.clone(),
+        membership: membership.clone(),
+        network: network.clone(),
+    };
+    let raft_service = RaftService {
+        node_id: config.node_id,
+        advertise: advertise.clone(),
+        raft: raft.clone(),
+        membership,
     };
     let router = Server::builder()
         .tls_config(tls.server_config())
@@ -153,8 +165,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         ))
         .add_service(InterceptedService::new(
             // Snapshots travel in one message; only controllers reach this.
-            RaftTransportServer::new(RaftService::new(raft.clone()))
-                .max_decoding_message_size(usize::MAX),
+            RaftTransportServer::new(raft_service).max_decoding_message_size(usize::MAX),
             CONTROLLERS,
         ));
     let serve_shutdown = shutdown.clone();
@@ -173,6 +184,15 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         proposer,
     };
     tracker.spawn(dispatcher.run(shutdown.clone()));
+    if !config.join.is_empty() && !raft.is_initialized().await.context("reading raft state")? {
+        let joiner = Joiner {
+            node_id: config.node_id,
+            advertise: advertise.clone(),
+            peers: config.join.clone(),
+            network,
+        };
+        tracker.spawn(joiner.run(shutdown.clone()));
+    }
 
     std::fs::write(config.data_dir.join("api.addr"), addr.to_string())
         .context("writing api.addr")?;
@@ -184,4 +204,65 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         tracker,
         shutdown,
     })
+}
+
+/// Asks the cluster to add this node, following leader hints, until it is
+/// a voter or the node stops.
+struct Joiner {
+    node_id: u64,
+    advertise: String,
+    peers: Vec<String>,
+    network: Network,
+}
+
+impl Joiner {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut attempt: u32 = 0;
+        let mut next: Option<String> = None;
+        loop {
+            let peer = next
+                .take()
+                .unwrap_or_else(|| self.peers[attempt as usize % self.peers.len()].clone());
+            match self.ask(&peer).await {
+                Ok(()) => {
+                    info!(node_id = self.node_id, via = %peer, "joined the cluster as a voter");
+                    return;
+                }
+                Err(JoinAttempt::Redirect(leader)) => next = Some(leader),
+                Err(JoinAttempt::Failed(reason)) => {
+                    warn!(via = %peer, %reason, "join attempt failed; retrying")
+                }
+            }
+            attempt += 1;
+            let delay = Duration::from_millis(250 * u64::from(attempt.min(20)));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn ask(&self, peer: &str) -> Result<(), JoinAttempt> {
+        let mut client = self.network.client(peer).map_err(JoinAttempt::Failed)?;
+        let request = levee_common::pb::JoinRequest {
+            node_id: self.node_id,
+            advertise: self.advertise.clone(),
+        };
+        match client.join(request).await {
+            Ok(_) => Ok(()),
+            Err(status) => match status
+                .metadata()
+                .get(levee_common::pb::LEADER_METADATA_KEY)
+                .and_then(|value| value.to_str().ok())
+            {
+                Some(leader) if leader != peer => Err(JoinAttempt::Redirect(leader.to_owned())),
+                _ => Err(JoinAttempt::Failed(status.message().to_owned())),
+            },
+        }
+    }
+}
+
+enum JoinAttempt {
+    Redirect(String),
+    Failed(String),
 }

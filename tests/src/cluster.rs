@@ -74,30 +74,58 @@ impl TestEnv {
 
     /// Starts a single-node controller that bootstraps its own cluster.
     pub fn start_controller(&self, node_id: u64) -> ControllerProcess {
+        let mut controller = self.controller(node_id, &[]);
+        controller.start();
+        controller
+    }
+
+    /// Starts `size` controllers: node 1 bootstraps, the others join it.
+    /// Returns once every node is a voter and they agree on a leader.
+    pub fn start_cluster(&self, size: u64) -> Cluster {
+        let mut first = self.controller(1, &[]);
+        first.start();
+        let mut nodes = vec![first];
+        for node_id in 2..=size {
+            let mut node = self.controller(node_id, &[nodes[0].addr.as_str()]);
+            node.start();
+            nodes.push(node);
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_for_leader();
+        cluster
+    }
+
+    /// A controller's config and process guard, not started yet. With no
+    /// `join` peers it bootstraps a new cluster.
+    pub fn controller(&self, node_id: u64, join: &[&str]) -> ControllerProcess {
         let name = format!("node-{node_id}");
         let tls = self.pki.issue("controller", &name);
         let port = free_port();
         let data_dir = self.path().join(&name);
         let config_path = self.path().join(format!("{name}.toml"));
+        let peers = join
+            .iter()
+            .map(|peer| format!("\"{peer}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = true\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n",
             data_dir.display(),
             tls.ca.display(),
             tls.cert.display(),
-            tls.key.display()
+            tls.key.display(),
+            join.is_empty(),
         );
         std::fs::write(&config_path, config).expect("write controller config");
         let operator = self.pki.issue("operator", "tester");
-        let mut controller = ControllerProcess {
+        ControllerProcess {
             node_id,
             addr: format!("127.0.0.1:{port}"),
             config_path,
             log: self.path().join(format!("{name}.log")),
             operator,
             process: None,
-        };
-        controller.start();
-        controller
+        }
     }
 
     /// Starts an agent named `name` with `labels`, pointed at `controllers`.
@@ -159,6 +187,11 @@ impl Default for TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         kill_workloads_under(self.dir.path());
+        // Set LEVEE_TEST_KEEP=1 to keep the directory (logs, stores) for a look.
+        if std::env::var_os("LEVEE_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+            eprintln!("kept the test directory {}", dir.keep().display());
+        }
     }
 }
 
@@ -173,7 +206,8 @@ pub struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    /// Starts (or restarts) the node and waits until it leads.
+    /// Starts (or restarts) the node and waits until it is a voter of a
+    /// cluster with a known leader.
     pub fn start(&mut self) {
         let mut command = Command::new(binary("levee"));
         command
@@ -188,18 +222,39 @@ impl ControllerProcess {
         ));
         let node_id = self.node_id;
         wait_until(
-            &format!("controller {node_id} to lead its cluster"),
+            &format!("controller {node_id} to be a voter with a known leader"),
             STARTUP,
             || {
-                let status = self.cli(&["status"])?;
-                let leader = status[0]["leader_id"].as_u64();
-                if leader == Some(node_id) {
+                let status = self.status()?;
+                let is_voter = status["members"].as_array().is_some_and(|members| {
+                    members
+                        .iter()
+                        .any(|member| member["node_id"] == node_id && member["voter"] == true)
+                });
+                if status["leader_id"].as_u64().unwrap_or(0) != 0 && is_voter {
                     Ok(())
                 } else {
-                    Err(format!("status: {status}"))
+                    Err(format!("status: {status}\nlog:\n{}", self.log_tail()))
                 }
             },
         );
+    }
+
+    /// This node's own view (`levee cluster status`), asked of it directly.
+    pub fn status(&self) -> Result<Value, String> {
+        self.cli(&["cluster", "status"])
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
+    }
+
+    /// SIGSTOP or SIGCONT, to freeze and thaw the node.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        self.process
+            .as_ref()
+            .expect("controller is running")
+            .signal(signal);
     }
 
     /// SIGKILL, as a crash.
@@ -255,6 +310,51 @@ impl ControllerProcess {
             "--key",
             path_str(&self.operator.key),
         ])
+    }
+}
+
+/// Several controllers forming one cluster.
+pub struct Cluster {
+    pub nodes: Vec<ControllerProcess>,
+}
+
+impl Cluster {
+    /// Waits until a running node says it leads and every running node
+    /// names that node as leader; returns its index in `nodes`.
+    pub fn wait_for_leader(&self) -> usize {
+        wait_until("the running nodes to agree on one leader", STARTUP, || {
+            let mut leaders = Vec::new();
+            for node in self.nodes.iter().filter(|node| node.is_running()) {
+                let status = node.status()?;
+                leaders.push((
+                    node.node_id,
+                    status["leader_id"].as_u64().unwrap_or(0),
+                    status["state"].clone(),
+                ));
+            }
+            let leader_id = leaders.first().map(|(_, leader, _)| *leader).unwrap_or(0);
+            let agreed =
+                leader_id != 0 && leaders.iter().all(|(_, leader, _)| *leader == leader_id);
+            let leads = leaders
+                .iter()
+                .any(|(node, _, state)| *node == leader_id && state == "leader");
+            match self.nodes.iter().position(|node| node.node_id == leader_id) {
+                Some(index) if agreed && leads => Ok(index),
+                _ => Err(format!("views (node, leader, state): {leaders:?}")),
+            }
+        })
+    }
+
+    /// Any running node, for CLI calls (which follow the leader).
+    pub fn any(&self) -> &ControllerProcess {
+        self.nodes
+            .iter()
+            .find(|node| node.is_running())
+            .expect("a running node")
+    }
+
+    pub fn node_refs(&self) -> Vec<&ControllerProcess> {
+        self.nodes.iter().collect()
     }
 }
 

@@ -6,8 +6,9 @@
 //! names what was awaited.
 
 pub mod cluster;
+pub mod load;
 pub mod process;
 pub mod wait;
 
-pub use cluster::{AgentProcess, ControllerProcess, Pki, TestEnv};
+pub use cluster::{AgentProcess, Cluster, ControllerProcess, Pki, TestEnv};
 pub use wait::wait_until;

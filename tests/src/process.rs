@@ -30,7 +30,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Builds `levee` and `levee-agent` once per test process. `cargo test`
+/// Builds the workspace's binaries once per test process. `cargo test`
 /// builds only the binaries of the package under test, and these tests
 /// drive the binaries of two other packages; building here also means a
 /// test never runs a stale binary. When they are up to date this is a

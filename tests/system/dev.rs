@@ -21,8 +21,16 @@ fn dev(env: &TestEnv) -> Running {
 
 /// `levee <what> --output json` through the `cli.toml` that dev wrote.
 fn query(env: &TestEnv, what: &str) -> Result<Vec<Value>, String> {
+    query_value(env, &[what]).and_then(|value| match value {
+        Value::Array(rows) => Ok(rows),
+        other => Err(format!("not a list: {other}")),
+    })
+}
+
+fn query_value(env: &TestEnv, args: &[&str]) -> Result<Value, String> {
     let output = Command::new(binary("levee"))
-        .args([what, "--output", "json"])
+        .args(args)
+        .args(["--output", "json"])
         .env("LEVEE_CLI_CONFIG", env.path().join("dev/cli.toml"))
         .output()
         .map_err(|err| err.to_string())?;
@@ -96,6 +104,6 @@ fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
         1,
         "no new placement: {tasks:?}"
     );
-    let status = query(&env, "status").unwrap();
-    assert_eq!(status[0]["spec_version"], 1);
+    let status = query_value(&env, &["cluster", "status"]).unwrap();
+    assert_eq!(status["spec_version"], 1);
 }

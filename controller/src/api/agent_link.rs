@@ -122,18 +122,10 @@ impl AgentLink for AgentLinkService {
 
 impl AgentLinkService {
     fn not_leader(&self) -> Status {
-        let metrics = {
-            use openraft::async_runtime::WatchReceiver;
-            self.proposer.raft().metrics().borrow_watched().clone()
-        };
-        let leader_addr = metrics.current_leader.and_then(|leader| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .map(|node| node.addr.clone())
-        });
-        ApiError::NotLeader { leader_addr }.into()
+        ApiError::NotLeader {
+            leader_addr: self.proposer.leader_addr(),
+        }
+        .into()
     }
 
     async fn register(&self, agent_id: &AgentId, hello: &pb::Hello) -> Result<(), Status> {

@@ -3,6 +3,8 @@
 //! Reads are linearizable: they go through Raft's read index, so a deposed
 //! leader cannot answer from stale state.
 
+use std::sync::Arc;
+
 use levee_common::pb::control_server::Control;
 use levee_common::pb::{self};
 use levee_common::spec::SpecSet;
@@ -15,6 +17,8 @@ use super::agent_link::now_ms;
 use super::auth::caller;
 use super::error::ApiError;
 use crate::dispatch::sessions::Sessions;
+use crate::raft::membership::{Members, Membership};
+use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 use crate::state::command::{Command, Response as StateResponse};
@@ -26,9 +30,13 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_APPLY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct ControlService {
+    pub node_id: u64,
+    pub advertise: String,
     pub proposer: Proposer,
     pub state: SharedState,
     pub sessions: Sessions,
+    pub membership: Arc<Membership>,
+    pub network: Network,
 }
 
 impl ControlService {
@@ -178,17 +186,135 @@ impl Control for ControlService {
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
         let metrics = self.proposer.raft().metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let last_index = metrics.last_log_index.unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(node_id, node)| {
+                // Only the leader tracks how far each follower has replicated.
+                let matched = metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|replication| replication.get(node_id).cloned().flatten())
+                    .map(|log_id| log_id.index);
+                pb::MemberInfo {
+                    node_id: *node_id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(node_id),
+                    matched_index: matched.unwrap_or_default(),
+                    lag: matched
+                        .map(|index| last_index.saturating_sub(index))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let leader_addr = metrics
+            .current_leader
+            .and_then(|leader| membership.get_node(&leader).map(|node| node.addr.clone()))
+            .unwrap_or_default();
+        let index = |log_id: Option<crate::raft::LogId>| {
+            log_id.map(|log_id| log_id.index).unwrap_or_default()
+        };
         Ok(Response::new(pb::ClusterStatusResponse {
             node_id: metrics.id,
             leader_id: metrics.current_leader.unwrap_or_default(),
             term: metrics.current_term,
-            last_log_index: metrics.last_log_index.unwrap_or_default(),
-            last_applied: metrics
-                .last_applied
-                .map(|log_id| log_id.index)
-                .unwrap_or_default(),
+            last_log_index: last_index,
+            last_applied: index(metrics.last_applied),
             spec_version: self.state.read(|state| state.spec_version),
+            state: format!("{:?}", metrics.state).to_lowercase(),
+            committed: index(metrics.local_committed),
+            purged: index(metrics.purged),
+            snapshot_index: index(metrics.snapshot),
+            leader_addr,
+            members,
         }))
+    }
+
+    async fn init_cluster(
+        &self,
+        _request: Request<pb::InitClusterRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let members = self
+            .membership
+            .initialize(self.node_id, &self.advertise)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(members_response(members)))
+    }
+
+    async fn join_node(
+        &self,
+        request: Request<pb::JoinNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let identity = caller(&request)?;
+        let addr = request.into_inner().addr;
+        if self.proposer.leader_term().is_none() {
+            return Err(ApiError::NotLeader {
+                leader_addr: self.proposer.leader_addr(),
+            }
+            .into());
+        }
+        let mut client = self
+            .network
+            .client(&addr)
+            .map_err(ApiError::InvalidArgument)?;
+        let info = client
+            .node_info(pb::NodeInfoRequest {})
+            .await
+            .map_err(|status| {
+                ApiError::Unavailable(format!(
+                    "cannot reach the controller at {addr}: {}",
+                    status.message()
+                ))
+            })?
+            .into_inner();
+        let known = self
+            .proposer
+            .raft()
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&info.node_id)
+            .is_some();
+        if info.initialized && !known {
+            return Err(ApiError::FailedPrecondition(format!(
+                "the controller at {addr} (node {}) already belongs to another cluster; start it with an empty data directory",
+                info.node_id
+            ))
+            .into());
+        }
+        info!(caller = %identity, node_id = info.node_id, %addr, "joining a node");
+        let members = self
+            .membership
+            .join(info.node_id, &addr)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(members_response(members)))
+    }
+
+    async fn leave_node(
+        &self,
+        request: Request<pb::LeaveNodeRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let identity = caller(&request)?;
+        let node_id = request.into_inner().node_id;
+        info!(caller = %identity, node_id, "removing a node");
+        let members = self
+            .membership
+            .leave(node_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(members_response(members)))
+    }
+}
+
+fn members_response(members: Members) -> pb::MembershipResponse {
+    pb::MembershipResponse {
+        voters: members.voters.into_iter().collect(),
+        learners: members.learners.into_iter().collect(),
     }
 }
 

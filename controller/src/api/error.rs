@@ -5,6 +5,7 @@ use thiserror::Error;
 use tonic::Status;
 use tonic::metadata::MetadataValue;
 
+use crate::raft::membership::MembershipError;
 use crate::raft::proposer::ProposeError;
 
 #[derive(Debug, Error)]
@@ -17,6 +18,19 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request is well-formed but the cluster's state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+}
+
+impl From<MembershipError> for ApiError {
+    fn from(err: MembershipError) -> Self {
+        match err {
+            MembershipError::Propose(propose) => propose.into(),
+            MembershipError::Failed(reason) => ApiError::Unavailable(reason),
+            other => ApiError::FailedPrecondition(other.to_string()),
+        }
+    }
 }
 
 impl From<ProposeError> for ApiError {
@@ -46,6 +60,7 @@ impl From<ApiError> for Status {
             ApiError::Unavailable(reason) => Status::unavailable(reason),
             ApiError::InvalidArgument(reason) => Status::invalid_argument(reason),
             ApiError::PermissionDenied(reason) => Status::permission_denied(reason),
+            ApiError::FailedPrecondition(reason) => Status::failed_precondition(reason),
         }
     }
 }

@@ -72,6 +72,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         advertise: None,
         data_dir: data_dir.join("controller"),
         tls: TlsFiles::in_dir(&pki, NODE_NAME),
+        join: Vec::new(),
         raft: RaftConfig {
             bootstrap: true,
             ..RaftConfig::default()

@@ -2,6 +2,7 @@
 
 mod ca;
 mod client;
+mod cluster;
 mod dev;
 mod output;
 mod query;
@@ -63,8 +64,9 @@ pub enum Command {
     Plans(query::QueryArgs),
     /// List recent tasks: agent, state, cause, outcome.
     Tasks(query::QueryArgs),
-    /// Show this controller's view of the cluster.
-    Status(query::QueryArgs),
+    /// Manage and inspect the controller cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Check spec files without contacting a controller.
     Validate {
         /// A spec file or a directory of `*.yaml` / `*.yml` files.
@@ -84,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(args) => query::events(args).await,
         Command::Plans(args) => query::plans(args).await,
         Command::Tasks(args) => query::tasks(args).await,
-        Command::Status(args) => query::status(args).await,
+        Command::Cluster(command) => cluster::run(command).await,
         Command::Validate { path } => specs::validate(&path),
         Command::Apply(args) => specs::apply(args).await,
     }

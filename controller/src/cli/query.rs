@@ -62,15 +62,6 @@ pub async fn tasks(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn status(args: QueryArgs) -> Result<()> {
-    let client = args.client.connect()?;
-    let response = client
-        .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
-        .await?;
-    print_rows(&[response], args.output, "");
-    Ok(())
-}
-
 fn join(items: &[String]) -> String {
     if items.is_empty() {
         "-".into()
@@ -222,30 +213,26 @@ impl Row for pb::TaskInfo {
 }
 
 impl Row for pb::ClusterStatusResponse {
-    const HEADERS: &'static [&'static str] = &[
-        "NODE",
-        "LEADER",
-        "TERM",
-        "LAST LOG INDEX",
-        "APPLIED",
-        "SPEC VERSION",
-    ];
+    const HEADERS: &'static [&'static str] =
+        &["NODE", "STATE", "LEADER", "TERM", "COMMITTED", "APPLIED"];
 
     fn cells(&self) -> Vec<String> {
         vec![
             self.node_id.to_string(),
+            self.state.clone(),
             self.leader_id.to_string(),
             self.term.to_string(),
-            self.last_log_index.to_string(),
+            self.committed.to_string(),
             self.last_applied.to_string(),
-            self.spec_version.to_string(),
         ]
     }
 
     fn json(&self) -> Value {
         json!({
-            "node_id": self.node_id, "leader_id": self.leader_id, "term": self.term,
-            "last_log_index": self.last_log_index, "last_applied": self.last_applied, "spec_version": self.spec_version,
+            "node_id": self.node_id, "state": self.state, "leader_id": self.leader_id, "leader_addr": self.leader_addr,
+            "term": self.term, "last_log_index": self.last_log_index, "committed": self.committed,
+            "last_applied": self.last_applied, "purged": self.purged, "snapshot_index": self.snapshot_index,
+            "spec_version": self.spec_version, "members": self.members.iter().map(Row::json).collect::<Vec<_>>(),
         })
     }
 }

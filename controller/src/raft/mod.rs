@@ -9,6 +9,7 @@
 //! - [`proposer`]: how the API writes a command and waits for it.
 
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod proposer;
 pub mod service;

@@ -34,6 +34,11 @@ impl Network {
         }
     }
 
+    /// A transport client for the controller at `addr`.
+    pub fn client(&self, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+        self.channel(addr).map(RaftTransportClient::new)
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self
             .channels

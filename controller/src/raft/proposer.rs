@@ -43,6 +43,17 @@ impl Proposer {
         }
     }
 
+    /// The leader's advertised address, when one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader?;
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|node| node.addr.clone())
+    }
+
     /// The current term if this node leads, else `None`.
     pub fn leader_term(&self) -> Option<u64> {
         let metrics = self.raft.metrics().borrow_watched().clone();

@@ -1,24 +1,25 @@
 //! The receiving end of the Raft transport. Mounted behind the controller
 //! role check: agent and operator certificates never reach it.
 
-use levee_common::pb::RaftPayload;
+use std::sync::Arc;
+
 use levee_common::pb::raft_transport_server::RaftTransport;
+use levee_common::pb::{self, RaftPayload};
 use openraft::Snapshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
+use super::membership::Membership;
 use super::network::SnapshotHeader;
 use super::{LeveeRaft, SnapshotData};
+use crate::api::error::ApiError;
 
 pub struct RaftService {
-    raft: LeveeRaft,
-}
-
-impl RaftService {
-    pub fn new(raft: LeveeRaft) -> Self {
-        Self { raft }
-    }
+    pub node_id: u64,
+    pub advertise: String,
+    pub raft: LeveeRaft,
+    pub membership: Arc<Membership>,
 }
 
 fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, Status> {
@@ -66,5 +67,35 @@ impl RaftTransport for RaftService {
             snapshot: SnapshotData::new(payload.data),
         };
         encode(self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn node_info(
+        &self,
+        _request: Request<pb::NodeInfoRequest>,
+    ) -> Result<Response<pb::NodeInfoResponse>, Status> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|err| Status::unavailable(err.to_string()))?;
+        Ok(Response::new(pb::NodeInfoResponse {
+            node_id: self.node_id,
+            advertise: self.advertise.clone(),
+            initialized,
+        }))
+    }
+
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinResponse>, Status> {
+        let request = request.into_inner();
+        self.membership
+            .join(request.node_id, &request.advertise)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::JoinResponse {
+            leader_id: self.node_id,
+        }))
     }
 }

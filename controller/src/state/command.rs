@@ -40,6 +40,8 @@ pub enum Command {
         agent_id: AgentId,
         report: TaskReport,
     },
+    /// A controller node is being removed; its id may never be reused.
+    NodeRemoved { node_id: u64, at_ms: i64 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,7 @@ impl fmt::Display for Command {
             Command::RecordTaskReport { report, .. } => {
                 write!(f, "task-report({})", report.task_id)
             }
+            Command::NodeRemoved { node_id, .. } => write!(f, "node-removed({node_id})"),
         }
     }
 }

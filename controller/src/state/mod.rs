@@ -40,6 +40,9 @@ pub struct ClusterState {
     pub placements: BTreeMap<String, BTreeSet<AgentId>>,
     pub plans: BTreeMap<PlanId, PlanRecord>,
     pub tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Controller node ids removed from the cluster, never to be reused.
+    #[serde(default)]
+    pub removed_nodes: BTreeSet<u64>,
 }
 
 impl ClusterState {
@@ -141,6 +144,10 @@ impl ClusterState {
             }
             Command::RecordTaskReport { agent_id, report } => {
                 self.record_task_report(&agent_id, report)
+            }
+            Command::NodeRemoved { node_id, .. } => {
+                self.removed_nodes.insert(node_id);
+                Response::Nothing
             }
         }
     }

@@ -1,0 +1,307 @@
+//! Issue 3: a three-node cluster, membership, and faults injected into
+//! real controller processes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use levee_tests::load::{AgentReport, SimulatedAgent};
+use levee_tests::{Cluster, ControllerProcess, TestEnv, wait_until};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::common::{TIMEOUT, rows};
+
+/// Runs simulated agents to completion on a runtime of their own.
+fn run_agents(
+    env: &TestEnv,
+    cluster: &Cluster,
+    count: usize,
+    events_each: u64,
+) -> std::thread::JoinHandle<Vec<AgentReport>> {
+    let agents: Vec<SimulatedAgent> = (0..count)
+        .map(|index| SimulatedAgent {
+            agent_id: format!("sim-{index}"),
+            tls: env.pki.issue("agent", &format!("sim-{index}")),
+            controllers: cluster.nodes.iter().map(|node| node.addr.clone()).collect(),
+            total: events_each,
+            batch: 20,
+            pace: Duration::from_millis(20),
+        })
+        .collect();
+    std::thread::spawn(move || {
+        levee_common::tls::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let handles: Vec<_> = agents
+                .into_iter()
+                .map(|agent| tokio::spawn(agent.run(Duration::from_secs(90))))
+                .collect();
+            let mut reports = Vec::new();
+            for handle in handles {
+                reports.push(handle.await.unwrap());
+            }
+            reports
+        })
+    })
+}
+
+/// Every acknowledged event is committed exactly once: per agent, the
+/// committed sequence numbers are 1..=n with no repeat and n >= acked.
+fn assert_acked_events_committed_once(node: &ControllerProcess, reports: &[AgentReport]) {
+    let events = match node.cli(&["events", "--limit", "100000"]) {
+        Ok(Value::Array(events)) => events,
+        other => panic!("levee events: {other:?}"),
+    };
+    for report in reports {
+        let prefix = format!("{}/1/", report.agent_id);
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter_map(|event| event["id"].as_str()?.strip_prefix(&prefix)?.parse().ok())
+            .collect();
+        let unique: BTreeSet<u64> = seqs.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            seqs.len(),
+            "{}: an event was committed twice",
+            report.agent_id
+        );
+        let expected: BTreeSet<u64> = (1..=unique.len() as u64).collect();
+        assert_eq!(
+            unique, expected,
+            "{}: committed events have a gap",
+            report.agent_id
+        );
+        assert!(
+            unique.len() as u64 >= report.acked_up_to,
+            "{}: acknowledged up to {} but only {} committed",
+            report.agent_id,
+            report.acked_up_to,
+            unique.len()
+        );
+    }
+}
+
+#[test]
+fn three_nodes_form_a_cluster_and_any_node_serves_the_cli() {
+    let env = TestEnv::new();
+    let cluster = env.start_cluster(3);
+    let leader = cluster.wait_for_leader();
+    let status = cluster.nodes[leader].status().unwrap();
+    let voters: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .map(|m| m["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(voters, [1, 2, 3]);
+    assert!(
+        status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|member| member["lag"].as_u64().is_some())
+    );
+
+    // A write sent to a follower reaches the leader by itself.
+    let follower = &cluster.nodes[(leader + 1) % 3];
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    let applied = follower.apply(&specs).expect("apply through a follower");
+    assert!(applied.contains("spec version 1 committed"), "{applied}");
+    for node in &cluster.nodes {
+        let status = node.status().unwrap();
+        assert_eq!(
+            status["spec_version"], 1,
+            "node {} has not applied the specs",
+            node.node_id
+        );
+    }
+}
+
+#[test]
+fn a_sigkilled_leader_loses_and_repeats_no_acknowledged_event() {
+    let env = TestEnv::new();
+    let mut cluster = env.start_cluster(3);
+    let load = run_agents(&env, &cluster, 4, 400);
+
+    // Phase: once events flow, kill the leader.
+    wait_until("events to flow", TIMEOUT, || {
+        let count = rows(cluster.any(), "agents")
+            .iter()
+            .map(|agent| agent["events_committed"].as_u64().unwrap_or(0))
+            .sum::<u64>();
+        if count >= 100 {
+            Ok(())
+        } else {
+            Err(format!("{count} events committed"))
+        }
+    });
+    let leader = cluster.wait_for_leader();
+    cluster.nodes[leader].kill();
+    let new_leader = cluster.wait_for_leader();
+    assert_ne!(new_leader, leader);
+
+    // Phase: the agents finish through the new leader.
+    let reports = load.join().expect("load thread");
+    for report in &reports {
+        assert_eq!(
+            report.acked_up_to, 400,
+            "{report:?} did not finish after the failover"
+        );
+    }
+    assert_acked_events_committed_once(&cluster.nodes[new_leader], &reports);
+
+    // Phase: the old leader comes back, catches up, and agrees.
+    cluster.nodes[leader].start();
+    let expected = rows(&cluster.nodes[new_leader], "agents");
+    wait_until(
+        "the restarted node to hold the same agents",
+        TIMEOUT,
+        || {
+            let seen = cluster.nodes[leader].cli(&["agents"])?;
+            if seen == Value::Array(expected.clone()) {
+                Ok(())
+            } else {
+                Err(format!("{seen}"))
+            }
+        },
+    );
+}
+
+#[test]
+fn a_frozen_leader_is_deposed_and_rejoins_as_a_follower() {
+    let env = TestEnv::new();
+    let cluster = env.start_cluster(3);
+    let old = cluster.wait_for_leader();
+    let old_term = cluster.nodes[old].status().unwrap()["term"]
+        .as_u64()
+        .unwrap();
+
+    // Phase: freeze the leader well past the election timeout.
+    cluster.nodes[old].signal(Signal::SIGSTOP);
+    let others: Vec<&ControllerProcess> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != old)
+        .map(|(_, node)| node)
+        .collect();
+    let new_leader = wait_until("the other two nodes to elect a new leader", TIMEOUT, || {
+        let views: Vec<Value> = others
+            .iter()
+            .map(|node| node.status())
+            .collect::<Result<_, _>>()?;
+        let leaders: BTreeSet<u64> = views
+            .iter()
+            .map(|status| status["leader_id"].as_u64().unwrap_or(0))
+            .collect();
+        match leaders.iter().next() {
+            Some(&leader)
+                if leaders.len() == 1 && leader != cluster.nodes[old].node_id && leader != 0 =>
+            {
+                Ok(leader)
+            }
+            _ => Err(format!("{views:?}")),
+        }
+    });
+    // A write during the freeze commits through the new leader.
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    others[0].apply(&specs).expect("apply during the freeze");
+
+    // Phase: thaw it. It steps down and follows; there is one leader.
+    cluster.nodes[old].signal(Signal::SIGCONT);
+    wait_until("the thawed node to follow the new leader", TIMEOUT, || {
+        let status = cluster.nodes[old].status()?;
+        let follows =
+            status["leader_id"].as_u64() == Some(new_leader) && status["state"] != "leader";
+        if follows && status["spec_version"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("{status}"))
+        }
+    });
+    let terms: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.status().unwrap()["term"].as_u64().unwrap())
+        .collect();
+    assert!(
+        terms.iter().all(|term| *term > old_term),
+        "a new term began: {terms:?}"
+    );
+    let leaders: BTreeSet<u64> = cluster
+        .nodes
+        .iter()
+        .map(|node| node.status().unwrap()["leader_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(leaders, BTreeSet::from([new_leader]), "no split brain");
+}
+
+#[test]
+fn stopping_and_restarting_every_node_keeps_the_state_identical() {
+    let env = TestEnv::new();
+    let mut cluster = env.start_cluster(3);
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    cluster.any().apply(&specs).unwrap();
+    let reports = run_agents(&env, &cluster, 2, 100).join().unwrap();
+    assert!(reports.iter().all(|report| report.acked_up_to == 100));
+    let snapshot = |node: &ControllerProcess| -> Vec<Value> {
+        ["agents", "events", "plans", "tasks"]
+            .iter()
+            .map(|what| node.cli(&[what, "--limit", "100000"]).unwrap())
+            .collect()
+    };
+    let before = snapshot(cluster.any());
+    let applied_before = cluster.any().status().unwrap()["last_applied"]
+        .as_u64()
+        .unwrap();
+
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    // All three must start together: one node alone has no quorum.
+    let mut handles = Vec::new();
+    for mut node in std::mem::take(&mut cluster.nodes) {
+        handles.push(std::thread::spawn(move || {
+            node.start();
+            node
+        }));
+    }
+    cluster.nodes = handles
+        .into_iter()
+        .map(|handle| handle.join().unwrap())
+        .collect();
+    cluster.wait_for_leader();
+    for node in &cluster.nodes {
+        wait_until(
+            &format!("node {} to apply the whole log", node.node_id),
+            TIMEOUT,
+            || {
+                let applied = node.status()?["last_applied"].as_u64().unwrap_or(0);
+                if applied >= applied_before {
+                    Ok(())
+                } else {
+                    Err(format!("applied {applied} < {applied_before}"))
+                }
+            },
+        );
+        let mut after = snapshot(node);
+        // Connection state is not replicated; everything else must match.
+        for agent in after[0].as_array_mut().unwrap() {
+            agent["connected"] = Value::Bool(false);
+        }
+        let mut expected = before.clone();
+        for agent in expected[0].as_array_mut().unwrap() {
+            agent["connected"] = Value::Bool(false);
+        }
+        assert_eq!(
+            after, expected,
+            "node {} differs after the restart",
+            node.node_id
+        );
+    }
+}
