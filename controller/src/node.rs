@@ -13,6 +13,7 @@ use levee_common::pb::control_server::ControlServer;
 use levee_common::pb::raft_transport_server::RaftTransportServer;
 use openraft::{BasicNode, SnapshotPolicy};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -170,7 +171,14 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         ));
     let serve_shutdown = shutdown.clone();
     tracker.spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // The builder's tcp_nodelay applies only to listeners tonic binds
+        // itself; without it here, small stream messages (tasks, acks)
+        // wait out Nagle's algorithm against delayed ACKs, ~40 ms each.
+        let incoming = TcpListenerStream::new(listener).map(|stream| {
+            let stream = stream?;
+            stream.set_nodelay(true)?;
+            Ok::<_, std::io::Error>(stream)
+        });
         if let Err(err) = router
             .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
             .await

@@ -22,6 +22,8 @@ const STARTUP: Duration = Duration::from_secs(60);
 pub struct TestEnv {
     dir: TempDir,
     pub pki: Pki,
+    /// Extra lines for the `[raft]` table of every controller config.
+    pub raft_options: String,
 }
 
 /// The cluster CA and certificates, made with `levee ca`.
@@ -65,7 +67,11 @@ impl TestEnv {
             .tempdir()
             .expect("temp dir");
         let pki = Pki::create(dir.path().join("pki"));
-        Self { dir, pki }
+        Self {
+            dir,
+            pki,
+            raft_options: String::new(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -98,6 +104,16 @@ impl TestEnv {
     /// A controller's config and process guard, not started yet. With no
     /// `join` peers it bootstraps a new cluster.
     pub fn controller(&self, node_id: u64, join: &[&str]) -> ControllerProcess {
+        self.controller_config(node_id, join, join.is_empty())
+    }
+
+    /// A controller that neither bootstraps nor joins by itself: it waits
+    /// for `levee cluster join` (start it with `start_unjoined`).
+    pub fn unjoined_controller(&self, node_id: u64) -> ControllerProcess {
+        self.controller_config(node_id, &[], false)
+    }
+
+    fn controller_config(&self, node_id: u64, join: &[&str], bootstrap: bool) -> ControllerProcess {
         let name = format!("node-{node_id}");
         let tls = self.pki.issue("controller", &name);
         let port = free_port();
@@ -109,12 +125,13 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n",
             data_dir.display(),
             tls.ca.display(),
             tls.cert.display(),
             tls.key.display(),
-            join.is_empty(),
+            bootstrap,
+            self.raft_options,
         );
         std::fs::write(&config_path, config).expect("write controller config");
         let operator = self.pki.issue("operator", "tester");
@@ -238,6 +255,43 @@ impl ControllerProcess {
                 }
             },
         );
+    }
+
+    /// Starts the node without waiting for membership; returns once it
+    /// answers.
+    pub fn start_unjoined(&mut self) {
+        let mut command = Command::new(binary("levee"));
+        command
+            .arg("server")
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("LEVEE_LOG_FORMAT", "json");
+        self.process = Some(Running::spawn(
+            &format!("controller {}", self.node_id),
+            command,
+            &self.log,
+        ));
+        wait_until(
+            &format!("controller {} to answer", self.node_id),
+            STARTUP,
+            || self.status().map(drop),
+        );
+    }
+
+    /// Runs `levee <args>` against this controller; Ok(stdout) or Err(stderr).
+    pub fn run(&self, args: &[&str]) -> Result<String, String> {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend([
+            "--endpoint",
+            &self.addr,
+            "--ca",
+            path_str(&self.operator.ca),
+            "--cert",
+            path_str(&self.operator.cert),
+            "--key",
+            path_str(&self.operator.key),
+        ]);
+        run_levee(&full)
     }
 
     /// This node's own view (`levee cluster status`), asked of it directly.

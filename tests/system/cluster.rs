@@ -162,7 +162,7 @@ fn a_sigkilled_leader_loses_and_repeats_no_acknowledged_event() {
         "the restarted node to hold the same agents",
         TIMEOUT,
         || {
-            let seen = cluster.nodes[leader].cli(&["agents"])?;
+            let seen = cluster.nodes[leader].cli(&["agents", "--stale"])?;
             if seen == Value::Array(expected.clone()) {
                 Ok(())
             } else {
@@ -252,7 +252,8 @@ fn stopping_and_restarting_every_node_keeps_the_state_identical() {
     let snapshot = |node: &ControllerProcess| -> Vec<Value> {
         ["agents", "events", "plans", "tasks"]
             .iter()
-            .map(|what| node.cli(&[what, "--limit", "100000"]).unwrap())
+            // --stale: each node answers from its own state, not the leader's.
+            .map(|what| node.cli(&[what, "--limit", "100000", "--stale"]).unwrap())
             .collect()
     };
     let before = snapshot(cluster.any());

@@ -7,4 +7,5 @@ mod deploy;
 mod dev;
 mod durability;
 mod end_to_end;
+mod membership;
 mod mtls;

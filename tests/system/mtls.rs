@@ -56,7 +56,7 @@ fn with_cert(files: &TlsFiles) -> Option<(String, String)> {
 
 async fn list_agents(channel: Channel) -> Result<pb::ListAgentsResponse, Status> {
     ControlClient::new(channel)
-        .list_agents(pb::ListAgentsRequest {})
+        .list_agents(pb::ListAgentsRequest::default())
         .await
         .map(tonic::Response::into_inner)
 }
@@ -170,7 +170,7 @@ fn each_role_may_call_only_its_own_services() {
         let mut control = ControlClient::new(channel(&controller, &ca_pem, agent.clone()));
         denied(
             control
-                .list_agents(pb::ListAgentsRequest {})
+                .list_agents(pb::ListAgentsRequest::default())
                 .await
                 .map(drop),
             "agent: ListAgents",

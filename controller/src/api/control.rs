@@ -40,7 +40,12 @@ pub struct ControlService {
 }
 
 impl ControlService {
-    async fn linearizable(&self) -> Result<(), Status> {
+    /// Makes a read linearizable (through Raft's read index on the
+    /// leader), unless the caller accepts this node's possibly stale state.
+    async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
+        if stale {
+            return Ok(());
+        }
         match self
             .proposer
             .raft()
@@ -71,9 +76,9 @@ fn limit(requested: u32) -> usize {
 impl Control for ControlService {
     async fn list_agents(
         &self,
-        _request: Request<pb::ListAgentsRequest>,
+        request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
-        self.linearizable().await?;
+        self.read_barrier(request.get_ref().stale).await?;
         let agents = self.state.read(|state| {
             state
                 .agents
@@ -101,7 +106,7 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        self.linearizable().await?;
+        self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let events = self.state.read(|state| {
             let skip = state.events.len().saturating_sub(limit);
@@ -114,7 +119,7 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
-        self.linearizable().await?;
+        self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let tasks = self.state.read(|state| {
             let mut tasks: Vec<&TaskRecord> = state.tasks.values().collect();
@@ -129,7 +134,7 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ListPlansRequest>,
     ) -> Result<Response<pb::ListPlansResponse>, Status> {
-        self.linearizable().await?;
+        self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let plans = self.state.read(|state| {
             let mut plans: Vec<&PlanRecord> = state.plans.values().collect();

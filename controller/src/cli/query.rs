@@ -17,12 +17,17 @@ pub struct QueryArgs {
     /// Show at most this many of the most recent rows.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Answer from the node at --endpoint, even if it lags the leader.
+    /// Works without a quorum; by default reads go through the leader.
+    #[arg(long)]
+    pub stale: bool,
 }
 
 pub async fn agents(args: QueryArgs) -> Result<()> {
     let client = args.client.connect()?;
+    let stale = args.stale;
     let response = client
-        .call(|mut c| async move { c.list_agents(pb::ListAgentsRequest {}).await })
+        .call(|mut c| async move { c.list_agents(pb::ListAgentsRequest { stale }).await })
         .await?;
     print_rows(
         &response.agents,
@@ -34,9 +39,9 @@ pub async fn agents(args: QueryArgs) -> Result<()> {
 
 pub async fn events(args: QueryArgs) -> Result<()> {
     let client = args.client.connect()?;
-    let limit = args.limit;
+    let (limit, stale) = (args.limit, args.stale);
     let response = client
-        .call(|mut c| async move { c.list_events(pb::ListEventsRequest { limit }).await })
+        .call(|mut c| async move { c.list_events(pb::ListEventsRequest { limit, stale }).await })
         .await?;
     print_rows(&response.events, args.output, "no events yet");
     Ok(())
@@ -44,9 +49,9 @@ pub async fn events(args: QueryArgs) -> Result<()> {
 
 pub async fn plans(args: QueryArgs) -> Result<()> {
     let client = args.client.connect()?;
-    let limit = args.limit;
+    let (limit, stale) = (args.limit, args.stale);
     let response = client
-        .call(|mut c| async move { c.list_plans(pb::ListPlansRequest { limit }).await })
+        .call(|mut c| async move { c.list_plans(pb::ListPlansRequest { limit, stale }).await })
         .await?;
     print_rows(&response.plans, args.output, "no plans yet");
     Ok(())
@@ -54,9 +59,9 @@ pub async fn plans(args: QueryArgs) -> Result<()> {
 
 pub async fn tasks(args: QueryArgs) -> Result<()> {
     let client = args.client.connect()?;
-    let limit = args.limit;
+    let (limit, stale) = (args.limit, args.stale);
     let response = client
-        .call(|mut c| async move { c.list_tasks(pb::ListTasksRequest { limit }).await })
+        .call(|mut c| async move { c.list_tasks(pb::ListTasksRequest { limit, stale }).await })
         .await?;
     print_rows(&response.tasks, args.output, "no tasks yet");
     Ok(())
