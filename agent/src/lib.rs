@@ -62,7 +62,11 @@ async fn run_as(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
-    let outbox = Outbox::open(db.clone(), config.link.outbox_max_events)?;
+    let outbox = Outbox::open(
+        db.clone(),
+        config.link.outbox_max_events,
+        util::now_ms() as u64,
+    )?;
     let journal = Journal::new(db.clone());
     let roots = Roots::new(&config.roots()).context("preparing the allowed roots")?;
     let supervisor = Supervisor::new(outbox.clone(), db);
@@ -78,7 +82,9 @@ async fn run_as(
     // cut off from the controllers keeps running its workloads.
     applier.converge_desired().await?;
 
-    let (tasks_tx, tasks_rx) = mpsc::channel(64);
+    // Unbounded: the session must never block on the applier, or the
+    // two could wait on each other. The controllers bound what they send.
+    let (tasks_tx, tasks_rx) = mpsc::unbounded_channel();
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let worker_stop = CancellationToken::new();
     let worker = tokio::spawn(
@@ -110,7 +116,7 @@ async fn run_as(
 
 async fn apply_tasks(
     applier: Applier,
-    mut tasks: mpsc::Receiver<pb::Task>,
+    mut tasks: mpsc::UnboundedReceiver<pb::Task>,
     updates: mpsc::Sender<pb::TaskUpdate>,
     stop: CancellationToken,
 ) {
@@ -120,11 +126,12 @@ async fn apply_tasks(
             task = tasks.recv() => match task { Some(task) => task, None => break },
         };
         match applier.handle(task).await {
-            Ok(update) => {
+            Ok(Some(update)) => {
                 if updates.send(update).await.is_err() {
                     break;
                 }
             }
+            Ok(None) => {}
             Err(err) => {
                 warn!(error = %err, "task journal error; the task will be retried when redelivered")
             }

@@ -36,11 +36,17 @@ pub struct Outbox {
 impl Outbox {
     /// Opens the outbox and starts a new boot epoch. Events of earlier
     /// epochs stay and are delivered first.
-    pub fn open(db: Arc<Database>, capacity: u64) -> Result<Self, StoreError> {
+    ///
+    /// The epoch is at least `epoch_floor` (the agent passes the wall clock
+    /// in milliseconds): if the store is lost or restored from a backup, the
+    /// new epochs still differ from every epoch the cluster has seen, whose
+    /// sequence cursors would otherwise swallow the new events as repeats.
+    pub fn open(db: Arc<Database>, capacity: u64, epoch_floor: u64) -> Result<Self, StoreError> {
         let txn = db.begin_write()?;
         let boot_epoch = {
             let mut meta = txn.open_table(META)?;
-            let epoch = meta.get(EPOCH_KEY)?.map_or(0, |value| value.value()) + 1;
+            let next = meta.get(EPOCH_KEY)?.map_or(0, |value| value.value()) + 1;
+            let epoch = next.max(epoch_floor);
             meta.insert(EPOCH_KEY, epoch)?;
             meta.insert(NEXT_SEQ_KEY, 1)?;
             epoch
@@ -169,8 +175,30 @@ mod tests {
         Outbox::open(
             crate::store::open(&dir.path().join("agent.redb")).unwrap(),
             capacity,
+            0,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn epochs_never_repeat_even_when_the_store_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.redb");
+        let first = Outbox::open(crate::store::open(&path).unwrap(), 10, 1_000)
+            .unwrap()
+            .boot_epoch();
+        assert_eq!(first, 1_000);
+        // The clock went back, but the stored epoch still moves forward.
+        let second = Outbox::open(crate::store::open(&path).unwrap(), 10, 5)
+            .unwrap()
+            .boot_epoch();
+        assert_eq!(second, 1_001);
+        // The store is lost; the clock keeps the new epoch above the old ones.
+        std::fs::remove_file(&path).unwrap();
+        let after_loss = Outbox::open(crate::store::open(&path).unwrap(), 10, 2_000)
+            .unwrap()
+            .boot_epoch();
+        assert!(after_loss > second);
     }
 
     #[test]

@@ -63,6 +63,20 @@ impl Roots {
             path: dir.display().to_string(),
             reason: err.to_string(),
         };
+        // Check the deepest part that exists before creating anything, so a
+        // symlink cannot make us create directories outside the roots.
+        let existing = dir
+            .ancestors()
+            .find(|ancestor| ancestor.exists())
+            .unwrap_or(dir);
+        let real_existing = existing.canonicalize().map_err(io)?;
+        if !self
+            .roots
+            .iter()
+            .any(|root| real_existing.starts_with(root))
+        {
+            return Err(self.outside(&real_existing));
+        }
         std::fs::create_dir_all(dir).map_err(io)?;
         let real = dir.canonicalize().map_err(io)?;
         if self.roots.iter().any(|root| real.starts_with(root)) {

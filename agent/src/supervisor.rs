@@ -133,7 +133,7 @@ impl Supervisor {
                 warn!(workload = %name, pgid, "stopping a workload left running by a previous agent");
                 let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
             }
-            self.forget(&name).await?;
+            self.forget(&name, None).await?;
         }
         Ok(())
     }
@@ -215,7 +215,7 @@ impl Supervisor {
                 workloads.remove(&name);
             }
         }
-        let _ = self.forget(&name).await;
+        let _ = self.forget(&name, Some(pid)).await;
     }
 
     /// An exit nobody asked for becomes an event.
@@ -254,12 +254,20 @@ impl Supervisor {
         .await
     }
 
-    async fn forget(&self, name: &str) -> Result<(), StoreError> {
+    /// Forgets the recorded process group of `name`, if it is still `pgid`
+    /// (`None`: whatever it is). A newer start may have replaced it.
+    async fn forget(&self, name: &str, pgid: Option<u32>) -> Result<(), StoreError> {
         let db = self.db.clone();
         let name = name.to_owned();
         blocking(move || {
             let txn = db.begin_write()?;
-            txn.open_table(WORKLOADS)?.remove(name.as_str())?;
+            {
+                let mut table = txn.open_table(WORKLOADS)?;
+                let stored = table.get(name.as_str())?.map(|value| value.value());
+                if pgid.is_none() || stored == pgid.map(u64::from) {
+                    table.remove(name.as_str())?;
+                }
+            }
             txn.commit()?;
             Ok(())
         })

@@ -43,13 +43,18 @@ pub struct RaftConfig {
     pub snapshot_every: u64,
 }
 
+/// Defaults for controllers on one LAN: a follower votes for a new leader
+/// only once `election_max_ms` has passed without a heartbeat (openraft's
+/// leader lease), so the write gap after a leader dies is roughly
+/// `election_max_ms` plus one election. Across a WAN, raise all three
+/// (etcd's 100 / 1000 ms is a good start).
 impl Default for RaftConfig {
     fn default() -> Self {
         Self {
             bootstrap: false,
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
+            heartbeat_ms: 50,
+            election_min_ms: 250,
+            election_max_ms: 500,
             snapshot_every: 5000,
         }
     }

@@ -306,3 +306,47 @@ fn stopping_and_restarting_every_node_keeps_the_state_identical() {
         );
     }
 }
+
+#[test]
+fn a_real_agent_follows_the_new_leader_and_repairs_continue() {
+    let env = TestEnv::new();
+    let mut cluster = env.start_cluster(3);
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    cluster.any().apply(&specs).unwrap();
+    let agent = env.start_agent("worker-1", &[("role", "worker")], &cluster.node_refs());
+    let first = crate::common::wait_for_starts(&agent, 1)[0];
+
+    // Phase: the leader dies; the agent finds the new one by itself.
+    let leader = cluster.wait_for_leader();
+    cluster.nodes[leader].kill();
+    let new_leader = cluster.wait_for_leader();
+    wait_until("the agent to reconnect to the new leader", TIMEOUT, || {
+        let agents = rows(&cluster.nodes[new_leader], "agents");
+        if agents
+            .first()
+            .is_some_and(|agent| agent["connected"] == true)
+        {
+            Ok(())
+        } else {
+            Err(format!("{agents:?}"))
+        }
+    });
+
+    // Phase: a failure now is repaired through the new leader, once.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    let pids = crate::common::wait_for_starts(&agent, 2);
+    assert_eq!(pids.len(), 2);
+    let tasks = rows(&cluster.nodes[new_leader], "tasks");
+    let repair = tasks
+        .iter()
+        .find(|task| task["rule"] == "repair-ticker")
+        .expect("a repair task");
+    assert_eq!(repair["state"], "succeeded");
+    let new_term = cluster.nodes[new_leader].status().unwrap()["term"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        repair["created_term"], new_term,
+        "planned in the new leader's term"
+    );
+}

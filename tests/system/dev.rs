@@ -69,7 +69,7 @@ fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
     let mut first = dev(&env);
     let agents = clock_running(&env, &first);
     assert_eq!(agents[0]["agent_id"], "local");
-    assert_eq!(agents[0]["boot_epoch"], 1);
+    let first_epoch = agents[0]["boot_epoch"].as_u64().unwrap();
     wait_until("the clock to write now.txt", TIMEOUT, || {
         std::fs::read_to_string(&clock_file).map_err(|err| err.to_string())
     });
@@ -94,7 +94,10 @@ fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
     // same spec version, the earlier task still on record.
     let second = dev(&env);
     let agents = clock_running(&env, &second);
-    assert_eq!(agents[0]["boot_epoch"], 2);
+    assert!(
+        agents[0]["boot_epoch"].as_u64().unwrap() > first_epoch,
+        "a restart is a new boot epoch"
+    );
     let tasks = query(&env, "tasks").unwrap();
     assert_eq!(
         tasks

@@ -48,10 +48,10 @@ fn a_workload_killed_outside_levee_is_repaired_through_event_rule_plan_and_task(
         .expect("the event caused a plan")
         .to_owned();
     let event_id = event["id"].as_str().unwrap().to_owned();
-    assert!(
-        event_id.starts_with("worker-1/1/"),
-        "id is agent/epoch/seq: {event_id}"
-    );
+    let parts: Vec<&str> = event_id.split('/').collect();
+    assert_eq!(parts.len(), 3, "id is agent/epoch/seq: {event_id}");
+    assert_eq!(parts[0], "worker-1");
+    assert_eq!(parts[2], "1", "the first event of this boot");
 
     let task = wait_until("the repair task to be reported succeeded", TIMEOUT, || {
         let tasks = rows(&controller, "tasks");

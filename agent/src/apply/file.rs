@@ -35,10 +35,15 @@ pub fn converge(path: &Path, content: &[u8], mode: u32) -> std::io::Result<(bool
         .unwrap_or_default();
     let temp = path.with_file_name(format!(".{file_name}.levee-tmp"));
     {
+        // A leftover (or planted) temp file or symlink is removed, and the
+        // new one must be created afresh: O_EXCL never follows a symlink.
+        match fs::remove_file(&temp) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&temp)?;
         file.write_all(content)?;

@@ -51,29 +51,32 @@ impl Applier {
         }
     }
 
-    /// Handles one task from the controller and returns the update to send.
-    pub async fn handle(&self, task: pb::Task) -> Result<pb::TaskUpdate, StoreError> {
+    /// Handles one task from the controller and returns the update to send,
+    /// or `None` for a task from a deposed leader: it is refused unapplied
+    /// and not reported, since the report could reach the real leader and
+    /// end a task that is still valid there.
+    pub async fn handle(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
         let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term);
         self.handle_inner(task).instrument(span).await
     }
 
-    async fn handle_inner(&self, task: pb::Task) -> Result<pb::TaskUpdate, StoreError> {
+    async fn handle_inner(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
         let journal = self.journal.clone();
         let term = task.term;
         if !blocking(move || journal.observe_term(term)).await? {
             let highest = self.journal.highest_term()?;
-            warn!(highest, "refused a task from a stale leader");
-            return Ok(refused(
-                &task,
-                format!("task term {term} is older than term {highest} already seen"),
-            ));
+            warn!(
+                highest,
+                "refused a task from a stale leader: its term {term} is older than term {highest} already seen"
+            );
+            return Ok(None);
         }
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         match blocking(move || journal.get(&task_id)).await? {
             Some(JournalEntry::Finished(update)) => {
                 info!("task already applied; reporting the recorded outcome again");
-                return Ok(update);
+                return Ok(Some(update));
             }
             Some(JournalEntry::Started) => info!("task was interrupted; converging again"),
             None => {}
@@ -135,7 +138,7 @@ impl Applier {
         task: &pb::Task,
         update: pb::TaskUpdate,
         desired: Option<Vec<Resource>>,
-    ) -> Result<pb::TaskUpdate, StoreError> {
+    ) -> Result<Option<pb::TaskUpdate>, StoreError> {
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         let service = task.service.clone();
@@ -150,7 +153,7 @@ impl Applier {
             )
         })
         .await?;
-        Ok(update)
+        Ok(Some(update))
     }
 
     /// Converges the stored desired state, as on start after a restart.

@@ -28,7 +28,7 @@ pub struct Link {
     pub outbox: Outbox,
     pub journal: Journal,
     /// Tasks received, toward the applier.
-    pub tasks: mpsc::Sender<pb::Task>,
+    pub tasks: mpsc::UnboundedSender<pb::Task>,
     /// Updates from the applier, toward the controller.
     pub updates: mpsc::Receiver<pb::TaskUpdate>,
 }

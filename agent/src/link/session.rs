@@ -195,7 +195,6 @@ impl Session<'_> {
                 self.link
                     .tasks
                     .send(task)
-                    .await
                     .map_err(|_| SessionError::Protocol("the applier stopped".into()))?;
             }
             Some(controller_message::Body::Heartbeat(_)) => {}

@@ -107,6 +107,11 @@ impl AgentLink for AgentLinkService {
         let guard = self
             .sessions
             .register(agent_id.clone(), outbound.clone(), cancel.clone());
+        // Leadership may have moved while the hello was committed; a session
+        // registered after the dispatcher closed them all would linger here.
+        if self.proposer.leader_term() != Some(term) {
+            return Err(self.not_leader());
+        }
         info!(parent: &span, term, "agent session opened");
         let session = Session {
             agent_id,
@@ -187,6 +192,14 @@ impl Session {
             agent_message::Body::Hello(_) => Err(Status::invalid_argument("hello sent twice")),
             agent_message::Body::Events(batch) => self.record_events(batch).await,
             agent_message::Body::Heartbeat(_) => {
+                // A deposed leader sends the agent on its way within one
+                // heartbeat, whatever else happened to its sessions.
+                if self.proposer.leader_term().is_none() {
+                    return Err(ApiError::NotLeader {
+                        leader_addr: self.proposer.leader_addr(),
+                    }
+                    .into());
+                }
                 let beat = pb::Heartbeat {
                     sent_unix_ms: now_ms(),
                 };

@@ -79,13 +79,17 @@ impl Control for ControlService {
         request: Request<pb::ListAgentsRequest>,
     ) -> Result<Response<pb::ListAgentsResponse>, Status> {
         self.read_barrier(request.get_ref().stale).await?;
+        // Never take the sessions lock inside the state lock: the
+        // dispatcher takes them one after the other, not nested.
+        let connected: std::collections::HashSet<_> =
+            self.sessions.connected().into_iter().collect();
         let agents = self.state.read(|state| {
             state
                 .agents
                 .values()
                 .map(|agent| pb::AgentInfo {
                     agent_id: agent.agent_id.to_string(),
-                    connected: self.sessions.is_connected(&agent.agent_id),
+                    connected: connected.contains(&agent.agent_id),
                     boot_epoch: agent.boot_epoch,
                     labels: agent.labels.clone().into_iter().collect(),
                     last_connected_unix_ms: agent.last_hello_ms,

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use levee_common::ids::TaskId;
+use std::collections::HashMap;
+
+use levee_common::ids::{AgentId, TaskId};
 use levee_common::pb::{self, ControllerMessage, controller_message};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
@@ -48,12 +50,22 @@ impl Dispatcher {
     }
 
     fn dispatch_pending(&self, term: u64) {
+        // Read the state first, then take the sessions lock: the two locks
+        // are never held together, so no lock order can deadlock.
+        let connected = self.sessions.connected();
+        let mut pending: HashMap<AgentId, Vec<TaskRecord>> = self.state.read(|state| {
+            connected
+                .into_iter()
+                .map(|agent_id| {
+                    let tasks = state.pending_tasks_for(&agent_id).cloned().collect();
+                    (agent_id, tasks)
+                })
+                .collect()
+        });
         self.sessions.for_each(|agent_id, outbound, already_sent| {
-            let pending: Vec<TaskRecord> = self.state.read(|state| {
-                state.pending_tasks_for(agent_id).filter(|task| !already_sent.contains(&task.task_id)).cloned().collect()
-            });
+            let tasks = pending.remove(agent_id).unwrap_or_default();
             let mut sent: Vec<TaskId> = Vec::new();
-            for task in pending {
+            for task in tasks.into_iter().filter(|task| !already_sent.contains(&task.task_id)) {
                 let message = ControllerMessage { body: Some(controller_message::Body::Task(to_wire(&task, term))) };
                 match outbound.try_send(Ok(message)) {
                     Ok(()) => {

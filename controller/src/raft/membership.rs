@@ -100,6 +100,17 @@ impl Membership {
     pub async fn join(&self, node_id: u64, addr: &str) -> Result<Members, MembershipError> {
         let _guard = self.changing.lock().await;
         self.require_leader()?;
+        // A new leader may not have applied everything committed yet; read
+        // the removed ids only once it has.
+        self.raft()
+            .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
+            .await
+            .map_err(|err| match err.forward_to_leader() {
+                Some(forward) => MembershipError::Propose(ProposeError::NotLeader {
+                    leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
+                }),
+                None => MembershipError::Failed(err.to_string()),
+            })?;
         if self
             .state
             .read(|state| state.removed_nodes.contains(&node_id))

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
 
 use super::store::{SNAPSHOT, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, blocking, io_error};
@@ -113,12 +113,27 @@ async fn read_snapshot(db: Arc<Database>) -> io::Result<Option<(SnapshotMeta, Ve
 
 /// Meta and data go in one transaction: a crash leaves the old snapshot
 /// or the new one, never half of each.
+///
+/// Snapshots are built in the background while others may be installed, so
+/// a build that finishes late must not replace a newer snapshot (the log
+/// before the newer one may already be purged): the older write is skipped.
 async fn write_snapshot(db: Arc<Database>, meta: &SnapshotMeta, data: Vec<u8>) -> io::Result<()> {
+    let last_log_id = meta.last_log_id;
     let meta = serde_json::to_vec(meta).map_err(io::Error::other)?;
     blocking(move || {
         let txn = db.begin_write().map_err(io_error)?;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(io_error)?;
+            let stored: Option<SnapshotMeta> =
+                match table.get(SNAPSHOT_META_KEY).map_err(io_error)? {
+                    Some(bytes) => {
+                        Some(serde_json::from_slice(bytes.value()).map_err(io::Error::other)?)
+                    }
+                    None => None,
+                };
+            if stored.is_some_and(|stored| stored.last_log_id > last_log_id) {
+                return Ok(());
+            }
             table
                 .insert(SNAPSHOT_META_KEY, meta.as_slice())
                 .map_err(io_error)?;

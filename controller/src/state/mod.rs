@@ -162,7 +162,10 @@ impl ClusterState {
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
-        for (ordinal, event) in events.into_iter().enumerate() {
+        // Plan ordinals must be unique within this log entry; 0 is left for
+        // the reconcile plans of other commands.
+        let mut next_plan_ordinal = 1;
+        for event in events {
             let epoch = event.key.boot_epoch;
             let cursor = self
                 .event_cursors
@@ -175,7 +178,7 @@ impl ClusterState {
             } else {
                 *cursor = event.key.seq;
                 accepted += 1;
-                self.commit_event(at, ordinal, event, at_ms);
+                self.commit_event(at, &mut next_plan_ordinal, event, at_ms);
             }
             acks.insert(epoch, self.event_cursors[agent_id][&epoch]);
         }
@@ -190,13 +193,19 @@ impl ClusterState {
         }
     }
 
-    fn commit_event(&mut self, at: LogPosition, ordinal: usize, event: Event, at_ms: i64) {
+    fn commit_event(
+        &mut self,
+        at: LogPosition,
+        next_plan_ordinal: &mut usize,
+        event: Event,
+        at_ms: i64,
+    ) {
         let matched: Vec<(String, RuleAction)> = rules::matching_rules(&self.specs, &event)
             .into_iter()
             .map(|rule| (rule.name.clone(), rule.action.clone()))
             .collect();
         let mut plan_ids = Vec::new();
-        for (rule_index, (rule, action)) in matched.iter().enumerate() {
+        for (rule, action) in &matched {
             let RuleAction::Repair { service } = action;
             let trigger = Trigger::Repair {
                 service: service.clone(),
@@ -207,9 +216,11 @@ impl ClusterState {
                 event_id: Some(event.id()),
                 rule: Some(rule.clone()),
             };
-            // Plan ordinals must be unique within this log entry.
-            let plan_ordinal = ordinal * 16 + rule_index + 1;
-            plan_ids.extend(self.plan(at, at_ms, plan_ordinal, cause, &trigger));
+            let plan_id = self.plan(at, at_ms, *next_plan_ordinal, cause, &trigger);
+            if plan_id.is_some() {
+                *next_plan_ordinal += 1;
+            }
+            plan_ids.extend(plan_id);
         }
         self.events.push_back(EventRecord {
             event,

@@ -287,3 +287,31 @@ fn event_history_is_bounded_but_dedup_is_not() {
         }
     );
 }
+
+#[test]
+fn many_rules_matching_many_events_in_one_entry_never_share_a_plan_id() {
+    let mut yaml = String::from(SPECS);
+    for n in 0..20 {
+        yaml.push_str(&format!(
+            "---\nkind: Rule\nname: extra-{n}\nmatch: {{ type: [host.process.exited] }}\naction: {{ repair: {{ service: clock }} }}\n"
+        ));
+    }
+    let mut log = Log::new();
+    log.put_specs(&yaml);
+    log.hello("edge-1", 1);
+    log.events("edge-1", 1, &[1, 2, 3]);
+    let plan_ids: Vec<&PlanId> = log
+        .state
+        .events
+        .iter()
+        .flat_map(|record| &record.plan_ids)
+        .collect();
+    assert_eq!(plan_ids.len(), 3 * 21);
+    let unique: BTreeSet<&PlanId> = plan_ids.iter().copied().collect();
+    assert_eq!(unique.len(), plan_ids.len());
+    assert_eq!(
+        log.state.plans.len(),
+        1 + plan_ids.len(),
+        "no plan overwrote another"
+    );
+}
