@@ -87,7 +87,12 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
 
     let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| {
+            format!(
+                "binding {} (is another controller or `levee dev` running there? choose another address)",
+                config.listen
+            )
+        })?;
     let addr = listener.local_addr()?;
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
 

@@ -41,14 +41,13 @@ fn ensure_built() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut command = Command::new(cargo);
+        // `--workspace` unifies features as the README's `cargo build
+        // --workspace` does, so the two share one set of artifacts.
         command.args([
             "build",
             "--quiet",
+            "--workspace",
             "--bins",
-            "-p",
-            "levee-controller",
-            "-p",
-            "levee-agent",
             "--manifest-path",
         ]);
         command.arg(&manifest);

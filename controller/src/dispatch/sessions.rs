@@ -76,10 +76,6 @@ impl Sessions {
         }
     }
 
-    pub fn is_connected(&self, agent_id: &AgentId) -> bool {
-        self.lock().by_agent.contains_key(agent_id)
-    }
-
     pub fn connected(&self) -> Vec<AgentId> {
         let mut agents: Vec<AgentId> = self.lock().by_agent.keys().cloned().collect();
         agents.sort();
