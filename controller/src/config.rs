@@ -26,6 +26,10 @@ pub struct NodeConfig {
     /// `raft.bootstrap = true`) or to join later with `levee cluster join`.
     #[serde(default)]
     pub join: Vec<String>,
+    /// Local address for connections to other controllers, on hosts with
+    /// several addresses; the kernel chooses when unset.
+    #[serde(default)]
+    pub peer_source_address: Option<std::net::IpAddr>,
     #[serde(default)]
     pub raft: RaftConfig,
 }

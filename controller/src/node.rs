@@ -108,7 +108,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     }
     .validate()
     .context("raft configuration")?;
-    let network = Network::new(tls.client_config());
+    let network = Network::new(tls.client_config(), config.peer_source_address);
     let raft = LeveeRaft::new(
         config.node_id,
         Arc::new(raft_config),

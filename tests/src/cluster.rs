@@ -1,7 +1,7 @@
 //! Controllers, agents and the CLI, as real processes.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::process::{Running, binary, kill_workloads_under};
+use crate::proxy::FaultProxy;
 use crate::wait::wait_until;
 
 /// How long a controller gets to start and elect itself.
@@ -114,9 +115,56 @@ impl TestEnv {
     }
 
     fn controller_config(&self, node_id: u64, join: &[&str], bootstrap: bool) -> ControllerProcess {
+        self.controller_with(node_id, join, bootstrap, free_port(), None)
+    }
+
+    /// Starts `size` controllers, each behind a [`FaultProxy`] that peers
+    /// and agents dial (its advertised address), each dialling its peers
+    /// from its own source address 127.0.0.(10 + id), so a test can cut
+    /// any link. Returns the cluster and the proxies, by node index.
+    pub fn start_cluster_behind_proxies(&self, size: u64) -> (Cluster, Vec<FaultProxy>) {
+        let mut nodes = Vec::new();
+        let mut proxies: Vec<FaultProxy> = Vec::new();
+        for node_id in 1..=size {
+            let port = free_port();
+            let proxy = FaultProxy::start(format!("127.0.0.1:{port}"));
+            let source = source_address(node_id);
+            let join: Vec<&str> = if node_id == 1 {
+                Vec::new()
+            } else {
+                vec![proxies[0].addr.as_str()]
+            };
+            let mut node = self.controller_with(
+                node_id,
+                &join,
+                node_id == 1,
+                port,
+                Some((&proxy.addr, source)),
+            );
+            node.start();
+            nodes.push(node);
+            proxies.push(proxy);
+        }
+        let cluster = Cluster { nodes };
+        cluster.wait_for_leader();
+        (cluster, proxies)
+    }
+
+    fn controller_with(
+        &self,
+        node_id: u64,
+        join: &[&str],
+        bootstrap: bool,
+        port: u16,
+        routing: Option<(&str, IpAddr)>,
+    ) -> ControllerProcess {
         let name = format!("node-{node_id}");
         let tls = self.pki.issue("controller", &name);
-        let port = free_port();
+        let routing = routing
+            .map(|(advertise, source)| {
+                format!("advertise = \"{advertise}\"\npeer_source_address = \"{source}\"\n")
+            })
+            .unwrap_or_default();
         let data_dir = self.path().join(&name);
         let config_path = self.path().join(format!("{name}.toml"));
         let peers = join
@@ -125,7 +173,7 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n",
             data_dir.display(),
             tls.ca.display(),
             tls.cert.display(),
@@ -461,6 +509,12 @@ impl AgentProcess {
             .filter(|line| needles.iter().all(|needle| line.contains(needle)))
             .count()
     }
+}
+
+/// The loopback address node `node_id` dials its peers from in proxied
+/// clusters.
+pub fn source_address(node_id: u64) -> IpAddr {
+    IpAddr::from([127, 0, 0, 10 + node_id as u8])
 }
 
 /// A port free right now on 127.0.0.1.

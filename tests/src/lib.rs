@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod load;
 pub mod process;
+pub mod proxy;
 pub mod wait;
 
 pub use cluster::{AgentProcess, Cluster, ControllerProcess, Pki, TestEnv};

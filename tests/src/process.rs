@@ -41,6 +41,28 @@ fn ensure_built() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut command = Command::new(cargo);
+        // A test process carries cargo's per-crate variables (CARGO_PKG_*,
+        // CARGO_MANIFEST_DIR...) and the runner's; passed on, they change
+        // build fingerprints and force a rebuild on every run. Keep only
+        // what locates the toolchain and the target directory.
+        command.env_clear();
+        for (key, value) in std::env::vars_os() {
+            let keep = key.to_str().is_some_and(|key| {
+                matches!(
+                    key,
+                    "PATH"
+                        | "HOME"
+                        | "CARGO_HOME"
+                        | "RUSTUP_HOME"
+                        | "RUSTUP_TOOLCHAIN"
+                        | "CARGO_TARGET_DIR"
+                        | "TMPDIR"
+                )
+            });
+            if keep {
+                command.env(key, value);
+            }
+        }
         // `--workspace` unifies features as the README's `cargo build
         // --workspace` does, so the two share one set of artifacts.
         command.args([

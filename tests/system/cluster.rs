@@ -350,3 +350,155 @@ fn a_real_agent_follows_the_new_leader_and_repairs_continue() {
         "planned in the new leader's term"
     );
 }
+
+#[test]
+fn an_isolated_leader_commits_nothing_while_the_majority_goes_on_and_catches_up_after_healing() {
+    use levee_tests::cluster::source_address;
+
+    let env = TestEnv::new();
+    let (cluster, proxies) = env.start_cluster_behind_proxies(3);
+    let old = cluster.wait_for_leader();
+    let old_id = cluster.nodes[old].node_id;
+    let others: Vec<usize> = (0..3).filter(|index| *index != old).collect();
+    let committed_before = cluster.nodes[old].status().unwrap()["committed"]
+        .as_u64()
+        .unwrap();
+
+    // Phase: cut every link between the leader and the other two, both ways.
+    let other_sources: Vec<_> = others
+        .iter()
+        .map(|index| source_address(cluster.nodes[*index].node_id))
+        .collect();
+    proxies[old].block(&other_sources);
+    for index in &others {
+        proxies[*index].block(&[source_address(old_id)]);
+    }
+
+    // A write sent straight to the isolated leader does not commit.
+    let operator = env.pki.issue("operator", "tester");
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap();
+    levee_common::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let minority_write = runtime.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(&operator.ca)))
+            .domain_name(levee_common::identity::CONTROLLER_SERVER_NAME)
+            .identity(tonic::transport::Identity::from_pem(
+                read(&operator.cert),
+                read(&operator.key),
+            ));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("https://{}", cluster.nodes[old].addr))
+                .unwrap()
+                .tls_config(tls)
+                .unwrap()
+                .connect_lazy();
+        let files = crate::common::TICKER_SPECS
+            .iter()
+            .map(|(name, content)| levee_common::pb::SpecFile {
+                name: (*name).into(),
+                content: (*content).into(),
+            })
+            .collect();
+        let request = levee_common::pb::ApplySpecsRequest {
+            files,
+            reason: "from the minority".into(),
+        };
+        let mut client = levee_common::pb::control_client::ControlClient::new(channel);
+        tokio::time::timeout(Duration::from_secs(3), client.apply_specs(request)).await
+    });
+    assert!(
+        !matches!(minority_write, Ok(Ok(_))),
+        "the isolated leader acknowledged a write: {minority_write:?}"
+    );
+
+    // Phase: the majority elects a leader of its own and commits.
+    let new_leader = wait_until("the majority to elect a new leader", TIMEOUT, || {
+        let leaders: BTreeSet<u64> = others
+            .iter()
+            .map(|index| {
+                cluster.nodes[*index]
+                    .status()
+                    .map(|status| status["leader_id"].as_u64().unwrap_or(0))
+            })
+            .collect::<Result<_, _>>()?;
+        match leaders.iter().next() {
+            Some(&leader) if leaders.len() == 1 && leader != 0 && leader != old_id => Ok(leader),
+            _ => Err(format!("{leaders:?}")),
+        }
+    });
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    let applied = cluster.nodes[others[0]]
+        .apply(&specs)
+        .expect("the majority commits");
+    assert!(applied.contains("spec version 1 committed"), "{applied}");
+
+    // The minority committed nothing meanwhile.
+    let isolated = cluster.nodes[old].status().unwrap();
+    assert_eq!(
+        isolated["committed"].as_u64().unwrap(),
+        committed_before,
+        "{isolated}"
+    );
+    assert_eq!(isolated["spec_version"], 0, "{isolated}");
+
+    // Phase: heal. The old leader follows the new one and catches up, and
+    // the write it took while isolated never took effect anywhere.
+    for proxy in &proxies {
+        proxy.heal();
+    }
+    wait_until("the healed node to follow and catch up", TIMEOUT, || {
+        let status = cluster.nodes[old].status()?;
+        let follows =
+            status["leader_id"].as_u64() == Some(new_leader) && status["state"] != "leader";
+        if follows && status["spec_version"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("{status}"))
+        }
+    });
+    for node in &cluster.nodes {
+        assert_eq!(
+            node.status().unwrap()["spec_version"],
+            1,
+            "node {}",
+            node.node_id
+        );
+    }
+}
+
+#[test]
+fn a_five_node_cluster_keeps_committing_with_two_nodes_dead() {
+    let env = TestEnv::new();
+    let mut cluster = env.start_cluster(5);
+    let leader = cluster.wait_for_leader();
+    // Kill the leader and one follower: a minority of five.
+    let follower = (leader + 1) % 5;
+    cluster.nodes[leader].kill();
+    cluster.nodes[follower].kill();
+    let new_leader = cluster.wait_for_leader();
+    assert!(new_leader != leader && new_leader != follower);
+    let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
+    let applied = cluster.any().apply(&specs).expect("three of five commit");
+    assert!(applied.contains("spec version 1 committed"), "{applied}");
+    // The dead come back and catch up.
+    cluster.nodes[leader].start();
+    cluster.nodes[follower].start();
+    for node in &cluster.nodes {
+        wait_until(
+            &format!("node {} to hold spec version 1", node.node_id),
+            TIMEOUT,
+            || {
+                let status = node.status()?;
+                if status["spec_version"] == 1 {
+                    Ok(())
+                } else {
+                    Err(format!("{status}"))
+                }
+            },
+        );
+    }
+}

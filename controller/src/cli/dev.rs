@@ -73,6 +73,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         data_dir: data_dir.join("controller"),
         tls: TlsFiles::in_dir(&pki, NODE_NAME),
         join: Vec::new(),
+        peer_source_address: None,
         raft: RaftConfig {
             bootstrap: true,
             ..RaftConfig::default()

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use levee_common::pb::RaftPayload;
@@ -23,13 +24,17 @@ use super::{Snapshot, SnapshotData, TypeConfig, Vote};
 #[derive(Clone)]
 pub struct Network {
     tls: ClientTlsConfig,
+    source: Option<IpAddr>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
-    pub fn new(tls: ClientTlsConfig) -> Self {
+    /// `source` pins the local address of connections to peers (for
+    /// multi-homed hosts; `None` lets the kernel choose).
+    pub fn new(tls: ClientTlsConfig, source: Option<IpAddr>) -> Self {
         Self {
             tls,
+            source,
             channels: Arc::default(),
         }
     }
@@ -52,6 +57,7 @@ impl Network {
             .map_err(|err| format!("bad peer address {addr}: {err}"))?
             .connect_timeout(std::time::Duration::from_secs(2))
             .tcp_nodelay(true)
+            .local_address(self.source)
             .connect_lazy();
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
