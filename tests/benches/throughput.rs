@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use levee_tests::TestEnv;
-use levee_tests::load::SimulatedAgent;
+use levee_tests::load::{SimulatedAgent, run_fleet};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -40,23 +40,8 @@ fn main() {
                 pace: Duration::ZERO,
             })
             .collect();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let started = Instant::now();
-        let reports = runtime.block_on(async {
-            let handles: Vec<_> = fleet
-                .into_iter()
-                .map(|agent| tokio::spawn(agent.run(Duration::from_secs(600))))
-                .collect();
-            let mut reports = Vec::new();
-            for handle in handles {
-                reports.push(handle.await.unwrap());
-            }
-            reports
-        });
+        let reports = run_fleet(fleet, Duration::from_secs(600));
         let elapsed = started.elapsed();
         let acked: u64 = reports.iter().map(|report| report.acked_up_to).sum();
         let rate = acked as f64 / elapsed.as_secs_f64();

@@ -274,17 +274,7 @@ impl ControllerProcess {
     /// Starts (or restarts) the node and waits until it is a voter of a
     /// cluster with a known leader.
     pub fn start(&mut self) {
-        let mut command = Command::new(binary("levee"));
-        command
-            .arg("server")
-            .arg("--config")
-            .arg(&self.config_path)
-            .env("LEVEE_LOG_FORMAT", "json");
-        self.process = Some(Running::spawn(
-            &format!("controller {}", self.node_id),
-            command,
-            &self.log,
-        ));
+        self.spawn();
         let node_id = self.node_id;
         wait_until(
             &format!("controller {node_id} to be a voter with a known leader"),
@@ -305,9 +295,7 @@ impl ControllerProcess {
         );
     }
 
-    /// Starts the node without waiting for membership; returns once it
-    /// answers.
-    pub fn start_unjoined(&mut self) {
+    fn spawn(&mut self) {
         let mut command = Command::new(binary("levee"));
         command
             .arg("server")
@@ -319,6 +307,12 @@ impl ControllerProcess {
             command,
             &self.log,
         ));
+    }
+
+    /// Starts the node without waiting for membership; returns once it
+    /// answers.
+    pub fn start_unjoined(&mut self) {
+        self.spawn();
         wait_until(
             &format!("controller {} to answer", self.node_id),
             STARTUP,
@@ -380,38 +374,15 @@ impl ControllerProcess {
     /// Runs `levee <args> --output json` against this controller.
     pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
         let mut full: Vec<&str> = args.to_vec();
-        full.extend([
-            "--output",
-            "json",
-            "--endpoint",
-            &self.addr,
-            "--ca",
-            path_str(&self.operator.ca),
-            "--cert",
-            path_str(&self.operator.cert),
-            "--key",
-            path_str(&self.operator.key),
-        ]);
-        let stdout = run_levee(&full)?;
+        full.extend(["--output", "json"]);
+        let stdout = self.run(&full)?;
         serde_json::from_str(&stdout)
             .map_err(|err| format!("levee {args:?} printed non-JSON ({err}): {stdout}"))
     }
 
     /// Runs `levee apply -f DIR` against this controller.
     pub fn apply(&self, dir: &Path) -> Result<String, String> {
-        run_levee(&[
-            "apply",
-            "-f",
-            path_str(dir),
-            "--endpoint",
-            &self.addr,
-            "--ca",
-            path_str(&self.operator.ca),
-            "--cert",
-            path_str(&self.operator.cert),
-            "--key",
-            path_str(&self.operator.key),
-        ])
+        self.run(&["apply", "-f", path_str(dir)])
     }
 }
 

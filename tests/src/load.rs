@@ -182,3 +182,25 @@ fn leader_hint(status: &tonic::Status) -> Option<String> {
 fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
 }
+
+/// Runs a fleet of simulated agents to completion on a runtime of its own
+/// and returns their reports, in order.
+pub fn run_fleet(agents: Vec<SimulatedAgent>, deadline: Duration) -> Vec<AgentReport> {
+    levee_common::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("load runtime");
+    runtime.block_on(async {
+        let handles: Vec<_> = agents
+            .into_iter()
+            .map(|agent| tokio::spawn(agent.run(deadline)))
+            .collect();
+        let mut reports = Vec::new();
+        for handle in handles {
+            reports.push(handle.await.expect("simulated agent task"));
+        }
+        reports
+    })
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use levee_tests::load::{AgentReport, SimulatedAgent};
+use levee_tests::load::{AgentReport, SimulatedAgent, run_fleet};
 use levee_tests::{Cluster, ControllerProcess, TestEnv, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -28,25 +28,7 @@ fn run_agents(
             pace: Duration::from_millis(20),
         })
         .collect();
-    std::thread::spawn(move || {
-        levee_common::tls::install_crypto_provider();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let handles: Vec<_> = agents
-                .into_iter()
-                .map(|agent| tokio::spawn(agent.run(Duration::from_secs(90))))
-                .collect();
-            let mut reports = Vec::new();
-            for handle in handles {
-                reports.push(handle.await.unwrap());
-            }
-            reports
-        })
-    })
+    std::thread::spawn(move || run_fleet(agents, Duration::from_secs(90)))
 }
 
 /// Every acknowledged event is committed exactly once: per agent, the

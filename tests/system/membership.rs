@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use levee_tests::load::SimulatedAgent;
+use levee_tests::load::{SimulatedAgent, run_fleet};
 use levee_tests::{TestEnv, wait_until};
 use serde_json::Value;
 
@@ -20,23 +20,7 @@ fn send_events(env: &TestEnv, addrs: Vec<String>, agents: usize, events: u64, ba
             pace: Duration::ZERO,
         })
         .collect();
-    levee_common::tls::install_crypto_provider();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let reports = runtime.block_on(async {
-        let handles: Vec<_> = fleet
-            .into_iter()
-            .map(|agent| tokio::spawn(agent.run(Duration::from_secs(60))))
-            .collect();
-        let mut reports = Vec::new();
-        for handle in handles {
-            reports.push(handle.await.unwrap());
-        }
-        reports
-    });
+    let reports = run_fleet(fleet, Duration::from_secs(60));
     assert!(
         reports.iter().all(|report| report.acked_up_to == events),
         "{reports:?}"

@@ -7,8 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use openraft::TryAsRef;
 use openraft::async_runtime::WatchReceiver;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{BasicNode, ChangeMembers};
 use thiserror::Error;
 use tokio::sync::Mutex;
@@ -105,12 +106,7 @@ impl Membership {
         self.raft()
             .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
             .await
-            .map_err(|err| match err.forward_to_leader() {
-                Some(forward) => MembershipError::Propose(ProposeError::NotLeader {
-                    leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
-                }),
-                None => MembershipError::Failed(err.to_string()),
-            })?;
+            .map_err(change_error)?;
         if self
             .state
             .read(|state| state.removed_nodes.contains(&node_id))
@@ -215,7 +211,12 @@ impl Membership {
     }
 }
 
-fn change_error(err: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> MembershipError {
+/// A Raft API error as a membership error: not-leader with the leader's
+/// address when openraft names one, a failure otherwise.
+fn change_error<E>(err: RaftError<TypeConfig, E>) -> MembershipError
+where
+    E: TryAsRef<ForwardToLeader<TypeConfig>> + std::error::Error,
+{
     match err.forward_to_leader() {
         Some(forward) => MembershipError::Propose(ProposeError::NotLeader {
             leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
