@@ -263,12 +263,8 @@ impl Joiner {
         };
         match client.join(request).await {
             Ok(_) => Ok(()),
-            Err(status) => match status
-                .metadata()
-                .get(levee_common::pb::LEADER_METADATA_KEY)
-                .and_then(|value| value.to_str().ok())
-            {
-                Some(leader) if leader != peer => Err(JoinAttempt::Redirect(leader.to_owned())),
+            Err(status) => match levee_common::pb::leader_hint(&status) {
+                Some(leader) if leader != peer => Err(JoinAttempt::Redirect(leader)),
                 _ => Err(JoinAttempt::Failed(status.message().to_owned())),
             },
         }

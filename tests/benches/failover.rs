@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
+use levee_tests::TestEnv;
 use levee_tests::load::SimulatedAgent;
-use levee_tests::{Cluster, TestEnv, wait_until};
 
 fn main() {
     levee_common::tls::install_crypto_provider();
@@ -42,7 +42,7 @@ fn main() {
         let leader = cluster.wait_for_leader();
         let killed_at = Instant::now();
         cluster.nodes[leader].kill();
-        wait_for_new_leader(&cluster, leader);
+        cluster.wait_for_leader_without(leader);
         elections.push(killed_at.elapsed());
         let report = runtime.block_on(handle).unwrap();
         agent_gaps.push(report.longest_ack_gap);
@@ -57,30 +57,6 @@ fn main() {
     }
     report("election gap", &mut elections);
     report("agent-observed gap", &mut agent_gaps);
-}
-
-fn wait_for_new_leader(cluster: &Cluster, old: usize) {
-    wait_until(
-        "the survivors to elect a new leader",
-        Duration::from_secs(30),
-        || {
-            let mut leaders = Vec::new();
-            for (index, node) in cluster.nodes.iter().enumerate() {
-                if index != old {
-                    leaders.push(node.status()?["leader_id"].as_u64().unwrap_or(0));
-                }
-            }
-            let old_id = cluster.nodes[old].node_id;
-            if leaders
-                .iter()
-                .all(|leader| *leader != 0 && *leader != old_id && *leader == leaders[0])
-            {
-                Ok(())
-            } else {
-                Err(format!("{leaders:?}"))
-            }
-        },
-    );
 }
 
 fn report(what: &str, samples: &mut [Duration]) {

@@ -1,6 +1,6 @@
 //! Controllers, agents and the CLI, as real processes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -392,6 +392,26 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Waits until every node but `cut_off` (frozen, isolated or dead)
+    /// names the same leader, other than `cut_off`; returns its node id.
+    pub fn wait_for_leader_without(&self, cut_off: usize) -> u64 {
+        let old_id = self.nodes[cut_off].node_id;
+        wait_until("the other nodes to agree on a new leader", STARTUP, || {
+            let mut leaders = BTreeSet::new();
+            for (index, node) in self.nodes.iter().enumerate() {
+                if index != cut_off && node.is_running() {
+                    leaders.insert(node.status()?["leader_id"].as_u64().unwrap_or(0));
+                }
+            }
+            match leaders.iter().next() {
+                Some(&leader) if leaders.len() == 1 && leader != 0 && leader != old_id => {
+                    Ok(leader)
+                }
+                _ => Err(format!("leaders named: {leaders:?}")),
+            }
+        })
+    }
+
     /// Waits until a running node says it leads and every running node
     /// names that node as leader; returns its index in `nodes`.
     pub fn wait_for_leader(&self) -> usize {

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 use levee_common::identity::CONTROLLER_SERVER_NAME;
 use levee_common::pb::agent_link_client::AgentLinkClient;
-use levee_common::pb::{
-    self, AgentMessage, LEADER_METADATA_KEY, agent_message, controller_message,
-};
+use levee_common::pb::{self, AgentMessage, agent_message, controller_message, leader_hint};
 use levee_common::tls::TlsFiles;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -168,15 +166,6 @@ fn event(seq: u64) -> pb::Event {
         time_unix_ms: 1,
         data_json: format!("{{\"seq\":{seq}}}"),
     }
-}
-
-fn leader_hint(status: &tonic::Status) -> Option<String> {
-    status
-        .metadata()
-        .get(LEADER_METADATA_KEY)?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
 }
 
 fn read(path: &std::path::Path) -> String {

@@ -172,24 +172,7 @@ fn a_frozen_leader_is_deposed_and_rejoins_as_a_follower() {
         .filter(|(index, _)| *index != old)
         .map(|(_, node)| node)
         .collect();
-    let new_leader = wait_until("the other two nodes to elect a new leader", TIMEOUT, || {
-        let views: Vec<Value> = others
-            .iter()
-            .map(|node| node.status())
-            .collect::<Result<_, _>>()?;
-        let leaders: BTreeSet<u64> = views
-            .iter()
-            .map(|status| status["leader_id"].as_u64().unwrap_or(0))
-            .collect();
-        match leaders.iter().next() {
-            Some(&leader)
-                if leaders.len() == 1 && leader != cluster.nodes[old].node_id && leader != 0 =>
-            {
-                Ok(leader)
-            }
-            _ => Err(format!("{views:?}")),
-        }
-    });
+    let new_leader = cluster.wait_for_leader_without(old);
     // A write during the freeze commits through the new leader.
     let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
     others[0].apply(&specs).expect("apply during the freeze");
@@ -398,20 +381,7 @@ fn an_isolated_leader_commits_nothing_while_the_majority_goes_on_and_catches_up_
     );
 
     // Phase: the majority elects a leader of its own and commits.
-    let new_leader = wait_until("the majority to elect a new leader", TIMEOUT, || {
-        let leaders: BTreeSet<u64> = others
-            .iter()
-            .map(|index| {
-                cluster.nodes[*index]
-                    .status()
-                    .map(|status| status["leader_id"].as_u64().unwrap_or(0))
-            })
-            .collect::<Result<_, _>>()?;
-        match leaders.iter().next() {
-            Some(&leader) if leaders.len() == 1 && leader != 0 && leader != old_id => Ok(leader),
-            _ => Err(format!("{leaders:?}")),
-        }
-    });
+    let new_leader = cluster.wait_for_leader_without(old);
     let specs = env.write_specs("specs", crate::common::TICKER_SPECS);
     let applied = cluster.nodes[others[0]]
         .apply(&specs)

@@ -4,15 +4,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use levee_common::pb::agent_link_client::AgentLinkClient;
-use levee_common::pb::{
-    self, AgentMessage, LEADER_METADATA_KEY, agent_message, controller_message,
-};
+use levee_common::pb::{self, AgentMessage, agent_message, controller_message};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
 use super::Link;
@@ -49,15 +47,10 @@ pub enum SessionError {
 
 impl From<Status> for SessionError {
     fn from(status: Status) -> Self {
-        if status.code() == Code::Unavailable
-            && let Some(leader) = status
-                .metadata()
-                .get(LEADER_METADATA_KEY)
-                .and_then(|value| value.to_str().ok())
-        {
-            return SessionError::Redirect(leader.to_owned());
+        match pb::leader_hint(&status) {
+            Some(leader) => SessionError::Redirect(leader),
+            None => SessionError::Status(status),
         }
-        SessionError::Status(status)
     }
 }
 

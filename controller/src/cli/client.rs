@@ -5,8 +5,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use levee_common::pb::LEADER_METADATA_KEY;
 use levee_common::pb::control_client::ControlClient;
+use levee_common::pb::leader_hint;
 use levee_common::tls::{TlsFiles, TlsMaterial};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
@@ -122,18 +122,6 @@ impl Client {
         }
         bail!("gave up after {MAX_REDIRECTS} leader redirects")
     }
-}
-
-fn leader_hint(status: &Status) -> Option<String> {
-    if status.code() != Code::Unavailable {
-        return None;
-    }
-    status
-        .metadata()
-        .get(LEADER_METADATA_KEY)?
-        .to_str()
-        .ok()
-        .map(str::to_owned)
 }
 
 /// Turns a status into an error a person can act on.
