@@ -25,6 +25,17 @@ pub enum JournalEntry {
     Finished(pb::TaskUpdate),
 }
 
+/// How finishing a task changes a service's desired state.
+#[derive(Debug, Clone)]
+pub enum DesiredChange {
+    /// The task failed or was refused: what was desired before still is.
+    Keep,
+    /// The task succeeded: these are now the service's resources.
+    Set(String, Vec<Resource>),
+    /// The service was taken off this host: nothing to converge on restart.
+    Remove(String),
+}
+
 #[derive(Clone)]
 pub struct Journal {
     db: Arc<Database>,
@@ -82,23 +93,40 @@ impl Journal {
         Ok(())
     }
 
-    /// Records the outcome and, on success, the service's new desired
-    /// state, in one transaction.
+    /// Records the outcome and the change to the service's desired state
+    /// in one transaction.
     pub fn finish(
         &self,
         task_id: &str,
         update: &pb::TaskUpdate,
-        desired: Option<(&str, &[Resource])>,
+        desired: DesiredChange,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(JOURNAL)?
             .insert(task_id, update.encode_to_vec().as_slice())?;
-        if let Some((service, resources)) = desired {
-            let bytes = serde_json::to_vec(resources)?;
-            txn.open_table(DESIRED)?.insert(service, bytes.as_slice())?;
+        match desired {
+            DesiredChange::Keep => {}
+            DesiredChange::Set(service, resources) => {
+                let bytes = serde_json::to_vec(&resources)?;
+                txn.open_table(DESIRED)?
+                    .insert(service.as_str(), bytes.as_slice())?;
+            }
+            DesiredChange::Remove(service) => {
+                txn.open_table(DESIRED)?.remove(service.as_str())?;
+            }
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// One service's last assigned resources, if it has any here.
+    pub fn desired_of(&self, service: &str) -> Result<Option<Vec<Resource>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DESIRED)?;
+        let Some(bytes) = table.get(service)? else {
+            return Ok(None);
+        };
+        Ok(Some(serde_json::from_slice(bytes.value())?))
     }
 
     /// Every service's last assigned resources.
@@ -139,11 +167,22 @@ mod tests {
             state: pb::TaskState::Succeeded as i32,
             ..Default::default()
         };
-        journal.finish("t1", &update, Some(("clock", &[]))).unwrap();
+        journal
+            .finish("t1", &update, DesiredChange::Set("clock".into(), vec![]))
+            .unwrap();
         assert_eq!(
             journal.get("t1").unwrap(),
-            Some(JournalEntry::Finished(update))
+            Some(JournalEntry::Finished(update.clone()))
         );
         assert_eq!(journal.desired().unwrap(), [("clock".to_string(), vec![])]);
+        assert_eq!(journal.desired_of("clock").unwrap(), Some(vec![]));
+
+        journal.finish("t2", &update, DesiredChange::Keep).unwrap();
+        assert_eq!(journal.desired_of("clock").unwrap(), Some(vec![]));
+        journal
+            .finish("t3", &update, DesiredChange::Remove("clock".into()))
+            .unwrap();
+        assert_eq!(journal.desired_of("clock").unwrap(), None);
+        assert!(journal.desired().unwrap().is_empty());
     }
 }

@@ -6,19 +6,30 @@
 //! - [`journal`]: applied task ids, the highest term seen, desired state.
 //! - [`link`]: the session with the leading controller.
 //! - [`apply`]: converging resources, fenced by term, once per task id.
-//! - [`supervisor`]: workload processes and their exit events.
+//! - [`supervisor`]: workload processes and their exit events; [`logs`]
+//!   their rotated output, [`user`] who they run as.
+//! - [`health`]: health checks a (re)started workload must pass.
+//! - [`drift`]: periodic comparison of the host with the desired state.
+//! - [`exec`]: short-lived commands with a timeout.
 //! - [`paths`]: the allowed roots every resource path is checked against.
 //!
 //! Architecture invariant: this crate links neither openraft nor the
 //! controller's store; it speaks to controllers only through `levee.v1`.
 
 pub mod apply;
+pub mod drift;
+pub mod exec;
+pub mod health;
 pub mod journal;
 pub mod link;
+pub mod logs;
 pub mod outbox;
 pub mod paths;
 pub mod store;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
+pub mod user;
 pub mod util;
 
 use std::time::Duration;
@@ -34,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::apply::Applier;
+use crate::drift::Drift;
 use crate::journal::Journal;
 use crate::link::Link;
 use crate::outbox::Outbox;
@@ -69,7 +81,7 @@ async fn run_as(
     )?;
     let journal = Journal::new(db.clone());
     let roots = Roots::new(&config.roots()).context("preparing the allowed roots")?;
-    let supervisor = Supervisor::new(outbox.clone(), db);
+    let supervisor = Supervisor::new(outbox.clone(), db, config.logs.clone());
     info!(
         boot_epoch = outbox.boot_epoch(),
         unsent = outbox.unacknowledged()?,
@@ -81,6 +93,11 @@ async fn run_as(
     // Converge what we were last told before hearing from anyone: a host
     // cut off from the controllers keeps running its workloads.
     applier.converge_desired().await?;
+
+    // Started after the stored state converged, so its first check does not
+    // report what a restart is about to put back.
+    let drift = Drift::new(applier.clone(), outbox.clone(), config.drift.clone());
+    let mut drift_task = tokio::spawn(drift.run(shutdown.clone()).in_current_span());
 
     // Unbounded: the session must never block on the applier, or the
     // two could wait on each other. The controllers bound what they send.
@@ -108,6 +125,14 @@ async fn run_as(
     worker_stop.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
         warn!("a task was still being applied after the grace period");
+    }
+    // The drift task stops between services; one being corrected finishes.
+    if tokio::time::timeout(SHUTDOWN_GRACE, &mut drift_task)
+        .await
+        .is_err()
+    {
+        warn!("a drift correction was still running after the grace period; abandoning it");
+        drift_task.abort();
     }
     supervisor.stop_all().await;
     info!("agent stopped");

@@ -86,6 +86,41 @@ impl Roots {
         }
     }
 
+    /// Like [`Roots::prepare_dir`] but creates nothing: `None` when `dir`
+    /// does not exist. For reading and deleting, which must not leave new
+    /// directories behind.
+    pub fn existing_dir(&self, dir: &Path) -> Result<Option<PathBuf>, PathError> {
+        let real = match dir.canonicalize() {
+            Ok(real) => real,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => {
+                return Err(PathError::Io {
+                    path: dir.display().to_string(),
+                    reason: err.to_string(),
+                });
+            }
+        };
+        if self.roots.iter().any(|root| real.starts_with(root)) {
+            Ok(Some(real))
+        } else {
+            Err(self.outside(&real))
+        }
+    }
+
+    /// Resolves the file `path` of a service for reading or deleting: its
+    /// parent, with symlinks followed, must be beneath a root. `None` when
+    /// the parent does not exist (so neither does the file).
+    pub fn existing_file(&self, base: &Path, path: &str) -> Result<Option<PathBuf>, PathError> {
+        let lexical = self.resolve(base, path)?;
+        let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) else {
+            return Err(PathError::Io {
+                path: path.to_owned(),
+                reason: "path names no file".into(),
+            });
+        };
+        Ok(self.existing_dir(parent)?.map(|parent| parent.join(name)))
+    }
+
     fn outside(&self, path: &Path) -> PathError {
         let roots = self
             .roots
@@ -126,6 +161,28 @@ mod tests {
         assert!(matches!(
             roots.resolve(&base, "a\0b"),
             Err(PathError::Nul(_))
+        ));
+    }
+
+    #[test]
+    fn existing_paths_are_checked_without_creating_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("services");
+        let outside = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
+        let root = root.canonicalize().unwrap();
+        assert_eq!(roots.existing_file(&root, "a/b.txt").unwrap(), None);
+        assert!(!root.join("a").exists(), "nothing was created");
+        std::fs::create_dir(root.join("a")).unwrap();
+        assert_eq!(
+            roots.existing_file(&root, "a/b.txt").unwrap(),
+            Some(root.join("a/b.txt"))
+        );
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        assert!(matches!(
+            roots.existing_file(&root, "escape/passwd"),
+            Err(PathError::OutsideRoots { .. })
         ));
     }
 

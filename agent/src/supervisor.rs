@@ -1,4 +1,5 @@
-//! Supervised workloads: starting them, watching them, stopping them, and
+//! Supervised workloads: starting them (as their user, with their output
+//! in rotated log files), watching them, stopping them gracefully, and
 //! turning unexpected exits into `host.process.exited` events.
 
 use std::collections::HashMap;
@@ -8,26 +9,29 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use levee_common::agent_config::LogsConfig;
 use levee_common::event::types::PROCESS_EXITED;
 use levee_common::resource::{ProcessResource, RestartPolicy};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde_json::json;
+use thiserror::Error;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::logs;
 use crate::outbox::Outbox;
 use crate::store::{StoreError, WORKLOADS};
+use crate::user::{self, UserError};
 use crate::util::{blocking, now_ms};
 
 /// Environment variable marking a workload as ours, checked before the
 /// agent kills a leftover process group after a crash.
 const WORKLOAD_ENV: &str = "LEVEE_WORKLOAD";
-/// How long a workload gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
 /// A process to run, with every path already resolved and checked.
@@ -43,6 +47,31 @@ pub struct WorkloadSpec {
 pub struct WorkloadOutcome {
     pub changed: bool,
     pub detail: String,
+    /// The process now running it.
+    pub pid: u32,
+}
+
+/// Whether a workload runs, as the supervisor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadState {
+    Running {
+        pid: u32,
+    },
+    /// It exited and its restart policy will start it again shortly.
+    Restarting,
+    /// Not running, and nothing will start it but a converge.
+    Stopped,
+}
+
+/// Why a workload could not be started.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("recording its process group: {0}")]
+    Store(#[from] StoreError),
 }
 
 #[derive(Clone)]
@@ -50,27 +79,34 @@ pub struct Supervisor {
     workloads: Arc<Mutex<HashMap<String, Running>>>,
     outbox: Outbox,
     db: Arc<Database>,
+    logs: LogsConfig,
 }
 
 struct Running {
     spec: WorkloadSpec,
     pid: u32,
+    /// The live process, `None` between an exit and a restart. Health
+    /// waits watch it to notice a workload that died.
+    alive: Arc<watch::Sender<Option<u32>>>,
+    /// The pid last found healthy: a restart needs a new health check.
+    healthy_pid: Option<u32>,
     stop: CancellationToken,
     watcher: JoinHandle<()>,
 }
 
 impl Supervisor {
-    pub fn new(outbox: Outbox, db: Arc<Database>) -> Self {
+    pub fn new(outbox: Outbox, db: Arc<Database>, logs: LogsConfig) -> Self {
         Self {
             workloads: Arc::default(),
             outbox,
             db,
+            logs,
         }
     }
 
     /// Makes `spec` run: unchanged if it already runs as specified,
     /// restarted if its spec changed, started if it is not running.
-    pub async fn ensure_running(&self, spec: WorkloadSpec) -> std::io::Result<WorkloadOutcome> {
+    pub async fn ensure_running(&self, spec: WorkloadSpec) -> Result<WorkloadOutcome, StartError> {
         let name = spec.process.name.clone();
         let previous = {
             let mut workloads = self.lock();
@@ -79,6 +115,7 @@ impl Supervisor {
                     return Ok(WorkloadOutcome {
                         changed: false,
                         detail: format!("running, pid {}", running.pid),
+                        pid: running.pid,
                     });
                 }
                 _ => workloads.remove(&name),
@@ -97,12 +134,64 @@ impl Supervisor {
         Ok(WorkloadOutcome {
             changed: true,
             detail,
+            pid,
         })
     }
 
-    #[cfg(test)]
-    pub fn outbox_for_tests(&self) -> Outbox {
-        self.outbox.clone()
+    /// Stops workload `name` (SIGTERM to its group, SIGKILL after its
+    /// `stop_timeout_ms`). Returns whether it was running. No exit event is
+    /// emitted: the stop was asked for.
+    pub async fn stop(&self, name: &str) -> bool {
+        let running = self.lock().remove(name);
+        match running {
+            Some(running) => {
+                let was_running = !running.watcher.is_finished();
+                stop_running(running).await;
+                was_running
+            }
+            None => false,
+        }
+    }
+
+    pub fn state(&self, name: &str) -> WorkloadState {
+        match self.lock().get(name) {
+            Some(running) if !running.watcher.is_finished() => match *running.alive.borrow() {
+                Some(pid) => WorkloadState::Running { pid },
+                None => WorkloadState::Restarting,
+            },
+            _ => WorkloadState::Stopped,
+        }
+    }
+
+    /// Whether process `pid` of `name` was already found healthy.
+    pub fn is_healthy(&self, name: &str, pid: u32) -> bool {
+        self.lock()
+            .get(name)
+            .is_some_and(|running| running.healthy_pid == Some(pid))
+    }
+
+    /// Remembers that process `pid` of `name` passed its health check.
+    pub fn mark_healthy(&self, name: &str, pid: u32) {
+        if let Some(running) = self.lock().get_mut(name)
+            && running.pid == pid
+        {
+            running.healthy_pid = Some(pid);
+        }
+    }
+
+    /// Resolves once process `pid` of `name` is no longer running (at once
+    /// if it already is not).
+    pub fn exited(&self, name: &str, pid: u32) -> impl Future<Output = ()> + Send + 'static {
+        let alive = self
+            .lock()
+            .get(name)
+            .map(|running| running.alive.subscribe());
+        async move {
+            if let Some(mut alive) = alive {
+                // An error means the workload's entry is gone: it exited.
+                let _ = alive.wait_for(|alive| *alive != Some(pid)).await;
+            }
+        }
     }
 
     /// Stops every workload (agent shutdown). No exit events are emitted.
@@ -140,18 +229,21 @@ impl Supervisor {
 
     /// Spawns the workload and a watcher task that restarts it as its
     /// policy says, until it is stopped or gives up.
-    async fn start(&self, spec: WorkloadSpec) -> std::io::Result<u32> {
-        let child = spawn(&spec)?;
+    async fn start(&self, spec: WorkloadSpec) -> Result<u32, StartError> {
+        let run_as = user::switch_to(spec.process.user.as_deref(), user::agent_uid())?;
+        let child = self.spawn(&spec, run_as.as_ref())?;
         let pid = child.id().unwrap_or_default();
-        self.remember(&spec.process.name, pid)
-            .await
-            .map_err(std::io::Error::other)?;
+        if let Err(err) = self.remember(&spec.process.name, pid).await {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            return Err(err.into());
+        }
         let stop = CancellationToken::new();
-        info!(workload = %spec.process.name, pid, argv = ?spec.process.argv, "workload started");
+        let alive = Arc::new(watch::Sender::new(Some(pid)));
+        info!(workload = %spec.process.name, pid, argv = ?spec.process.argv, user = ?spec.process.user, "workload started");
         let span = info_span!("workload", name = %spec.process.name);
         let watcher = tokio::spawn(
             self.clone()
-                .watch(spec.clone(), child, stop.clone())
+                .watch(spec.clone(), run_as, child, stop.clone(), alive.clone())
                 .instrument(span),
         );
         self.lock().insert(
@@ -159,6 +251,8 @@ impl Supervisor {
             Running {
                 spec,
                 pid,
+                alive,
+                healthy_pid: None,
                 stop,
                 watcher,
             },
@@ -166,15 +260,28 @@ impl Supervisor {
         Ok(pid)
     }
 
-    async fn watch(self, spec: WorkloadSpec, mut child: Child, stop: CancellationToken) {
+    async fn watch(
+        self,
+        spec: WorkloadSpec,
+        run_as: Option<user::RunAs>,
+        mut child: Child,
+        stop: CancellationToken,
+        alive: Arc<watch::Sender<Option<u32>>>,
+    ) {
         let name = spec.process.name.clone();
+        let grace = Duration::from_millis(u64::from(spec.process.stop_timeout_ms));
         let mut restarts: u32 = 0;
         let mut pid = child.id().unwrap_or_default();
         loop {
             let status = tokio::select! {
                 status = child.wait() => status,
-                _ = stop.cancelled() => return terminate(&mut child, pid).await,
+                _ = stop.cancelled() => {
+                    terminate(&mut child, pid, grace).await;
+                    alive.send_replace(None);
+                    return;
+                }
             };
+            alive.send_replace(None);
             self.report_exit(&name, pid, &status, restarts).await;
             let code = status.as_ref().ok().and_then(ExitStatus::code);
             let restart = match spec.process.restart {
@@ -191,7 +298,7 @@ impl Supervisor {
                 _ = stop.cancelled() => break,
             }
             restarts += 1;
-            child = match spawn(&spec) {
+            child = match self.spawn(&spec, run_as.as_ref()) {
                 Ok(child) => child,
                 Err(err) => {
                     warn!(error = %err, "restart failed; giving up");
@@ -203,6 +310,7 @@ impl Supervisor {
             if let Some(running) = self.lock().get_mut(&name) {
                 running.pid = pid;
             }
+            alive.send_replace(Some(pid));
             info!(pid, restarts, "workload restarted by its restart policy");
         }
         {
@@ -281,33 +389,54 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-fn spawn(spec: &WorkloadSpec) -> std::io::Result<Child> {
-    std::fs::create_dir_all(&spec.log_dir)?;
-    let log = |name: &str| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(spec.log_dir.join(name))
-    };
-    let (program, args) = spec
-        .process
-        .argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::other("empty argv"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .envs(&spec.process.env)
-        .env(WORKLOAD_ENV, &spec.process.name)
-        .current_dir(&spec.working_dir)
-        .stdin(Stdio::null())
-        .stdout(log("stdout.log")?)
-        .stderr(log("stderr.log")?)
-        // Its own process group, so stopping it stops its children too.
-        .process_group(0);
-    command.spawn()
+    /// Spawns one process of the workload, its output piped into rotated
+    /// files under its log directory.
+    fn spawn(&self, spec: &WorkloadSpec, run_as: Option<&user::RunAs>) -> std::io::Result<Child> {
+        std::fs::create_dir_all(&spec.log_dir)?;
+        let (program, args) = spec
+            .process
+            .argv
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("empty argv"))?;
+        let mut command = Command::new(program);
+        command.args(args);
+        if let Some(run_as) = run_as {
+            // Set before the spec's env, which may override them.
+            command
+                .env("HOME", &run_as.home)
+                .env("USER", &run_as.name)
+                .env("LOGNAME", &run_as.name)
+                .uid(run_as.uid)
+                .gid(run_as.gid);
+        }
+        command
+            .envs(&spec.process.env)
+            .env(WORKLOAD_ENV, &spec.process.name)
+            .current_dir(&spec.working_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so stopping it stops its children too.
+            .process_group(0);
+        let mut child = command.spawn()?;
+        let mut captured = Ok(());
+        if let Some(stdout) = child.stdout.take() {
+            captured = logs::capture(stdout, &spec.log_dir.join("stdout.log"), &self.logs);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            captured = captured
+                .and_then(|()| logs::capture(stderr, &spec.log_dir.join("stderr.log"), &self.logs));
+        }
+        if let Err(err) = captured {
+            // Without its log files a workload would block on a full pipe.
+            if let Some(pid) = child.id() {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            return Err(err);
+        }
+        Ok(child)
+    }
 }
 
 async fn stop_running(running: Running) {
@@ -315,15 +444,16 @@ async fn stop_running(running: Running) {
     let _ = running.watcher.await;
 }
 
-/// SIGTERM to the group, then SIGKILL after the grace period.
-async fn terminate(child: &mut Child, pid: u32) {
+/// SIGTERM to the group, then SIGKILL after `grace` (the workload's
+/// `stop_timeout_ms`).
+async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
     let group = Pid::from_raw(pid as i32);
     let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(STOP_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        warn!("workload ignored SIGTERM; killing it");
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        warn!(
+            grace_ms = grace.as_millis(),
+            "workload ignored SIGTERM; killing it"
+        );
         let _ = killpg(group, Signal::SIGKILL);
         let _ = child.wait().await;
     }
@@ -342,4 +472,176 @@ fn is_our_workload(pid: u32, name: &str) -> bool {
                 .any(|entry| entry == marker.as_bytes())
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::testing::{process_alive, wait_until};
+
+    fn supervisor(dir: &Path, logs: LogsConfig) -> Supervisor {
+        let db = crate::store::open(&dir.join("agent.redb")).unwrap();
+        let outbox = Outbox::open(db.clone(), 100, 0).unwrap();
+        Supervisor::new(outbox, db, logs)
+    }
+
+    fn workload(dir: &Path, name: &str, script: &str) -> WorkloadSpec {
+        WorkloadSpec {
+            process: ProcessResource {
+                name: name.into(),
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                env: Default::default(),
+                working_dir: None,
+                restart: RestartPolicy::Never,
+                user: None,
+                stop_timeout_ms: 10_000,
+                health: None,
+            },
+            working_dir: dir.to_owned(),
+            log_dir: dir.join("logs").join(name),
+        }
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_rotated_log_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(
+            dir.path(),
+            LogsConfig {
+                max_bytes: 200,
+                keep: 1,
+            },
+        );
+        let spec = workload(
+            dir.path(),
+            "chatty",
+            "echo oops >&2; i=0; while [ $i -lt 100 ]; do echo out-$i; i=$((i+1)); done; exec sleep 600",
+        );
+        let logs = spec.log_dir.clone();
+        supervisor.ensure_running(spec).await.unwrap();
+        wait_until("the last line in stdout.log", || {
+            read(&logs.join("stdout.log")).ends_with("out-99\n")
+        })
+        .await;
+        wait_until("stderr.log", || read(&logs.join("stderr.log")) == "oops\n").await;
+        assert!(logs.join("stdout.log.1").exists());
+        assert!(!logs.join("stdout.log.2").exists(), "keep = 1");
+        assert!(std::fs::metadata(logs.join("stdout.log")).unwrap().len() <= 200);
+        supervisor.stop_all().await;
+    }
+
+    #[tokio::test]
+    async fn a_stop_waits_stop_timeout_ms_for_sigterm_then_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+
+        // Handles SIGTERM: it gets to finish its cleanup.
+        let polite = workload(
+            dir.path(),
+            "polite",
+            "trap 'echo cleaned > cleaned; exit 0' TERM; touch polite.ready; while true; do sleep 0.05; done",
+        );
+        let outcome = supervisor.ensure_running(polite).await.unwrap();
+        assert!(outcome.changed);
+        wait_until("the polite workload to set its trap", || {
+            dir.path().join("polite.ready").exists()
+        })
+        .await;
+        assert!(supervisor.stop("polite").await);
+        assert_eq!(read(&dir.path().join("cleaned")), "cleaned\n");
+        assert_eq!(supervisor.state("polite"), WorkloadState::Stopped);
+        assert!(!supervisor.stop("polite").await, "already stopped");
+
+        // Ignores SIGTERM: killed after its 300 ms, not the default 10 s.
+        let mut stubborn = workload(
+            dir.path(),
+            "stubborn",
+            "trap '' TERM; touch stubborn.ready; exec sleep 600",
+        );
+        stubborn.process.stop_timeout_ms = 300;
+        let pid = supervisor.ensure_running(stubborn).await.unwrap().pid;
+        wait_until("the stubborn workload to ignore SIGTERM", || {
+            dir.path().join("stubborn.ready").exists()
+        })
+        .await;
+        let started = Instant::now();
+        assert!(supervisor.stop("stubborn").await);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(!process_alive(pid as i32));
+    }
+
+    #[tokio::test]
+    async fn exits_are_watched_and_a_restart_needs_a_new_health_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+        let mut spec = workload(dir.path(), "web", "exec sleep 600");
+        spec.process.restart = RestartPolicy::Always;
+        let pid = supervisor.ensure_running(spec).await.unwrap().pid;
+        assert_eq!(supervisor.state("web"), WorkloadState::Running { pid });
+        supervisor.mark_healthy("web", pid);
+        assert!(supervisor.is_healthy("web", pid));
+
+        let exited = supervisor.exited("web", pid);
+        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        tokio::time::timeout(crate::testing::PATIENCE, exited)
+            .await
+            .expect("`exited` resolves when the process dies");
+        wait_until(
+            "the restart policy to start it again",
+            || matches!(supervisor.state("web"), WorkloadState::Running { pid: new } if new != pid),
+        )
+        .await;
+        let WorkloadState::Running { pid: new } = supervisor.state("web") else {
+            unreachable!()
+        };
+        assert!(
+            !supervisor.is_healthy("web", new),
+            "a new process is not known healthy"
+        );
+        supervisor.stop_all().await;
+    }
+
+    #[tokio::test]
+    async fn workloads_run_as_their_user_and_only_root_may_switch() {
+        let dir = tempfile::tempdir().unwrap();
+        // The workload's working directory must be open to its user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+        let mut spec = workload(dir.path(), "switched", "id -u; echo $HOME; exec sleep 600");
+        if user::agent_uid() == 0 {
+            spec.process.user = Some("nobody".into());
+            let nobody = user::lookup("nobody").unwrap();
+            supervisor.ensure_running(spec.clone()).await.unwrap();
+            let log = spec.log_dir.join("stdout.log");
+            let expected = format!("{}\n{}\n", nobody.uid, nobody.home);
+            wait_until("the workload's uid in stdout.log", || {
+                read(&log) == expected
+            })
+            .await;
+            supervisor.stop_all().await;
+        } else {
+            // Not root: any other user is refused before anything runs.
+            spec.process.user = Some("root".into());
+            let err = supervisor.ensure_running(spec).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StartError::User(UserError::NotPermitted { uid: 0, .. })
+                ),
+                "{err}"
+            );
+            assert!(err.to_string().contains("run the agent as root"), "{err}");
+            assert_eq!(supervisor.state("switched"), WorkloadState::Stopped);
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub struct AgentConfig {
     pub tls: TlsFiles,
     #[serde(default)]
     pub link: LinkConfig,
+    #[serde(default)]
+    pub logs: LogsConfig,
+    #[serde(default)]
+    pub drift: DriftConfig,
 }
 
 /// How the agent talks to the controllers.
@@ -48,6 +52,45 @@ impl Default for LinkConfig {
             reconnect_max_ms: 10_000,
             batch_max_events: 500,
             outbox_max_events: 1_000_000,
+        }
+    }
+}
+
+/// Where workloads' output goes: `<data_dir>/logs/<process>/stdout.log`
+/// and `stderr.log`, rotated so a chatty workload cannot fill the disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Largest size of one log file; past it the file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept per stream (`stdout.log.1` .. `stdout.log.<keep>`).
+    pub keep: u32,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 10 * 1024 * 1024,
+            keep: 3,
+        }
+    }
+}
+
+/// The periodic comparison of the host with the desired state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DriftConfig {
+    /// Between two checks; 0 turns drift detection off.
+    pub interval_ms: u64,
+    /// Converge a drifted service again, rather than only reporting it.
+    pub correct: bool,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 30_000,
+            correct: true,
         }
     }
 }
@@ -98,6 +141,9 @@ impl AgentConfig {
             return Err(
                 "link.batch_max_events and link.outbox_max_events must be at least 1".into(),
             );
+        }
+        if self.logs.max_bytes == 0 {
+            return Err("logs.max_bytes must be at least 1".into());
         }
         Ok(())
     }
@@ -150,10 +196,58 @@ mod tests {
                 key: "k".into(),
             },
             link: LinkConfig::default(),
+            logs: LogsConfig {
+                max_bytes: 4096,
+                keep: 1,
+            },
+            drift: DriftConfig {
+                interval_ms: 0,
+                correct: false,
+            },
         };
         assert_eq!(
             toml::from_str::<AgentConfig>(&config.to_toml()).unwrap(),
             config
         );
+    }
+
+    const MINIMAL: &str = r#"
+        controllers = ["127.0.0.1:1"]
+        data_dir = "/tmp/a"
+        [tls]
+        ca = "ca"
+        cert = "c"
+        key = "k"
+    "#;
+
+    #[test]
+    fn logs_and_drift_sections_default_when_absent_and_fill_in_missing_keys() {
+        let config: AgentConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.logs.max_bytes, 10 * 1024 * 1024);
+        assert_eq!(config.logs.keep, 3);
+        assert_eq!(config.drift.interval_ms, 30_000);
+        assert!(config.drift.correct);
+
+        let partial = format!("{MINIMAL}\n[logs]\nkeep = 7\n[drift]\ncorrect = false\n");
+        let config: AgentConfig = toml::from_str(&partial).unwrap();
+        assert_eq!(
+            (config.logs.max_bytes, config.logs.keep),
+            (10 * 1024 * 1024, 7)
+        );
+        assert_eq!(
+            (config.drift.interval_ms, config.drift.correct),
+            (30_000, false)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_a_zero_log_size_are_refused() {
+        let typo = format!("{MINIMAL}\n[drift]\ninterval = 5\n");
+        let err = toml::from_str::<AgentConfig>(&typo).unwrap_err();
+        assert!(err.to_string().contains("interval"), "{err}");
+
+        let zero = format!("{MINIMAL}\n[logs]\nmax_bytes = 0\n");
+        let config: AgentConfig = toml::from_str(&zero).unwrap();
+        assert!(config.validate().unwrap_err().contains("logs.max_bytes"));
     }
 }

@@ -11,9 +11,16 @@ pub const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
 /// Longest `type` or `subject`.
 pub const MAX_EVENT_FIELD_BYTES: usize = 256;
 
-/// Event types emitted by the agent's process source.
+/// Event types emitted by the agent.
 pub mod types {
+    /// A supervised workload exited without being asked to.
     pub const PROCESS_EXITED: &str = "host.process.exited";
+    /// A resource on the host no longer matches its desired state. Data:
+    /// `{"service", "resource", "detail"}`, one event per resource.
+    pub const DRIFT_DETECTED: &str = "host.drift.detected";
+    /// Drift reported earlier is gone, corrected by the agent or by hand.
+    /// Data: `{"service", "resources": [resource keys]}`.
+    pub const DRIFT_RESOLVED: &str = "host.drift.resolved";
 }
 
 /// A validated event, as stored in the replicated state.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -13,7 +14,62 @@ use crate::pb;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Resource {
     File(FileResource),
+    Directory(DirectoryResource),
+    Command(CommandResource),
     Process(ProcessResource),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryResource {
+    pub path: String,
+    #[serde(default = "default_dir_mode")]
+    pub mode: u32,
+}
+
+/// A command run from argv, never through a shell. Guards make it
+/// idempotent: it is skipped when `creates` exists or `unless` exits 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandResource {
+    pub name: String,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub creates: Option<String>,
+    #[serde(default)]
+    pub unless: Option<Vec<String>>,
+    #[serde(default = "default_command_timeout_ms")]
+    pub timeout_ms: u32,
+}
+
+/// How an agent decides a workload is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+    /// Consecutive passes that make a workload healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make it unhealthy.
+    pub unhealthy_threshold: u32,
+    /// How long a new workload may take to become healthy.
+    pub start_timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Probe {
+    /// GET `http://127.0.0.1:{port}{path}` answers 2xx or 3xx.
+    Http { port: u16, path: String },
+    /// `127.0.0.1:{port}` accepts a connection.
+    Tcp { port: u16 },
+    /// `argv` exits 0.
+    Command { argv: Vec<String> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,11 +94,19 @@ pub struct ProcessResource {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Run as this user (name or uid); `None` runs as the agent's user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Between SIGTERM and SIGKILL when stopping the workload.
+    #[serde(default = "default_stop_timeout_ms")]
+    pub stop_timeout_ms: u32,
+    #[serde(default)]
+    pub health: Option<HealthCheck>,
 }
 
 /// What the agent does by itself when a workload exits. Whatever the
 /// policy, the exit is also reported as an event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Leave recovery to the controllers' rules.
@@ -56,11 +120,28 @@ fn default_file_mode() -> u32 {
     0o644
 }
 
+fn default_dir_mode() -> u32 {
+    0o755
+}
+
+pub const DEFAULT_STOP_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u32 = 60_000;
+
+fn default_stop_timeout_ms() -> u32 {
+    DEFAULT_STOP_TIMEOUT_MS
+}
+
+fn default_command_timeout_ms() -> u32 {
+    DEFAULT_COMMAND_TIMEOUT_MS
+}
+
 impl Resource {
     /// A stable key naming the resource on its host, e.g. `file:/etc/x`.
     pub fn key(&self) -> String {
         match self {
             Resource::File(file) => format!("file:{}", file.path),
+            Resource::Directory(dir) => format!("directory:{}", dir.path),
+            Resource::Command(command) => format!("command:{}", command.name),
             Resource::Process(process) => format!("process:{}", process.name),
         }
     }
@@ -75,8 +156,12 @@ pub enum ResourceError {
     EmptyArgv { name: String },
     #[error("process has an empty name")]
     EmptyName,
-    #[error("file resource has an empty path")]
-    EmptyPath,
+    #[error("{kind} resource has an empty path")]
+    EmptyPath { kind: &'static str },
+    #[error("{name:?}: health check has no probe")]
+    MissingProbe { name: String },
+    #[error("{name:?}: health check port {port} is not a TCP port")]
+    BadPort { name: String, port: u32 },
 }
 
 impl From<&Resource> for pb::Resource {
@@ -87,16 +172,100 @@ impl From<&Resource> for pb::Resource {
                 content: file.content.clone(),
                 mode: file.mode,
             }),
+            Resource::Directory(dir) => pb::resource::Kind::Directory(pb::DirectoryResource {
+                path: dir.path.clone(),
+                mode: dir.mode,
+            }),
+            Resource::Command(command) => pb::resource::Kind::Command(pb::CommandResource {
+                name: command.name.clone(),
+                argv: command.argv.clone(),
+                env: command.env.clone().into_iter().collect(),
+                working_dir: command.working_dir.clone().unwrap_or_default(),
+                creates: command.creates.clone().unwrap_or_default(),
+                unless: command.unless.clone().unwrap_or_default(),
+                timeout_ms: command.timeout_ms,
+            }),
             Resource::Process(process) => pb::resource::Kind::Process(pb::ProcessResource {
                 name: process.name.clone(),
                 argv: process.argv.clone(),
                 env: process.env.clone().into_iter().collect(),
                 working_dir: process.working_dir.clone().unwrap_or_default(),
                 restart: pb::RestartPolicy::from(process.restart) as i32,
+                user: process.user.clone().unwrap_or_default(),
+                stop_timeout_ms: process.stop_timeout_ms,
+                health: process.health.as_ref().map(pb::HealthCheck::from),
             }),
         };
         pb::Resource { kind: Some(kind) }
     }
+}
+
+impl From<&HealthCheck> for pb::HealthCheck {
+    fn from(check: &HealthCheck) -> Self {
+        let probe = match &check.probe {
+            Probe::Http { port, path } => pb::health_check::Probe::Http(pb::HttpProbe {
+                port: u32::from(*port),
+                path: path.clone(),
+            }),
+            Probe::Tcp { port } => pb::health_check::Probe::Tcp(pb::TcpProbe {
+                port: u32::from(*port),
+            }),
+            Probe::Command { argv } => {
+                pb::health_check::Probe::Command(pb::CommandProbe { argv: argv.clone() })
+            }
+        };
+        pb::HealthCheck {
+            probe: Some(probe),
+            interval_ms: check.interval_ms,
+            timeout_ms: check.timeout_ms,
+            healthy_threshold: check.healthy_threshold,
+            unhealthy_threshold: check.unhealthy_threshold,
+            start_timeout_ms: check.start_timeout_ms,
+        }
+    }
+}
+
+fn non_empty(value: String) -> Option<String> {
+    Some(value).filter(|value| !value.is_empty())
+}
+
+fn health_from_wire(name: &str, wire: pb::HealthCheck) -> Result<HealthCheck, ResourceError> {
+    let port = |port: u32| {
+        u16::try_from(port)
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or(ResourceError::BadPort {
+                name: name.to_owned(),
+                port,
+            })
+    };
+    let probe = match wire.probe.ok_or_else(|| ResourceError::MissingProbe {
+        name: name.to_owned(),
+    })? {
+        pb::health_check::Probe::Http(http) => Probe::Http {
+            port: port(http.port)?,
+            path: http.path,
+        },
+        pb::health_check::Probe::Tcp(tcp) => Probe::Tcp {
+            port: port(tcp.port)?,
+        },
+        pb::health_check::Probe::Command(command) => {
+            if command.argv.is_empty() {
+                return Err(ResourceError::EmptyArgv {
+                    name: name.to_owned(),
+                });
+            }
+            Probe::Command { argv: command.argv }
+        }
+    };
+    Ok(HealthCheck {
+        probe,
+        interval_ms: wire.interval_ms,
+        timeout_ms: wire.timeout_ms,
+        healthy_threshold: wire.healthy_threshold,
+        unhealthy_threshold: wire.unhealthy_threshold,
+        start_timeout_ms: wire.start_timeout_ms,
+    })
 }
 
 impl TryFrom<pb::Resource> for Resource {
@@ -106,12 +275,38 @@ impl TryFrom<pb::Resource> for Resource {
         match wire.kind.ok_or(ResourceError::MissingKind)? {
             pb::resource::Kind::File(file) => {
                 if file.path.is_empty() {
-                    return Err(ResourceError::EmptyPath);
+                    return Err(ResourceError::EmptyPath { kind: "file" });
                 }
                 Ok(Resource::File(FileResource {
                     path: file.path,
                     content: file.content,
                     mode: file.mode,
+                }))
+            }
+            pb::resource::Kind::Directory(dir) => {
+                if dir.path.is_empty() {
+                    return Err(ResourceError::EmptyPath { kind: "directory" });
+                }
+                Ok(Resource::Directory(DirectoryResource {
+                    path: dir.path,
+                    mode: dir.mode,
+                }))
+            }
+            pb::resource::Kind::Command(command) => {
+                if command.name.is_empty() {
+                    return Err(ResourceError::EmptyName);
+                }
+                if command.argv.is_empty() {
+                    return Err(ResourceError::EmptyArgv { name: command.name });
+                }
+                Ok(Resource::Command(CommandResource {
+                    name: command.name,
+                    argv: command.argv,
+                    env: command.env.into_iter().collect(),
+                    working_dir: non_empty(command.working_dir),
+                    creates: non_empty(command.creates),
+                    unless: Some(command.unless).filter(|argv| !argv.is_empty()),
+                    timeout_ms: command.timeout_ms,
                 }))
             }
             pb::resource::Kind::Process(process) => {
@@ -126,12 +321,23 @@ impl TryFrom<pb::Resource> for Resource {
                     Ok(pb::RestartPolicy::Always) => RestartPolicy::Always,
                     _ => RestartPolicy::Never,
                 };
+                let health = process
+                    .health
+                    .map(|health| health_from_wire(&process.name, health))
+                    .transpose()?;
                 Ok(Resource::Process(ProcessResource {
                     name: process.name,
                     argv: process.argv,
                     env: process.env.into_iter().collect(),
-                    working_dir: Some(process.working_dir).filter(|dir| !dir.is_empty()),
+                    working_dir: non_empty(process.working_dir),
                     restart,
+                    user: non_empty(process.user),
+                    stop_timeout_ms: if process.stop_timeout_ms == 0 {
+                        DEFAULT_STOP_TIMEOUT_MS
+                    } else {
+                        process.stop_timeout_ms
+                    },
+                    health,
                 }))
             }
         }
@@ -160,12 +366,38 @@ mod tests {
                 content: "hi\n".into(),
                 mode: 0o600,
             }),
+            Resource::Directory(DirectoryResource {
+                path: "/srv/d".into(),
+                mode: 0o750,
+            }),
+            Resource::Command(CommandResource {
+                name: "migrate".into(),
+                argv: vec!["/bin/true".into()],
+                env: BTreeMap::new(),
+                working_dir: None,
+                creates: Some("/srv/done".into()),
+                unless: Some(vec!["/bin/false".into()]),
+                timeout_ms: 5_000,
+            }),
             Resource::Process(ProcessResource {
                 name: "clock".into(),
                 argv: vec!["/bin/sleep".into(), "9".into()],
                 env: BTreeMap::from([("A".into(), "1".into())]),
                 working_dir: Some("/srv".into()),
                 restart: RestartPolicy::OnFailure,
+                user: Some("nobody".into()),
+                stop_timeout_ms: 2_000,
+                health: Some(HealthCheck {
+                    probe: Probe::Http {
+                        port: 8080,
+                        path: "/healthz".into(),
+                    },
+                    interval_ms: 500,
+                    timeout_ms: 1_000,
+                    healthy_threshold: 2,
+                    unhealthy_threshold: 3,
+                    start_timeout_ms: 30_000,
+                }),
             }),
         ];
         for resource in resources {

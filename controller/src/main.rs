@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     };
     telemetry::init(format, "info,openraft=warn");
     match cli::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(cli::exit_code(&err))

@@ -200,6 +200,18 @@ impl TestEnv {
         labels: &[(&str, &str)],
         controllers: &[&ControllerProcess],
     ) -> AgentProcess {
+        self.start_agent_with(name, labels, controllers, |_| {})
+    }
+
+    /// As [`TestEnv::start_agent`], with `configure` changing the config
+    /// before it is written (drift checks, log limits...).
+    pub fn start_agent_with(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        controllers: &[&ControllerProcess],
+        configure: impl FnOnce(&mut AgentConfig),
+    ) -> AgentProcess {
         let tls = self.pki.issue("agent", name);
         let config = AgentConfig {
             controllers: controllers
@@ -218,7 +230,11 @@ impl TestEnv {
                 reconnect_max_ms: 1000,
                 ..LinkConfig::default()
             },
+            logs: Default::default(),
+            drift: Default::default(),
         };
+        let mut config = config;
+        configure(&mut config);
         let config_path = self.path().join(format!("agent-{name}.toml"));
         std::fs::write(&config_path, config.to_toml()).expect("write agent config");
         let mut agent = AgentProcess {
@@ -336,6 +352,32 @@ impl ControllerProcess {
         run_levee(&full)
     }
 
+    /// Runs `levee <args>` and returns its exit code, stdout and stderr,
+    /// whatever the code.
+    pub fn run_with_code(&self, args: &[&str]) -> (i32, String, String) {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend([
+            "--endpoint",
+            &self.addr,
+            "--ca",
+            path_str(&self.operator.ca),
+            "--cert",
+            path_str(&self.operator.cert),
+            "--key",
+            path_str(&self.operator.key),
+        ]);
+        let output = Command::new(binary("levee"))
+            .args(&full)
+            .env("LEVEE_CLI_CONFIG", "/nonexistent/levee-cli.toml")
+            .output()
+            .expect("run levee");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// This node's own view (`levee cluster status`), asked of it directly.
     pub fn status(&self) -> Result<Value, String> {
         self.cli(&["cluster", "status"])
@@ -380,9 +422,10 @@ impl ControllerProcess {
             .map_err(|err| format!("levee {args:?} printed non-JSON ({err}): {stdout}"))
     }
 
-    /// Runs `levee apply -f DIR` against this controller.
+    /// Runs `levee apply -f DIR --no-wait` against this controller: it
+    /// returns once the version is committed.
     pub fn apply(&self, dir: &Path) -> Result<String, String> {
-        self.run(&["apply", "-f", path_str(dir)])
+        self.run(&["apply", "-f", path_str(dir), "--no-wait"])
     }
 }
 

@@ -17,7 +17,7 @@ pub const TICKER_SPECS: &[(&str, &str)] = &[
         r#"
 kind: Service
 name: ticker
-selector: { role: worker }
+placement: { selector: { role: worker } }
 process:
   argv: ["/bin/sh", "-c", "echo $$ >> starts.log; exec sleep 3600"]
 files:

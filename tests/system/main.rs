@@ -4,7 +4,9 @@
 mod cluster;
 mod common;
 mod deploy;
+mod desired_state;
 mod dev;
+mod drift;
 mod durability;
 mod end_to_end;
 mod membership;

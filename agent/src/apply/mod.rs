@@ -1,16 +1,26 @@
 //! Applying tasks: fencing by term, at most once per task id, converging
-//! each resource idempotently, and reporting what changed.
+//! each resource idempotently, and reporting what changed. A task that
+//! drops a file or process its service had before removes it (prune), and
+//! a `remove` task takes the whole service off this host.
 
+mod command;
+mod directory;
 mod file;
+mod remove;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use levee_common::agent_config::AgentConfig;
 use levee_common::pb;
-use levee_common::resource::Resource;
+use levee_common::resource::{
+    CommandResource, DirectoryResource, FileResource, ProcessResource, Resource,
+};
+use tokio::sync::{Mutex, MutexGuard};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::journal::{Journal, JournalEntry};
+use crate::health;
+use crate::journal::{DesiredChange, Journal, JournalEntry};
 use crate::paths::Roots;
 use crate::store::StoreError;
 use crate::supervisor::{Supervisor, WorkloadSpec};
@@ -24,6 +34,14 @@ pub struct Applier {
     roots: Roots,
     services_dir: PathBuf,
     logs_dir: PathBuf,
+    /// Held while a service is converged or checked for drift, so a drift
+    /// check never sees (or corrects) a task half applied.
+    converging: Arc<Mutex<()>>,
+}
+
+/// Proof that the caller holds the applier's converge lock.
+pub struct ConvergeLock<'a> {
+    _guard: MutexGuard<'a, ()>,
 }
 
 /// Why one resource could not be converged.
@@ -33,6 +51,36 @@ pub enum ApplyError {
     Refused { resource: String, reason: String },
     #[error("{resource}: {reason}")]
     Failed { resource: String, reason: String },
+}
+
+/// What kind of converge this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Wait for a (re)started workload to pass its health check.
+    pub wait_healthy: bool,
+    /// Run commands that have neither `creates` nor `unless`. Only a task
+    /// asks for that: re-converging stored state must not repeat them.
+    pub unguarded_commands: bool,
+}
+
+impl Pass {
+    /// A task from the controller.
+    pub const TASK: Pass = Pass {
+        wait_healthy: true,
+        unguarded_commands: true,
+    };
+    /// The stored desired state on start: workloads come back quickly and
+    /// the link is not held up by health checks; the next task or drift
+    /// check waits for them.
+    pub const RESTORE: Pass = Pass {
+        wait_healthy: false,
+        unguarded_commands: false,
+    };
+    /// Correcting drift.
+    pub const CORRECT: Pass = Pass {
+        wait_healthy: true,
+        unguarded_commands: false,
+    };
 }
 
 impl Applier {
@@ -48,6 +96,7 @@ impl Applier {
             roots,
             services_dir: config.data_dir.join("services"),
             logs_dir: config.data_dir.join("logs"),
+            converging: Arc::default(),
         }
     }
 
@@ -56,7 +105,7 @@ impl Applier {
     /// and not reported, since the report could reach the real leader and
     /// end a task that is still valid there.
     pub async fn handle(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
-        let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term);
+        let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term, remove = task.remove);
         self.handle_inner(task).instrument(span).await
     }
 
@@ -81,6 +130,12 @@ impl Applier {
             Some(JournalEntry::Started) => info!("task was interrupted; converging again"),
             None => {}
         }
+        if task.remove && !task.resources.is_empty() {
+            let reason = "a remove task must not list resources".to_owned();
+            return self
+                .finish(&task, refused(&task, reason), DesiredChange::Keep)
+                .await;
+        }
         let resources = match task
             .resources
             .iter()
@@ -91,22 +146,33 @@ impl Applier {
             Ok(resources) => resources,
             Err(err) => {
                 return self
-                    .finish(&task, refused(&task, err.to_string()), None)
+                    .finish(&task, refused(&task, err.to_string()), DesiredChange::Keep)
                     .await;
             }
         };
+        let held = self.lock().await;
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         blocking(move || journal.start(&task_id)).await?;
+        let previous = self.stored(&held, &task.service).await?;
         let mut update = pb::TaskUpdate {
             task_id: task.task_id.clone(),
             term,
             ..Default::default()
         };
-        match self
-            .converge(&task.service, &resources, &mut update.outcomes)
+        let result = if task.remove {
+            self.remove_service(&task.service, previous.as_deref(), &mut update.outcomes)
+                .await
+        } else {
+            self.apply_resources(
+                &task.service,
+                previous.as_deref().unwrap_or_default(),
+                &resources,
+                &mut update.outcomes,
+            )
             .await
-        {
+        };
+        match result {
             Ok(()) => {
                 update.state = pb::TaskState::Succeeded as i32;
                 info!(
@@ -128,40 +194,83 @@ impl Applier {
             }
         }
         update.finished_unix_ms = now_ms();
-        let succeeded = update.state == pb::TaskState::Succeeded as i32;
-        self.finish(&task, update, succeeded.then_some(resources))
-            .await
+        let change = match (update.state == pb::TaskState::Succeeded as i32, task.remove) {
+            (false, _) => DesiredChange::Keep,
+            (true, false) => DesiredChange::Set(task.service.clone(), resources),
+            (true, true) => DesiredChange::Remove(task.service.clone()),
+        };
+        let finished = self.finish(&task, update, change).await;
+        drop(held);
+        finished
+    }
+
+    /// A task's resources: processes it no longer lists are stopped first
+    /// (two versions of a workload never run at once), then everything is
+    /// converged, then files it no longer lists are deleted.
+    async fn apply_resources(
+        &self,
+        service: &str,
+        previous: &[Resource],
+        resources: &[Resource],
+        outcomes: &mut Vec<pb::ResourceOutcome>,
+    ) -> Result<(), ApplyError> {
+        self.prune_processes(previous, resources, outcomes).await;
+        self.converge(service, resources, Pass::TASK, outcomes)
+            .await?;
+        self.prune_files(service, previous, resources, outcomes)
+            .await;
+        Ok(())
     }
 
     async fn finish(
         &self,
         task: &pb::Task,
         update: pb::TaskUpdate,
-        desired: Option<Vec<Resource>>,
+        change: DesiredChange,
     ) -> Result<Option<pb::TaskUpdate>, StoreError> {
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
-        let service = task.service.clone();
         let recorded = update.clone();
-        blocking(move || {
-            journal.finish(
-                &task_id,
-                &recorded,
-                desired
-                    .as_ref()
-                    .map(|resources| (service.as_str(), resources.as_slice())),
-            )
-        })
-        .await?;
+        blocking(move || journal.finish(&task_id, &recorded, change)).await?;
         Ok(Some(update))
+    }
+
+    /// Takes the converge lock, held while a service is converged or
+    /// checked for drift.
+    pub async fn lock(&self) -> ConvergeLock<'_> {
+        ConvergeLock {
+            _guard: self.converging.lock().await,
+        }
+    }
+
+    /// One service's stored desired state.
+    pub async fn stored(
+        &self,
+        _held: &ConvergeLock<'_>,
+        service: &str,
+    ) -> Result<Option<Vec<Resource>>, StoreError> {
+        let journal = self.journal.clone();
+        let service = service.to_owned();
+        blocking(move || journal.desired_of(&service)).await
+    }
+
+    /// The services with a stored desired state.
+    pub async fn stored_services(&self) -> Result<Vec<String>, StoreError> {
+        let journal = self.journal.clone();
+        let desired = blocking(move || journal.desired()).await?;
+        Ok(desired.into_iter().map(|(service, _)| service).collect())
     }
 
     /// Converges the stored desired state, as on start after a restart.
     pub async fn converge_desired(&self) -> Result<(), StoreError> {
+        let held = self.lock().await;
         let journal = self.journal.clone();
         for (service, resources) in blocking(move || journal.desired()).await? {
             let mut outcomes = Vec::new();
-            match self.converge(&service, &resources, &mut outcomes).await {
+            match self
+                .converge_locked(&held, &service, &resources, Pass::RESTORE, &mut outcomes)
+                .await
+            {
                 Ok(()) => info!(%service, "converged the stored desired state"),
                 Err(err) => {
                     warn!(%service, error = %err, "could not converge the stored desired state")
@@ -171,66 +280,51 @@ impl Applier {
         Ok(())
     }
 
+    /// Converges `resources` of `service` while the caller holds the lock.
+    pub async fn converge_locked(
+        &self,
+        _held: &ConvergeLock<'_>,
+        service: &str,
+        resources: &[Resource],
+        pass: Pass,
+        outcomes: &mut Vec<pb::ResourceOutcome>,
+    ) -> Result<(), ApplyError> {
+        self.converge(service, resources, pass, outcomes).await
+    }
+
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Where service `name` keeps its files and runs.
+    pub fn service_dir(&self, service: &str) -> PathBuf {
+        self.services_dir.join(service)
+    }
+
     /// Converges resources in order, stopping at the first failure.
     async fn converge(
         &self,
         service: &str,
         resources: &[Resource],
+        pass: Pass,
         outcomes: &mut Vec<pb::ResourceOutcome>,
     ) -> Result<(), ApplyError> {
-        let service_dir = self.services_dir.join(service);
+        let service_dir = self.service_dir(service);
         for resource in resources {
             let key = resource.key();
-            let refuse = |reason: String| ApplyError::Refused {
-                resource: key.clone(),
-                reason,
-            };
-            let fail = |reason: String| ApplyError::Failed {
-                resource: key.clone(),
-                reason,
-            };
             let (changed, detail) = match resource {
-                Resource::File(spec) => {
-                    let path = self
-                        .roots
-                        .resolve(&service_dir, &spec.path)
-                        .map_err(|err| refuse(err.to_string()))?;
-                    let parent = path
-                        .parent()
-                        .ok_or_else(|| refuse("path has no parent directory".into()))?;
-                    let parent = self
-                        .roots
-                        .prepare_dir(parent)
-                        .map_err(|err| refuse(err.to_string()))?;
-                    let file_name = path
-                        .file_name()
-                        .ok_or_else(|| refuse("path names no file".into()))?;
-                    let target = parent.join(file_name);
-                    let content = spec.content.clone().into_bytes();
-                    let mode = spec.mode;
-                    blocking(move || file::converge(&target, &content, mode))
-                        .await
-                        .map_err(|err| fail(err.to_string()))?
-                }
+                Resource::File(spec) => self.converge_file(&service_dir, spec).await,
+                Resource::Directory(spec) => self.converge_directory(&service_dir, spec).await,
+                Resource::Command(spec) => self.converge_command(&service_dir, spec, pass).await,
                 Resource::Process(process) => {
-                    let working_dir = self
-                        .roots
-                        .resolve(&service_dir, process.working_dir.as_deref().unwrap_or("."))
-                        .and_then(|dir| self.roots.prepare_dir(&dir))
-                        .map_err(|err| refuse(err.to_string()))?;
-                    let spec = WorkloadSpec {
-                        process: process.clone(),
-                        working_dir,
-                        log_dir: self.logs_dir.join(&process.name),
-                    };
-                    let outcome = self
-                        .supervisor
-                        .ensure_running(spec)
-                        .await
-                        .map_err(|err| fail(format!("cannot start: {err}")))?;
-                    (outcome.changed, outcome.detail)
+                    self.converge_process(&service_dir, process, pass).await
                 }
-            };
+            }
+            .map_err(|failure| failure.of(&key))?;
             outcomes.push(pb::ResourceOutcome {
                 resource: key,
                 changed,
@@ -238,6 +332,136 @@ impl Applier {
             });
         }
         Ok(())
+    }
+
+    async fn converge_file(
+        &self,
+        service_dir: &Path,
+        spec: &FileResource,
+    ) -> Result<(bool, String), Failure> {
+        let refuse = Failure::Refused;
+        let path = self
+            .roots
+            .resolve(service_dir, &spec.path)
+            .map_err(|err| refuse(err.to_string()))?;
+        let parent = path
+            .parent()
+            .ok_or_else(|| refuse("path has no parent directory".into()))?;
+        let parent = self
+            .roots
+            .prepare_dir(parent)
+            .map_err(|err| refuse(err.to_string()))?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| refuse("path names no file".into()))?;
+        let target = parent.join(file_name);
+        let content = spec.content.clone().into_bytes();
+        let mode = spec.mode;
+        blocking(move || file::converge(&target, &content, mode))
+            .await
+            .map_err(|err| Failure::Failed(err.to_string()))
+    }
+
+    async fn converge_directory(
+        &self,
+        service_dir: &Path,
+        spec: &DirectoryResource,
+    ) -> Result<(bool, String), Failure> {
+        let path = self
+            .roots
+            .resolve(service_dir, &spec.path)
+            .map_err(|err| Failure::Refused(err.to_string()))?;
+        let roots = self.roots.clone();
+        let mode = spec.mode;
+        blocking(move || directory::converge(&roots, &path, mode))
+            .await
+            .map_err(|err| match err {
+                directory::DirectoryError::Path(err) => Failure::Refused(err.to_string()),
+                other => Failure::Failed(other.to_string()),
+            })
+    }
+
+    async fn converge_command(
+        &self,
+        service_dir: &Path,
+        spec: &CommandResource,
+        pass: Pass,
+    ) -> Result<(bool, String), Failure> {
+        if !pass.unguarded_commands && spec.creates.is_none() && spec.unless.is_none() {
+            return Ok((
+                false,
+                "skipped: a command without guards runs only when a task asks".into(),
+            ));
+        }
+        let working_dir = self.working_dir(service_dir, spec.working_dir.as_deref())?;
+        let creates = spec
+            .creates
+            .as_deref()
+            .map(|creates| self.roots.resolve(service_dir, creates))
+            .transpose()
+            .map_err(|err| Failure::Refused(err.to_string()))?;
+        command::converge(spec, &working_dir, creates.as_deref())
+            .await
+            .map_err(|err| Failure::Failed(err.to_string()))
+    }
+
+    async fn converge_process(
+        &self,
+        service_dir: &Path,
+        process: &ProcessResource,
+        pass: Pass,
+    ) -> Result<(bool, String), Failure> {
+        let working_dir = self.working_dir(service_dir, process.working_dir.as_deref())?;
+        let spec = WorkloadSpec {
+            process: process.clone(),
+            working_dir: working_dir.clone(),
+            log_dir: self.logs_dir.join(&process.name),
+        };
+        let outcome = self
+            .supervisor
+            .ensure_running(spec)
+            .await
+            .map_err(|err| Failure::Failed(format!("cannot start: {err}")))?;
+        let mut detail = outcome.detail;
+        if let Some(check) = &process.health
+            && pass.wait_healthy
+            && !self.supervisor.is_healthy(&process.name, outcome.pid)
+        {
+            let exited = self.supervisor.exited(&process.name, outcome.pid);
+            let probes = health::wait_healthy(check, &working_dir, exited)
+                .await
+                .map_err(|err| Failure::Failed(format!("not healthy: {err}")))?;
+            self.supervisor.mark_healthy(&process.name, outcome.pid);
+            info!(workload = %process.name, pid = outcome.pid, probes, "workload healthy");
+            detail.push_str(&format!(", healthy after {probes} probe(s)"));
+        }
+        Ok((outcome.changed, detail))
+    }
+
+    /// A working directory, beneath the roots, created if missing.
+    fn working_dir(&self, service_dir: &Path, dir: Option<&str>) -> Result<PathBuf, Failure> {
+        self.roots
+            .resolve(service_dir, dir.unwrap_or("."))
+            .and_then(|dir| self.roots.prepare_dir(&dir))
+            .map_err(|err| Failure::Refused(err.to_string()))
+    }
+}
+
+/// How converging one resource failed, before its key is attached.
+enum Failure {
+    /// The task asks for something this host does not allow.
+    Refused(String),
+    /// It was allowed but did not work.
+    Failed(String),
+}
+
+impl Failure {
+    fn of(self, resource: &str) -> ApplyError {
+        let resource = resource.to_owned();
+        match self {
+            Failure::Refused(reason) => ApplyError::Refused { resource, reason },
+            Failure::Failed(reason) => ApplyError::Failed { resource, reason },
+        }
     }
 }
 

@@ -141,6 +141,7 @@ impl AgentLinkService {
             labels: hello.labels.clone().into_iter().collect(),
             cpu_millis: capacity.cpu_millis,
             memory_bytes: capacity.memory_bytes,
+            highest_term_seen: hello.highest_term_seen,
             at_ms: now_ms(),
         };
         self.proposer

@@ -7,27 +7,23 @@ use std::sync::Arc;
 
 use levee_common::pb::control_server::Control;
 use levee_common::pb::{self};
-use levee_common::spec::SpecSet;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::agent_link::now_ms;
 use super::auth::caller;
+use super::desired;
 use super::error::ApiError;
 use crate::dispatch::sessions::Sessions;
 use crate::raft::membership::{Members, Membership};
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
-use crate::state::command::{Command, Response as StateResponse};
 use crate::state::records::{EventRecord, PlanRecord, TaskRecord};
 
 /// Rows returned when a request does not say how many.
 const DEFAULT_LIMIT: usize = 100;
-/// Largest total size of spec files in one apply.
-const MAX_APPLY_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct ControlService {
     pub node_id: u64,
@@ -42,7 +38,7 @@ pub struct ControlService {
 impl ControlService {
     /// Makes a read linearizable (through Raft's read index on the
     /// leader), unless the caller accepts this node's possibly stale state.
-    async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
+    pub(super) async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
         if stale {
             return Ok(());
         }
@@ -64,7 +60,7 @@ impl ControlService {
     }
 }
 
-fn limit(requested: u32) -> usize {
+pub(super) fn limit(requested: u32) -> usize {
     if requested == 0 {
         DEFAULT_LIMIT
     } else {
@@ -153,41 +149,51 @@ impl Control for ControlService {
         &self,
         request: Request<pb::ApplySpecsRequest>,
     ) -> Result<Response<pb::ApplySpecsResponse>, Status> {
-        let identity = caller(&request)?;
-        let request = request.into_inner();
-        let total: usize = request.files.iter().map(|file| file.content.len()).sum();
-        if total > MAX_APPLY_BYTES {
-            return Err(ApiError::InvalidArgument(format!(
-                "spec files total {total} bytes, more than {MAX_APPLY_BYTES}"
-            ))
-            .into());
-        }
-        let specs = SpecSet::parse(
-            request
-                .files
-                .iter()
-                .map(|file| (file.name.as_str(), file.content.as_str())),
-        )
-        .map_err(|errors| ApiError::InvalidArgument(errors.to_string()))?;
-        let command = Command::PutSpecs {
-            specs,
-            reason: request.reason,
-            applied_by: identity.to_string(),
-            at_ms: now_ms(),
-        };
-        let (_, response) = self
-            .proposer
-            .propose(command)
+        desired::apply_specs(self, request).await.map(Response::new)
+    }
+
+    async fn plan_specs(
+        &self,
+        request: Request<pb::PlanSpecsRequest>,
+    ) -> Result<Response<pb::PlanSpecsResponse>, Status> {
+        desired::plan_specs(self, request).await.map(Response::new)
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> Result<Response<pb::GetPlanResponse>, Status> {
+        desired::get_plan(self, request).await.map(Response::new)
+    }
+
+    async fn list_versions(
+        &self,
+        request: Request<pb::ListVersionsRequest>,
+    ) -> Result<Response<pb::ListVersionsResponse>, Status> {
+        desired::list_versions(self, request)
             .await
-            .map_err(ApiError::from)?;
-        let StateResponse::SpecsApplied { version, plan_ids } = response else {
-            return Err(Status::internal("unexpected response to put-specs"));
-        };
-        info!(version, caller = %identity, plans = plan_ids.len(), "spec version committed");
-        Ok(Response::new(pb::ApplySpecsResponse {
-            version,
-            plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
-        }))
+            .map(Response::new)
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::ApplySpecsResponse>, Status> {
+        desired::rollback(self, request).await.map(Response::new)
+    }
+
+    async fn scale(
+        &self,
+        request: Request<pb::ScaleRequest>,
+    ) -> Result<Response<pb::ScaleResponse>, Status> {
+        desired::scale(self, request).await.map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        desired::status(self, request).await.map(Response::new)
     }
 
     async fn cluster_status(
@@ -341,13 +347,15 @@ fn event_info(record: &EventRecord) -> pb::EventInfo {
     }
 }
 
-fn task_info(task: &TaskRecord) -> pb::TaskInfo {
+pub(super) fn task_info(task: &TaskRecord) -> pb::TaskInfo {
     pb::TaskInfo {
         task_id: task.task_id.to_string(),
         plan_id: task.plan_id.to_string(),
         agent_id: task.agent_id.to_string(),
         service: task.service.clone(),
         state: task.state.as_str().to_owned(),
+        action: task.action.as_str().to_owned(),
+        batch: task.batch,
         created_term: task.created.term,
         cause_event_id: task.cause.event_id.clone().unwrap_or_default(),
         rule: task.cause.rule.clone().unwrap_or_default(),
@@ -369,7 +377,7 @@ fn task_info(task: &TaskRecord) -> pb::TaskInfo {
     }
 }
 
-fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
+pub(super) fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
     pb::PlanInfo {
         plan_id: plan.plan_id.to_string(),
         reason: plan.cause.reason.clone(),
@@ -378,5 +386,8 @@ fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
         task_ids: plan.task_ids.iter().map(ToString::to_string).collect(),
         log_index: plan.created.index,
         term: plan.created.term,
+        spec_version: plan.spec_version,
+        problems: plan.problems.clone(),
+        rolled_back_by: plan.rolled_back_by.unwrap_or_default(),
     }
 }

@@ -5,4 +5,5 @@
 pub mod agent_link;
 pub mod auth;
 pub mod control;
+mod desired;
 pub mod error;

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use levee_common::agent_config::{AgentConfig, LinkConfig};
+use levee_common::agent_config::{AgentConfig, DriftConfig, LinkConfig, LogsConfig};
 use levee_common::identity::{Identity, Role};
 use levee_common::tls::TlsFiles;
 use nix::sys::signal::{Signal, kill};
@@ -95,6 +95,12 @@ pub async fn run(args: DevArgs) -> Result<()> {
         allowed_roots: Vec::new(),
         tls: TlsFiles::in_dir(&pki, AGENT_NAME),
         link: LinkConfig::default(),
+        logs: LogsConfig::default(),
+        // Short, so a hand edit of the example's files is undone quickly.
+        drift: DriftConfig {
+            interval_ms: 5_000,
+            correct: true,
+        },
     };
     let agent_config_path = data_dir.join("agent.toml");
     std::fs::write(&agent_config_path, agent_config.to_toml()).context("writing agent.toml")?;

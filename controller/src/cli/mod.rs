@@ -3,6 +3,7 @@
 mod ca;
 mod client;
 mod cluster;
+mod desired;
 mod dev;
 mod output;
 mod query;
@@ -72,13 +73,29 @@ pub enum Command {
         /// A spec file or a directory of `*.yaml` / `*.yml` files.
         path: PathBuf,
     },
-    /// Commit the specs in a directory as the new desired state.
-    Apply(specs::ApplyArgs),
+    /// Print the JSON Schema of spec documents (for editors).
+    Schema,
+    /// Show what applying specs would change, per agent and batch.
+    ///
+    /// Exit code 0: no changes; 2: changes pending; 1: error.
+    Plan(desired::SpecsArgs),
+    /// Commit specs as the new desired state and follow the rollout.
+    ///
+    /// Exit code 0 when every task succeeded, 1 otherwise.
+    Apply(desired::ApplyArgs),
+    /// List spec versions: who applied them, when and why.
+    History(query::QueryArgs),
+    /// Restore an earlier spec version (as a new version) and follow it.
+    Rollback(desired::RollbackArgs),
+    /// Set a service's replica count within its min and max.
+    Scale(desired::ScaleArgs),
+    /// Services against their targets, and agents that drifted.
+    Status(query::QueryArgs),
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let done = match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Server { config } => dev::run_server(&config).await,
         Command::Ca(command) => ca::run(command),
@@ -88,19 +105,38 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tasks(args) => query::tasks(args).await,
         Command::Cluster(command) => cluster::run(command).await,
         Command::Validate { path } => specs::validate(&path),
-        Command::Apply(args) => specs::apply(args).await,
-    }
+        Command::Schema => specs::schema(),
+        Command::Plan(args) => return desired::plan(args).await,
+        Command::Apply(args) => return desired::apply(args).await,
+        Command::History(args) => return desired::history(args).await,
+        Command::Rollback(args) => return desired::rollback(args).await,
+        Command::Scale(args) => return desired::scale(args).await,
+        Command::Status(args) => return desired::status(args).await,
+    };
+    done.map(|()| 0)
 }
 
 /// The process exit code for an error: 2 for usage and input problems the
 /// caller can fix, 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err
+    if err.downcast_ref::<desired::PlanFailed>().is_some() {
+        1
+    } else if err
         .chain()
         .any(|cause| cause.is::<levee_common::spec::SpecErrors>())
     {
         2
     } else {
         1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

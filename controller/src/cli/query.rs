@@ -172,6 +172,7 @@ impl Row for pb::PlanInfo {
         json!({
             "plan_id": self.plan_id, "reason": self.reason, "cause_event_id": self.cause_event_id,
             "rule": self.rule, "task_ids": self.task_ids, "log_index": self.log_index, "term": self.term,
+            "spec_version": self.spec_version, "problems": self.problems, "rolled_back_by": self.rolled_back_by,
         })
     }
 }
@@ -212,6 +213,7 @@ impl Row for pb::TaskInfo {
             "task_id": self.task_id, "plan_id": self.plan_id, "agent_id": self.agent_id, "service": self.service,
             "state": self.state, "created_term": self.created_term, "cause_event_id": self.cause_event_id,
             "rule": self.rule, "error": self.error, "outcomes": self.outcomes,
+            "action": self.action, "batch": self.batch,
             "created": timestamp(self.created_unix_ms), "finished": timestamp(self.finished_unix_ms),
         })
     }

@@ -1,24 +1,9 @@
-//! `levee validate` and `levee apply`.
+//! Reading and checking spec files: `levee validate` and `levee schema`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use levee_common::pb;
-use levee_common::spec::SpecSet;
-
-use super::client::ClientArgs;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-    /// A spec file or a directory of `*.yaml` / `*.yml` files.
-    #[arg(long = "file", short = 'f')]
-    pub path: PathBuf,
-    /// Why this version is applied; kept in the history.
-    #[arg(long, default_value = "")]
-    pub reason: String,
-}
+use levee_common::spec::{SpecSet, spec_schema};
 
 /// Reads `path` (a file, or every YAML file in a directory, sorted).
 pub fn read_spec_files(path: &Path) -> Result<Vec<(String, String)>> {
@@ -71,41 +56,18 @@ pub fn validate(path: &Path) -> Result<()> {
     let files = read_spec_files(path)?;
     let specs = parse_specs(&files)?;
     println!(
-        "{} valid: {} services, {} rules",
+        "{} valid: {} services, {} modules, {} rules, {} provisioners",
         path.display(),
         specs.services.len(),
-        specs.rules.len()
+        specs.modules.len(),
+        specs.rules.len(),
+        specs.provisioners.len()
     );
     Ok(())
 }
 
-pub async fn apply(args: ApplyArgs) -> Result<()> {
-    let files = read_spec_files(&args.path)?;
-    // Validate locally first: the same checks the controller runs, with
-    // no round trip for a typo.
-    parse_specs(&files)?;
-    let client = args.client.connect()?;
-    let request = pb::ApplySpecsRequest {
-        files: files
-            .into_iter()
-            .map(|(name, content)| pb::SpecFile { name, content })
-            .collect(),
-        reason: args.reason,
-    };
-    let response = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.apply_specs(request).await }
-        })
-        .await?;
-    println!(
-        "spec version {} committed; plans: {}",
-        response.version,
-        if response.plan_ids.is_empty() {
-            "none (no change)".into()
-        } else {
-            response.plan_ids.join(", ")
-        }
-    );
+/// Prints the JSON Schema of spec documents.
+pub fn schema() -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&spec_schema())?);
     Ok(())
 }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::sessions::Sessions;
+use crate::engine::planner::Action;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 use crate::state::records::TaskRecord;
@@ -88,5 +89,6 @@ fn to_wire(task: &TaskRecord, term: u64) -> pb::Task {
         plan_id: task.plan_id.to_string(),
         service: task.service.clone(),
         resources: task.resources.iter().map(pb::Resource::from).collect(),
+        remove: task.action == Action::Remove,
     }
 }

@@ -1,38 +1,85 @@
-//! The planner: a pure, deterministic function from desired state, actual
-//! state and a trigger to the steps that converge them.
+//! The planner: a pure, deterministic function from desired state (specs
+//! and replica targets), the agents, and what each agent runs, to the
+//! placements and the ordered, batched steps that converge them.
+//!
+//! - Placement honours selectors, never fills an agent past the capacity
+//!   it announced, spreads replicas across a label's values, and then
+//!   prefers the least loaded agents (by name on ties, for determinism).
+//! - Steps come from comparing, per service and agent, the digest of the
+//!   resources wanted with the digest of what the agent runs or is being
+//!   asked to run. So planning again after a plan is applied gives nothing.
+
+mod placement;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use levee_common::ids::AgentId;
 use levee_common::resource::Resource;
-use levee_common::spec::{ServiceSpec, SpecSet};
+use levee_common::spec::{AgentFacts, ServiceSpec, SpecSet};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
-use crate::state::records::AgentRecord;
+use crate::state::records::{AgentRecord, Deployment};
+
+pub use self::placement::{fits, place};
 
 /// What the planner reads.
 pub struct PlanInput<'a> {
     pub specs: &'a SpecSet,
     pub agents: &'a BTreeMap<AgentId, AgentRecord>,
-    /// Which agents each service is placed on.
+    /// Which agents each service is placed on now.
     pub placements: &'a BTreeMap<String, BTreeSet<AgentId>>,
+    /// Replica targets set by scaling; missing means `replicas.initial`.
+    pub targets: &'a BTreeMap<String, u32>,
+    /// Per agent and service, the digest of what it runs or is being
+    /// asked to run.
+    pub current: &'a BTreeMap<AgentId, BTreeMap<String, Deployment>>,
 }
 
 /// Why we are planning.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
-    /// Desired state or the set of agents changed: place what is short of
-    /// replicas, and converge again every service whose spec changed.
-    Reconcile { changed_services: BTreeSet<String> },
-    /// Converge `service` again on `agent` (its workload failed there).
+    /// Desired state, targets or agents changed: converge everything.
+    Reconcile,
+    /// Converge `service` again on `agent`, changed or not (its workload
+    /// failed there).
     Repair { service: String, agent: AgentId },
 }
 
-/// One agent's part of a plan: converge one service's resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+    Remove,
+    Repair,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Remove => "remove",
+            Action::Repair => "repair",
+        }
+    }
+}
+
+/// One agent's part of a plan: converge (or remove) one service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub agent: AgentId,
     pub service: String,
+    pub action: Action,
+    /// Empty for `Remove`.
     pub resources: Vec<Resource>,
+    /// Digest of `resources`; empty for `Remove`.
+    pub digest: String,
+    /// Batches of one service run in order, each once the one before has
+    /// applied and is healthy. Creates and removes go in batch 0; updates
+    /// are cut into batches of the service's `update.max_parallel`.
+    pub batch: u32,
 }
 
 /// The planner's answer: placements after the plan, and steps in order.
@@ -40,98 +87,205 @@ pub struct Step {
 pub struct Draft {
     pub placements: BTreeMap<String, BTreeSet<AgentId>>,
     pub steps: Vec<Step>,
+    /// Things the planner could not do, e.g. a template that failed to
+    /// render for one agent, or too few agents with capacity.
+    pub problems: Vec<String>,
 }
 
 pub fn plan(input: &PlanInput<'_>, trigger: &Trigger) -> Draft {
     match trigger {
-        Trigger::Reconcile { changed_services } => reconcile(input, changed_services),
+        Trigger::Reconcile => reconcile(input),
         Trigger::Repair { service, agent } => repair(input, service, agent),
     }
 }
 
-fn reconcile(input: &PlanInput<'_>, changed_services: &BTreeSet<String>) -> Draft {
-    // Services no longer declared lose their placement.
-    let mut placements: BTreeMap<String, BTreeSet<AgentId>> = input
-        .placements
+/// The replica count a service aims for: its scaled target, or its
+/// initial count, kept within `min..=max`.
+pub fn target_of(service: &ServiceSpec, targets: &BTreeMap<String, u32>) -> u32 {
+    service.replicas.clamp(
+        targets
+            .get(&service.name)
+            .copied()
+            .unwrap_or(service.replicas.initial),
+    )
+}
+
+/// Digest of a resource list, the same on every node.
+pub fn digest(resources: &[Resource]) -> String {
+    let bytes = serde_json::to_vec(resources).unwrap_or_default();
+    let hash = Sha256::digest(&bytes);
+    hash[..12]
         .iter()
-        .filter(|(service, _)| input.specs.services.contains_key(*service))
-        .map(|(service, agents)| (service.clone(), agents.clone()))
-        .collect();
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn reconcile(input: &PlanInput<'_>) -> Draft {
+    let placed = place(input);
+    let mut problems = placed.problems;
     let mut steps = Vec::new();
     for (name, service) in &input.specs.services {
-        let placed = placements.entry(name.clone()).or_default();
-        placed.retain(|agent| {
-            input
-                .agents
+        let Some(agents) = placed.placements.get(name) else {
+            continue;
+        };
+        // Resources without templates are the same on every agent:
+        // render and digest them once.
+        let shared = service
+            .files
+            .iter()
+            .all(|file| file.template.is_none())
+            .then(|| render(service, None, input))
+            .and_then(Result::ok);
+        let mut updates = Vec::new();
+        for agent in agents {
+            let (resources, digest) = match &shared {
+                Some(shared) => shared.clone(),
+                None => match render(service, Some(agent), input) {
+                    Ok(rendered) => rendered,
+                    Err(err) => {
+                        problems.push(format!("service `{name}` on {agent}: {err}"));
+                        continue;
+                    }
+                },
+            };
+            let current = input
+                .current
                 .get(agent)
-                .is_some_and(|record| selects(service, record))
-        });
-        let before = placed.clone();
-        let wanted = service.replicas as usize;
-        if placed.len() < wanted {
-            let mut candidates: Vec<&AgentRecord> = input
-                .agents
-                .values()
-                .filter(|record| !placed.contains(&record.agent_id) && selects(service, record))
-                .collect();
-            // Spread: least loaded first, then by name for determinism.
-            candidates.sort_by_key(|record| {
-                (
-                    load(input.placements, &record.agent_id),
-                    record.agent_id.clone(),
-                )
-            });
-            placed.extend(
-                candidates
-                    .into_iter()
-                    .take(wanted - placed.len())
-                    .map(|record| record.agent_id.clone()),
-            );
+                .and_then(|services| services.get(name))
+                .and_then(Deployment::current);
+            let action = match current {
+                None => Action::Create,
+                Some(current) if current != digest => Action::Update,
+                Some(_) => continue,
+            };
+            let step = Step {
+                agent: agent.clone(),
+                service: name.clone(),
+                action,
+                resources,
+                digest,
+                batch: 0,
+            };
+            if action == Action::Update {
+                updates.push(step);
+            } else {
+                steps.push(step);
+            }
         }
-        for agent in placed.iter() {
-            if !before.contains(agent) || changed_services.contains(name) {
+        let per_batch = service.update.max_parallel.max(1) as usize;
+        for (index, mut step) in updates.into_iter().enumerate() {
+            step.batch = (index / per_batch) as u32;
+            steps.push(step);
+        }
+    }
+    // What agents run but should not any more.
+    for (agent, services) in input.current {
+        if !input.agents.contains_key(agent) {
+            continue;
+        }
+        for (service, deployment) in services {
+            if deployment.current().is_none() {
+                continue;
+            }
+            let wanted = placed
+                .placements
+                .get(service)
+                .is_some_and(|agents| agents.contains(agent));
+            if !wanted {
                 steps.push(Step {
                     agent: agent.clone(),
-                    service: name.clone(),
-                    resources: service.resources(),
+                    service: service.clone(),
+                    action: Action::Remove,
+                    resources: Vec::new(),
+                    digest: String::new(),
+                    batch: 0,
                 });
             }
         }
     }
-    Draft { placements, steps }
+    // Removes first (they free capacity), then by batch, service, agent.
+    steps.sort_by(|a, b| {
+        (a.action != Action::Remove, a.batch, &a.service, &a.agent).cmp(&(
+            b.action != Action::Remove,
+            b.batch,
+            &b.service,
+            &b.agent,
+        ))
+    });
+    Draft {
+        placements: placed.placements,
+        steps,
+        problems,
+    }
 }
 
 fn repair(input: &PlanInput<'_>, service: &str, agent: &AgentId) -> Draft {
-    let placements = input.placements.clone();
-    let steps = match input.specs.services.get(service) {
-        Some(spec)
-            if placements
-                .get(service)
-                .is_some_and(|agents| agents.contains(agent)) =>
-        {
-            vec![Step {
+    let mut draft = Draft {
+        placements: input.placements.clone(),
+        steps: Vec::new(),
+        problems: Vec::new(),
+    };
+    let placed_here = input
+        .placements
+        .get(service)
+        .is_some_and(|agents| agents.contains(agent));
+    if let Some(spec) = input.specs.services.get(service)
+        && placed_here
+    {
+        match render(spec, Some(agent), input) {
+            Ok((resources, digest)) => draft.steps.push(Step {
                 agent: agent.clone(),
                 service: service.to_owned(),
-                resources: spec.resources(),
-            }]
+                action: Action::Repair,
+                resources,
+                digest,
+                batch: 0,
+            }),
+            Err(err) => draft
+                .problems
+                .push(format!("service `{service}` on {agent}: {err}")),
         }
-        _ => Vec::new(),
+    }
+    draft
+}
+
+/// What differs between the resources an agent runs and the new ones, by
+/// resource key: `+` added, `-` dropped, `~` changed.
+pub fn changes(old: &[Resource], new: &[Resource]) -> Vec<String> {
+    let old: BTreeMap<String, &Resource> = old.iter().map(|r| (r.key(), r)).collect();
+    let new: BTreeMap<String, &Resource> = new.iter().map(|r| (r.key(), r)).collect();
+    let mut changes = Vec::new();
+    for (key, resource) in &new {
+        match old.get(key) {
+            None => changes.push(format!("+ {key}")),
+            Some(previous) if previous != resource => changes.push(format!("~ {key}")),
+            Some(_) => {}
+        }
+    }
+    changes.extend(
+        old.keys()
+            .filter(|key| !new.contains_key(*key))
+            .map(|key| format!("- {key}")),
+    );
+    changes
+}
+
+fn render(
+    service: &ServiceSpec,
+    agent: Option<&AgentId>,
+    input: &PlanInput<'_>,
+) -> Result<(Vec<Resource>, String), String> {
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let labels = agent
+        .and_then(|agent| input.agents.get(agent))
+        .map_or(&NO_LABELS, |record| &record.labels);
+    let facts = AgentFacts {
+        id: agent.map_or("", AgentId::as_str),
+        labels,
     };
-    Draft { placements, steps }
-}
-
-fn selects(service: &ServiceSpec, agent: &AgentRecord) -> bool {
-    service
-        .selector
-        .iter()
-        .all(|(key, value)| agent.labels.get(key) == Some(value))
-}
-
-fn load(placements: &BTreeMap<String, BTreeSet<AgentId>>, agent: &AgentId) -> usize {
-    placements
-        .values()
-        .filter(|agents| agents.contains(agent))
-        .count()
+    let resources = service.resources_for(&facts)?;
+    let digest = digest(&resources);
+    Ok((resources, digest))
 }
 
 #[cfg(test)]

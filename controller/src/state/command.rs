@@ -20,6 +20,10 @@ pub enum Command {
         labels: BTreeMap<String, String>,
         cpu_millis: u32,
         memory_bytes: u64,
+        /// 0 when the agent has no memory of any task: a new host, or one
+        /// whose store was lost.
+        #[serde(default)]
+        highest_term_seen: u64,
         at_ms: i64,
     },
     /// A batch of validated events from one agent.
@@ -33,6 +37,21 @@ pub enum Command {
         specs: SpecSet,
         reason: String,
         applied_by: String,
+        at_ms: i64,
+    },
+    /// Apply an earlier version's specs again, as a new version.
+    Rollback {
+        version: u64,
+        reason: String,
+        requested_by: String,
+        at_ms: i64,
+    },
+    /// Set a service's replica target, within its `min..=max`.
+    Scale {
+        service: String,
+        replicas: u32,
+        reason: String,
+        requested_by: String,
         at_ms: i64,
     },
     /// An agent's report on a task it was sent.
@@ -66,6 +85,16 @@ pub enum Response {
     TaskReportRecorded {
         known: bool,
     },
+    Scaled {
+        from: u32,
+        to: u32,
+        plan_id: Option<PlanId>,
+    },
+    /// The command was valid Raft-wise but refused by the state: nothing
+    /// changed. The reason is shown to the caller.
+    Rejected {
+        reason: String,
+    },
 }
 
 impl fmt::Display for Command {
@@ -87,6 +116,10 @@ impl fmt::Display for Command {
                     specs.rules.len()
                 )
             }
+            Command::Rollback { version, .. } => write!(f, "rollback({version})"),
+            Command::Scale {
+                service, replicas, ..
+            } => write!(f, "scale({service}, {replicas})"),
             Command::RecordTaskReport { report, .. } => {
                 write!(f, "task-report({})", report.task_id)
             }

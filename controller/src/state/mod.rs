@@ -8,25 +8,31 @@
 //! a new leader finds every task its predecessor created.
 
 pub mod command;
+mod planning;
 pub mod records;
+mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use levee_common::event::Event;
+use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED};
 use levee_common::ids::{AgentId, PlanId, TaskId};
 use levee_common::spec::{RuleAction, SpecSet};
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
 use self::records::{
-    AgentRecord, Cause, EventRecord, LogPosition, PlanRecord, TaskRecord, TaskReport, TaskState,
+    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PlanRecord, SpecVersion,
+    TaskRecord, TaskState, VersionOrigin,
 };
-use crate::engine::planner::{self, Draft, PlanInput, Trigger};
+use crate::engine::planner::Trigger;
 use crate::engine::rules;
 
 /// How many recent events the state keeps for `levee events`. Dedup does
 /// not depend on this: it keeps a per-(agent, epoch) cursor forever.
 pub const EVENT_HISTORY: usize = 10_000;
+/// How many spec versions `levee history` and `levee rollback` can reach.
+pub const SPEC_HISTORY: usize = 100;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -37,9 +43,22 @@ pub struct ClusterState {
     pub events_committed: u64,
     pub specs: SpecSet,
     pub spec_version: u64,
+    /// Recent spec versions, oldest first, the current one included.
+    #[serde(default)]
+    pub versions: BTreeMap<u64, SpecVersion>,
+    /// Replica targets set by `levee scale`, per service.
+    #[serde(default)]
+    pub targets: BTreeMap<String, u32>,
     pub placements: BTreeMap<String, BTreeSet<AgentId>>,
+    /// What each agent runs or is being asked to run, per service.
+    #[serde(default)]
+    pub deployments: BTreeMap<AgentId, BTreeMap<String, Deployment>>,
     pub plans: BTreeMap<PlanId, PlanRecord>,
     pub tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Resources agents reported drifted and not yet converged back, per
+    /// agent and `service/resource key`.
+    #[serde(default)]
+    pub drift: BTreeMap<AgentId, BTreeMap<String, DriftRecord>>,
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
@@ -56,9 +75,14 @@ impl ClusterState {
                 labels,
                 cpu_millis,
                 memory_bytes,
+                highest_term_seen,
                 at_ms,
             } => {
                 let is_new = !self.agents.contains_key(&agent_id);
+                // An agent that remembers no task runs nothing, whatever
+                // the cluster last heard: its store was lost. Forget what
+                // it ran so the planner creates it all again.
+                let forgot = highest_term_seen == 0 && self.deployments.remove(&agent_id).is_some();
                 let record = self
                     .agents
                     .entry(agent_id.clone())
@@ -66,35 +90,33 @@ impl ClusterState {
                         agent_id: agent_id.clone(),
                         boot_epoch,
                         labels: BTreeMap::new(),
-                        cpu_millis,
-                        memory_bytes,
+                        cpu_millis: 0,
+                        memory_bytes: 0,
                         first_seen_ms: at_ms,
                         last_hello_ms: at_ms,
                         events_committed: 0,
                     });
-                let labels_changed = record.labels != labels;
+                // A new agent, or one whose labels or capacity changed, may
+                // take or lose replicas.
+                let changed = is_new
+                    || forgot
+                    || record.labels != labels
+                    || record.cpu_millis != cpu_millis
+                    || record.memory_bytes != memory_bytes;
                 record.boot_epoch = boot_epoch;
                 record.labels = labels;
                 record.cpu_millis = cpu_millis;
                 record.memory_bytes = memory_bytes;
                 record.last_hello_ms = at_ms;
-                let reconcile_plans = if is_new || labels_changed {
+                let reconcile_plans = if changed {
                     let cause = Cause {
                         reason: format!("agent {agent_id} joined"),
                         event_id: None,
                         rule: None,
                     };
-                    self.plan(
-                        at,
-                        at_ms,
-                        0,
-                        cause,
-                        &Trigger::Reconcile {
-                            changed_services: BTreeSet::new(),
-                        },
-                    )
-                    .into_iter()
-                    .collect()
+                    self.plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+                        .into_iter()
+                        .collect()
                 } else {
                     Vec::new()
                 };
@@ -110,45 +132,57 @@ impl ClusterState {
                 reason,
                 applied_by,
                 at_ms,
-            } => {
-                let changed_services: BTreeSet<String> = specs
-                    .services
-                    .iter()
-                    .filter(|(name, spec)| self.specs.services.get(*name) != Some(spec))
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                self.specs = specs;
-                self.spec_version += 1;
-                let cause = Cause {
-                    reason: format!(
-                        "spec version {} applied by {applied_by}: {reason}",
-                        self.spec_version
-                    ),
-                    event_id: None,
-                    rule: None,
-                };
-                let plan_ids = self
-                    .plan(
+            } => self.put_specs(at, at_ms, specs, reason, applied_by, VersionOrigin::Apply),
+            Command::Rollback {
+                version,
+                reason,
+                requested_by,
+                at_ms,
+            } => match self.versions.get(&version) {
+                Some(old) => {
+                    let specs = old.specs.clone();
+                    let reason = if reason.is_empty() {
+                        format!("rollback to version {version}")
+                    } else {
+                        reason
+                    };
+                    self.put_specs(
                         at,
                         at_ms,
-                        0,
-                        cause,
-                        &Trigger::Reconcile { changed_services },
+                        specs,
+                        reason,
+                        requested_by,
+                        VersionOrigin::Rollback { to: version },
                     )
-                    .into_iter()
-                    .collect();
-                Response::SpecsApplied {
-                    version: self.spec_version,
-                    plan_ids,
                 }
-            }
+                None => Response::Rejected {
+                    reason: format!(
+                        "version {version} is not in the history (it keeps versions {})",
+                        self.version_range()
+                    ),
+                },
+            },
+            Command::Scale {
+                service,
+                replicas,
+                reason,
+                requested_by,
+                at_ms,
+            } => self.scale(at, at_ms, &service, replicas, reason, requested_by),
             Command::RecordTaskReport { agent_id, report } => {
-                self.record_task_report(&agent_id, report)
+                self.record_task_report(at, &agent_id, report)
             }
             Command::NodeRemoved { node_id, .. } => {
                 self.removed_nodes.insert(node_id);
                 Response::Nothing
             }
+        }
+    }
+
+    fn version_range(&self) -> String {
+        match (self.versions.keys().next(), self.versions.keys().last()) {
+            (Some(first), Some(last)) => format!("{first} to {last}"),
+            _ => "none yet".into(),
         }
     }
 
@@ -200,6 +234,7 @@ impl ClusterState {
         event: Event,
         at_ms: i64,
     ) {
+        self.track_drift(&event, at_ms);
         let matched: Vec<(String, RuleAction)> = rules::matching_rules(&self.specs, &event)
             .into_iter()
             .map(|rule| (rule.name.clone(), rule.action.clone()))
@@ -233,92 +268,53 @@ impl ClusterState {
         }
     }
 
-    /// Runs the planner and records its plan and tasks. Returns the plan id,
-    /// or `None` when there is nothing to do.
-    fn plan(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        ordinal: usize,
-        cause: Cause,
-        trigger: &Trigger,
-    ) -> Option<PlanId> {
-        let Draft { placements, steps } = planner::plan(
-            &PlanInput {
-                specs: &self.specs,
-                agents: &self.agents,
-                placements: &self.placements,
-            },
-            trigger,
-        );
-        self.placements = placements;
-        if steps.is_empty() {
-            return None;
-        }
-        let plan_id = PlanId::at(at.index, ordinal);
-        let mut task_ids = Vec::with_capacity(steps.len());
-        for (step_index, step) in steps.into_iter().enumerate() {
-            let task_id = TaskId::of_plan(&plan_id, step_index);
-            self.supersede_pending(&step.agent, &step.service);
-            self.tasks.insert(
-                task_id.clone(),
-                TaskRecord {
-                    task_id: task_id.clone(),
-                    plan_id: plan_id.clone(),
-                    agent_id: step.agent,
-                    service: step.service,
-                    resources: step.resources,
-                    state: TaskState::Pending,
-                    created: at,
-                    created_ms: at_ms,
-                    cause: cause.clone(),
-                    outcomes: Vec::new(),
-                    error: String::new(),
-                    finished_ms: 0,
+    /// Keeps `drift` in step with the agents' drift events, for
+    /// `levee status`.
+    fn track_drift(&mut self, event: &Event, at_ms: i64) {
+        let agent = &event.key.agent_id;
+        let field = |name: &str| {
+            event
+                .data
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // Resource keys are relative to their service, so the record is
+        // keyed by both.
+        if event.event_type == DRIFT_DETECTED {
+            self.drift.entry(agent.clone()).or_default().insert(
+                format!("{}/{}", field("service"), field("resource")),
+                DriftRecord {
+                    service: field("service"),
+                    detail: field("detail"),
+                    since_ms: at_ms,
+                    event_id: event.id(),
                 },
             );
-            task_ids.push(task_id);
-        }
-        self.plans.insert(
-            plan_id.clone(),
-            PlanRecord {
-                plan_id: plan_id.clone(),
-                cause,
-                task_ids,
-                created: at,
-                created_ms: at_ms,
-            },
-        );
-        Some(plan_id)
-    }
-
-    fn supersede_pending(&mut self, agent: &AgentId, service: &str) {
-        for task in self.tasks.values_mut() {
-            if task.state == TaskState::Pending
-                && &task.agent_id == agent
-                && task.service == service
-            {
-                task.state = TaskState::Superseded;
+        } else if event.event_type == DRIFT_RESOLVED {
+            let service = field("service");
+            let resources: BTreeSet<String> = event
+                .data
+                .get("resources")
+                .and_then(|v| v.as_array())
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(records) = self.drift.get_mut(agent) {
+                records.retain(|key, record| {
+                    let resource = key.strip_prefix(&format!("{service}/")).unwrap_or_default();
+                    record.service != service
+                        || !(resources.is_empty() || resources.contains(resource))
+                });
+                if records.is_empty() {
+                    self.drift.remove(agent);
+                }
             }
         }
-    }
-
-    fn record_task_report(&mut self, agent_id: &AgentId, report: TaskReport) -> Response {
-        let Some(task) = self.tasks.get_mut(&report.task_id) else {
-            return Response::TaskReportRecorded { known: false };
-        };
-        // Only the task's own agent may report on it, and the first
-        // report wins: a redelivered report changes nothing.
-        if &task.agent_id != agent_id
-            || (task.state.is_finished() && task.state != TaskState::Superseded)
-        {
-            return Response::TaskReportRecorded { known: true };
-        }
-        task.state = report.state;
-        task.outcomes = report.outcomes;
-        task.error = report.error;
-        task.finished_ms = report.finished_ms;
-        Response::TaskReportRecorded { known: true }
     }
 
     /// Pending tasks for one agent, oldest first: what the dispatcher sends.

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use levee_common::event::Event;
 use levee_common::ids::{AgentId, PlanId, TaskId};
 use levee_common::resource::Resource;
+use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
+
+use crate::engine::planner::Action;
 
 /// Where a command sits in the Raft log. Everything derived from a command
 /// (ids, times, terms) comes from here or from the command itself, never
@@ -53,6 +56,92 @@ pub struct PlanRecord {
     pub task_ids: Vec<TaskId>,
     pub created: LogPosition,
     pub created_ms: i64,
+    /// The spec version in force when the plan was made.
+    #[serde(default)]
+    pub spec_version: u64,
+    /// What the planner could not do (e.g. too few agents with capacity).
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// The version an automatic rollback of this plan committed.
+    #[serde(default)]
+    pub rolled_back_by: Option<u64>,
+}
+
+/// One version of the desired state, as committed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecVersion {
+    pub version: u64,
+    pub specs: SpecSet,
+    pub applied_by: String,
+    pub reason: String,
+    pub at_ms: i64,
+    pub origin: VersionOrigin,
+    pub plan_ids: Vec<PlanId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionOrigin {
+    /// `levee apply`.
+    Apply,
+    /// `levee rollback`: the specs of an earlier version, applied again.
+    Rollback { to: u64 },
+    /// A rollout failed and its service asked for automatic rollback.
+    AutoRollback {
+        service: String,
+        failed_task: TaskId,
+    },
+}
+
+impl VersionOrigin {
+    pub fn describe(&self) -> String {
+        match self {
+            VersionOrigin::Apply => "apply".into(),
+            VersionOrigin::Rollback { to } => format!("rollback to {to}"),
+            VersionOrigin::AutoRollback {
+                service,
+                failed_task,
+            } => {
+                format!("automatic rollback of {service} ({failed_task} failed)")
+            }
+        }
+    }
+}
+
+/// One service on one agent, as far as the cluster knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Digest of the resources the agent last reported converged.
+    pub applied: Option<String>,
+    pub applied_task: Option<TaskId>,
+    /// The newest unfinished task for it: the digest it converges to
+    /// (empty for a removal).
+    pub in_flight: Option<(String, TaskId)>,
+}
+
+/// Marks a deployment whose last task failed: it matches no digest, so
+/// the next reconcile converges it again.
+pub const FAILED_DIGEST: &str = "failed";
+
+impl Deployment {
+    /// The digest the planner compares against: where the agent is or is
+    /// being taken. `None` when it runs nothing or is being emptied.
+    pub fn current(&self) -> Option<&str> {
+        match &self.in_flight {
+            Some((digest, _)) if digest.is_empty() => None,
+            Some((digest, _)) => Some(digest),
+            None => self.applied.as_deref(),
+        }
+    }
+}
+
+/// A resource an agent reported drifted from its desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    pub service: String,
+    pub detail: String,
+    pub since_ms: i64,
+    pub event_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +149,11 @@ pub struct PlanRecord {
 pub enum TaskState {
     /// Committed, not yet reported done by its agent.
     Pending,
+    /// In a later batch of a rollout: sent once the batch before it has
+    /// applied and is healthy.
+    Waiting,
+    /// A batch before it failed, so it was never sent.
+    Cancelled,
     Succeeded,
     Failed,
     /// The agent refused it without applying it.
@@ -73,6 +167,8 @@ impl TaskState {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",
+            TaskState::Waiting => "waiting",
+            TaskState::Cancelled => "cancelled",
             TaskState::Succeeded => "succeeded",
             TaskState::Failed => "failed",
             TaskState::Refused => "refused",
@@ -81,7 +177,13 @@ impl TaskState {
     }
 
     pub fn is_finished(self) -> bool {
-        self != TaskState::Pending
+        !matches!(self, TaskState::Pending | TaskState::Waiting)
+    }
+
+    /// Finished without harm to a rollout: applied, or replaced by a newer
+    /// task for the same service and agent.
+    pub fn is_fine(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Superseded)
     }
 }
 
@@ -91,6 +193,13 @@ pub struct TaskRecord {
     pub plan_id: PlanId,
     pub agent_id: AgentId,
     pub service: String,
+    #[serde(default = "default_action")]
+    pub action: Action,
+    #[serde(default)]
+    pub batch: u32,
+    /// Digest of `resources`; empty for a removal.
+    #[serde(default)]
+    pub digest: String,
     pub resources: Vec<Resource>,
     pub state: TaskState,
     pub created: LogPosition,
@@ -117,4 +226,8 @@ pub struct TaskReport {
     pub outcomes: Vec<ResourceOutcome>,
     pub error: String,
     pub finished_ms: i64,
+}
+
+fn default_action() -> Action {
+    Action::Update
 }

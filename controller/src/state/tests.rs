@@ -2,8 +2,9 @@ use levee_common::event::Event;
 use levee_common::ids::EventKey;
 use serde_json::json;
 
-use super::records::ResourceOutcome;
+use super::records::{ResourceOutcome, TaskReport};
 use super::*;
+use crate::engine::planner::Action;
 
 const SPECS: &str = r#"
 kind: Service
@@ -50,6 +51,7 @@ impl Log {
             labels: BTreeMap::new(),
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
+            highest_term_seen: epoch,
             at_ms: 1,
         })
     }
@@ -313,5 +315,292 @@ fn many_rules_matching_many_events_in_one_entry_never_share_a_plan_id() {
         log.state.plans.len(),
         1 + plan_ids.len(),
         "no plan overwrote another"
+    );
+}
+
+fn web(version: &str, auto_rollback: bool) -> String {
+    format!(
+        "kind: Service\nname: web\nreplicas: {{ min: 1, max: 4, initial: 3 }}\nupdate: {{ max_parallel: 1, auto_rollback: {auto_rollback} }}\nprocess: {{ argv: [/bin/web, \"{version}\"] }}\n"
+    )
+}
+
+impl Log {
+    fn report(&mut self, task_id: &TaskId, state: TaskState) {
+        let agent_id = self.state.tasks[task_id].agent_id.clone();
+        self.apply(Command::RecordTaskReport {
+            agent_id,
+            report: TaskReport {
+                task_id: task_id.clone(),
+                state,
+                outcomes: Vec::new(),
+                error: if state == TaskState::Succeeded {
+                    String::new()
+                } else {
+                    "health check failed".into()
+                },
+                finished_ms: 5,
+            },
+        });
+    }
+
+    fn tasks_of(&self, plan_id: &PlanId) -> Vec<(TaskId, TaskState, u32)> {
+        self.state.plans[plan_id]
+            .task_ids
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    self.state.tasks[id].state,
+                    self.state.tasks[id].batch,
+                )
+            })
+            .collect()
+    }
+
+    /// Three agents running web v1, every task reported succeeded.
+    fn running_web_v1(auto_rollback: bool) -> Self {
+        let mut log = Log::new();
+        for agent in ["a1", "a2", "a3"] {
+            log.hello(agent, 1);
+        }
+        let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v1", auto_rollback))
+        else {
+            panic!()
+        };
+        for (task_id, _, _) in log.tasks_of(&plan_ids[0]) {
+            log.report(&task_id, TaskState::Succeeded);
+        }
+        log
+    }
+}
+
+#[test]
+fn a_rollout_sends_each_batch_only_after_the_one_before_succeeded() {
+    let mut log = Log::running_web_v1(false);
+    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+        panic!()
+    };
+    let tasks = log.tasks_of(&plan_ids[0]);
+    let states: Vec<(TaskState, u32)> = tasks
+        .iter()
+        .map(|(_, state, batch)| (*state, *batch))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (TaskState::Pending, 0),
+            (TaskState::Waiting, 1),
+            (TaskState::Waiting, 2)
+        ]
+    );
+    log.report(&tasks[0].0, TaskState::Succeeded);
+    assert_eq!(log.tasks_of(&plan_ids[0])[1].1, TaskState::Pending);
+    assert_eq!(log.tasks_of(&plan_ids[0])[2].1, TaskState::Waiting);
+    log.report(&tasks[1].0, TaskState::Succeeded);
+    log.report(&tasks[2].0, TaskState::Succeeded);
+    assert!(
+        log.tasks_of(&plan_ids[0])
+            .iter()
+            .all(|(_, state, _)| *state == TaskState::Succeeded)
+    );
+    // Everything applied: planning the same specs again changes nothing.
+    assert!(log.state.preview(&log.state.specs.clone()).steps.is_empty());
+}
+
+#[test]
+fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
+    let mut log = Log::running_web_v1(true);
+    let Response::SpecsApplied { plan_ids, version } = log.put_specs(&web("v2", true)) else {
+        panic!()
+    };
+    let tasks = log.tasks_of(&plan_ids[0]);
+    log.report(&tasks[0].0, TaskState::Failed);
+    let after = log.tasks_of(&plan_ids[0]);
+    assert_eq!(after[1].1, TaskState::Cancelled);
+    assert_eq!(after[2].1, TaskState::Cancelled);
+    let rollback = log.state.plans[&plan_ids[0]]
+        .rolled_back_by
+        .expect("rolled back");
+    assert_eq!(rollback, version + 1);
+    assert_eq!(log.state.spec_version, rollback);
+    assert!(matches!(
+        log.state.versions[&rollback].origin,
+        VersionOrigin::AutoRollback { .. }
+    ));
+    assert_eq!(log.state.specs.services["web"].process.argv[1], "v1");
+    // Only the agent that took v2 (and failed) is converged back to v1.
+    let rollback_plan = &log.state.versions[&rollback].plan_ids[0];
+    let rolled: Vec<&AgentId> = log.state.plans[rollback_plan]
+        .task_ids
+        .iter()
+        .map(|id| &log.state.tasks[id].agent_id)
+        .collect();
+    assert_eq!(rolled, [&log.state.tasks[&tasks[0].0].agent_id]);
+    // A failing rollback does not roll back again.
+    let task = log.state.plans[rollback_plan].task_ids[0].clone();
+    log.report(&task, TaskState::Failed);
+    assert_eq!(log.state.spec_version, rollback);
+}
+
+#[test]
+fn without_auto_rollback_a_failed_batch_stops_the_rollout_only() {
+    let mut log = Log::running_web_v1(false);
+    let Response::SpecsApplied { plan_ids, version } = log.put_specs(&web("v2", false)) else {
+        panic!()
+    };
+    let tasks = log.tasks_of(&plan_ids[0]);
+    log.report(&tasks[0].0, TaskState::Failed);
+    assert_eq!(log.state.spec_version, version);
+    assert_eq!(log.tasks_of(&plan_ids[0])[1].1, TaskState::Cancelled);
+    assert_eq!(log.state.plans[&plan_ids[0]].rolled_back_by, None);
+}
+
+#[test]
+fn rollback_restores_an_earlier_version_as_a_new_one() {
+    let mut log = Log::running_web_v1(false);
+    log.put_specs(&web("v2", false));
+    let response = log.apply(Command::Rollback {
+        version: 1,
+        reason: String::new(),
+        requested_by: "operator/alice".into(),
+        at_ms: 9,
+    });
+    let Response::SpecsApplied { version: 3, .. } = response else {
+        panic!("{response:?}")
+    };
+    assert_eq!(log.state.specs.services["web"].process.argv[1], "v1");
+    assert_eq!(
+        log.state.versions[&3].origin,
+        VersionOrigin::Rollback { to: 1 }
+    );
+    assert_eq!(log.state.versions[&3].applied_by, "operator/alice");
+    let missing = log.apply(Command::Rollback {
+        version: 42,
+        reason: String::new(),
+        requested_by: "operator/alice".into(),
+        at_ms: 9,
+    });
+    assert!(matches!(missing, Response::Rejected { reason } if reason.contains("42")));
+}
+
+#[test]
+fn scaling_stays_within_bounds_and_plans_through_the_same_path() {
+    let mut log = Log::running_web_v1(false);
+    log.hello("a4", 1);
+    let scale = |log: &mut Log, replicas| {
+        log.apply(Command::Scale {
+            service: "web".into(),
+            replicas,
+            reason: "load".into(),
+            requested_by: "operator/alice".into(),
+            at_ms: 10,
+        })
+    };
+    assert!(
+        matches!(scale(&mut log, 5), Response::Rejected { reason } if reason.contains("1 to 4"))
+    );
+    let Response::Scaled {
+        from: 3,
+        to: 4,
+        plan_id: Some(plan),
+    } = scale(&mut log, 4)
+    else {
+        panic!()
+    };
+    assert_eq!(log.state.plans[&plan].task_ids.len(), 1);
+    assert_eq!(log.state.placements["web"].len(), 4);
+    let Response::Scaled {
+        from: 4,
+        to: 1,
+        plan_id: Some(plan),
+    } = scale(&mut log, 1)
+    else {
+        panic!()
+    };
+    let actions: Vec<Action> = log.state.plans[&plan]
+        .task_ids
+        .iter()
+        .map(|id| log.state.tasks[id].action)
+        .collect();
+    assert_eq!(actions, [Action::Remove; 3]);
+    // The target survives a new spec version.
+    log.put_specs(&web("v2", false));
+    assert_eq!(log.state.placements["web"].len(), 1);
+}
+
+#[test]
+fn drift_events_mark_and_clear_an_agent() {
+    let mut log = Log::new();
+    log.hello("edge-1", 1);
+    let drift = |seq, event_type: &str, data| Event {
+        key: EventKey {
+            agent_id: "edge-1".into(),
+            boot_epoch: 1,
+            seq,
+        },
+        source: "agent/edge-1".into(),
+        event_type: event_type.into(),
+        subject: "clock".into(),
+        time_unix_ms: 0,
+        data,
+    };
+    log.apply(Command::RecordEvents {
+        agent_id: "edge-1".into(),
+        events: vec![drift(
+            1,
+            DRIFT_DETECTED,
+            json!({"service": "clock", "resource": "file:banner.txt", "detail": "content differs"}),
+        )],
+        at_ms: 3,
+    });
+    let records = &log.state.drift[&AgentId::from("edge-1")];
+    assert_eq!(records["clock/file:banner.txt"].detail, "content differs");
+    log.apply(Command::RecordEvents {
+        agent_id: "edge-1".into(),
+        events: vec![drift(
+            2,
+            DRIFT_RESOLVED,
+            json!({"service": "clock", "resources": ["file:banner.txt"]}),
+        )],
+        at_ms: 4,
+    });
+    assert!(log.state.drift.is_empty());
+}
+
+#[test]
+fn an_agent_that_lost_its_store_gets_everything_again() {
+    let mut log = Log::running_web_v1(false);
+    let again = log.apply(Command::AgentHello {
+        agent_id: "a1".into(),
+        boot_epoch: 2,
+        labels: BTreeMap::new(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: 1,
+        at_ms: 5,
+    });
+    assert_eq!(
+        again,
+        Response::AgentRegistered {
+            reconcile_plans: Vec::new()
+        }
+    );
+    let wiped = log.apply(Command::AgentHello {
+        agent_id: "a1".into(),
+        boot_epoch: 3,
+        labels: BTreeMap::new(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: 0,
+        at_ms: 6,
+    });
+    let Response::AgentRegistered { reconcile_plans } = wiped else {
+        panic!()
+    };
+    let plan = &log.state.plans[&reconcile_plans[0]];
+    let task = &log.state.tasks[&plan.task_ids[0]];
+    assert_eq!(
+        (task.agent_id.as_str(), task.action),
+        ("a1", Action::Create)
     );
 }

@@ -1,0 +1,224 @@
+//! Running a short-lived command from argv (never through a shell), bounded
+//! by a timeout. Used by the `command` applier, its `unless` guard and
+//! command health probes.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+/// How much of a command's stderr is kept for its error message.
+pub const STDERR_TAIL_BYTES: usize = 2048;
+/// How long the end of stderr is awaited after the command exited: a
+/// background child it left behind may hold the pipe open indefinitely.
+const STDERR_DRAIN: Duration = Duration::from_secs(1);
+
+/// A command to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Exec<'a> {
+    pub argv: &'a [String],
+    pub env: &'a BTreeMap<String, String>,
+    pub working_dir: &'a Path,
+    pub timeout: Duration,
+}
+
+/// How a command that ran to its end ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The last [`STDERR_TAIL_BYTES`] of stderr.
+    pub stderr_tail: Vec<u8>,
+}
+
+impl Finished {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// "exit code 3" or "killed by signal 9".
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, None) => "ended without a status".into(),
+        }
+    }
+
+    /// The stderr tail as text, trimmed, for an error message.
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr_tail).trim().to_owned()
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("argv is empty")]
+    EmptyArgv,
+    #[error("cannot start {program:?}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("waiting for {program:?}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program:?} did not finish within {ms} ms; its process group was killed")]
+    TimedOut { program: String, ms: u128 },
+}
+
+/// Runs `exec` to its end. On timeout its whole process group is killed,
+/// so nothing it started outlives it.
+pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
+    let (program, args) = exec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(exec.env)
+        .current_dir(exec.working_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own group, so a timeout can stop its children too.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let reader = child
+        .stderr
+        .take()
+        .map(|stderr| tokio::spawn(keep_tail(stderr, tail.clone())));
+    let status = match tokio::time::timeout(exec.timeout, child.wait()).await {
+        Ok(status) => status.map_err(|source| ExecError::Wait {
+            program: program.clone(),
+            source,
+        })?,
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            if let Some(reader) = reader {
+                reader.abort();
+            }
+            return Err(ExecError::TimedOut {
+                program: program.clone(),
+                ms: exec.timeout.as_millis(),
+            });
+        }
+    };
+    if let Some(mut reader) = reader
+        && tokio::time::timeout(STDERR_DRAIN, &mut reader)
+            .await
+            .is_err()
+    {
+        reader.abort();
+    }
+    let stderr_tail = std::mem::take(&mut *tail.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Finished {
+        code: status.code(),
+        signal: status.signal(),
+        stderr_tail,
+    })
+}
+
+/// Reads `stream` to its end, keeping only its last bytes in `tail`.
+async fn keep_tail(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut buf).await {
+        if read == 0 {
+            break;
+        }
+        let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+        tail.extend_from_slice(&buf[..read]);
+        let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+        tail.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|word| word.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn exit_codes_and_the_end_of_stderr_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::from([("GREETING".to_string(), "hello".to_string())]);
+        // 3000 bytes of 'a', then a marker: only the last 2 KiB are kept.
+        let argv = argv(&[
+            "/bin/sh",
+            "-c",
+            "head -c 3000 /dev/zero | tr '\\0' a >&2; echo \"$GREETING-end\" >&2; exit 3",
+        ]);
+        let finished = run(Exec {
+            argv: &argv,
+            env: &env,
+            working_dir: dir.path(),
+            timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+        assert!(!finished.success());
+        assert_eq!(finished.describe(), "exit code 3");
+        assert_eq!(finished.stderr_tail.len(), STDERR_TAIL_BYTES);
+        assert!(finished.stderr_text().ends_with("hello-end"));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&["/bin/sh", "-c", "sleep 600 & echo $! > bg.pid; wait"]);
+        let err = run(Exec {
+            argv: &argv,
+            env: &BTreeMap::new(),
+            working_dir: dir.path(),
+            timeout: Duration::from_millis(300),
+        })
+        .await
+        .unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { ms: 300, .. }), "{err}");
+        let pid: i32 = std::fs::read_to_string(dir.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        crate::testing::wait_until(
+            "the background child of the timed-out command to die",
+            || !crate::testing::process_alive(pid),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&["/nonexistent/levee-test"]);
+        let err = run(Exec {
+            argv: &argv,
+            env: &BTreeMap::new(),
+            working_dir: dir.path(),
+            timeout: Duration::from_secs(5),
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/levee-test"), "{err}");
+    }
+}

@@ -1,0 +1,91 @@
+//! The `Rule` and `Provisioner` kinds. Rules turn events into changes;
+//! provisioners make new hosts. This module parses and validates them.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// When an event matches `match`, do `action`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// An EventBridge-style pattern over the event document
+    /// (`type`, `source`, `subject`, `data`).
+    #[serde(rename = "match")]
+    pub pattern: serde_json::Value,
+    /// Written as a one-key map, `repair: { service: clock }`.
+    #[serde(with = "yaml_serde::with::singleton_map")]
+    #[schemars(with = "RuleAction")]
+    pub action: RuleAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RuleAction {
+    /// Converge the service again on the agent that sent the event.
+    Repair { service: String },
+}
+
+/// A command that makes a new host, which then enrolls as an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionerSpec {
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Run from argv on the controller; never through a shell.
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    /// Labels the hosts it makes will carry, so placement knows which
+    /// services they can take.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Most hosts this provisioner may have made at once.
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: u32,
+}
+
+fn default_timeout_ms() -> u32 {
+    300_000
+}
+
+fn default_max_hosts() -> u32 {
+    10
+}
+
+impl ProvisionerSpec {
+    pub(super) fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.argv.first().is_none_or(String::is_empty) {
+            problems.push((
+                "argv",
+                format!("provisioner `{}`: `argv` must name a program", self.name),
+            ));
+        }
+        if self.timeout_ms == 0 {
+            problems.push((
+                "timeout_ms",
+                format!("provisioner `{}`: `timeout_ms` must be above 0", self.name),
+            ));
+        }
+        if self.max_hosts == 0 {
+            problems.push((
+                "max_hosts",
+                format!(
+                    "provisioner `{}`: `max_hosts` must be at least 1",
+                    self.name
+                ),
+            ));
+        }
+        problems
+    }
+}

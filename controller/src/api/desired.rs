@@ -1,0 +1,285 @@
+//! The Control methods for desired state: plan previews, versions,
+//! rollback, scaling, rollout progress and status. Kept apart from the
+//! listing and membership methods in `control.rs`.
+
+use std::collections::HashSet;
+
+use levee_common::ids::PlanId;
+use levee_common::pb;
+use levee_common::spec::SpecSet;
+use tonic::{Request, Status};
+use tracing::info;
+
+use super::agent_link::now_ms;
+use super::auth::caller;
+use super::control::{ControlService, plan_info, task_info};
+use super::error::ApiError;
+use crate::engine::planner::{self, Action};
+use crate::state::command::{Command, Response as StateResponse};
+use crate::state::records::{FAILED_DIGEST, SpecVersion};
+
+/// Largest total size of spec files in one request.
+const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
+
+/// Parses the spec files of a request, as `levee validate` would.
+pub fn parse_files(files: &[pb::SpecFile]) -> Result<SpecSet, ApiError> {
+    let total: usize = files.iter().map(|file| file.content.len()).sum();
+    if total > MAX_SPEC_BYTES {
+        return Err(ApiError::InvalidArgument(format!(
+            "spec files total {total} bytes, more than {MAX_SPEC_BYTES}"
+        )));
+    }
+    SpecSet::parse(
+        files
+            .iter()
+            .map(|file| (file.name.as_str(), file.content.as_str())),
+    )
+    .map_err(|errors| ApiError::InvalidArgument(errors.to_string()))
+}
+
+pub async fn apply_specs(
+    service: &ControlService,
+    request: Request<pb::ApplySpecsRequest>,
+) -> Result<pb::ApplySpecsResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    let specs = parse_files(&request.files)?;
+    let command = Command::PutSpecs {
+        specs,
+        reason: request.reason,
+        applied_by: identity.to_string(),
+        at_ms: now_ms(),
+    };
+    let response = commit(service, command).await?;
+    info!(caller = %identity, "spec version committed");
+    specs_applied(response)
+}
+
+pub async fn plan_specs(
+    service: &ControlService,
+    request: Request<pb::PlanSpecsRequest>,
+) -> Result<pb::PlanSpecsResponse, Status> {
+    let request = request.into_inner();
+    let specs = parse_files(&request.files)?;
+    service.read_barrier(request.stale).await?;
+    Ok(service.state.read(|state| {
+        let draft = state.preview(&specs);
+        let steps = draft
+            .steps
+            .iter()
+            .map(|step| pb::PlannedStep {
+                agent_id: step.agent.to_string(),
+                service: step.service.clone(),
+                action: step.action.as_str().to_owned(),
+                batch: step.batch,
+                changes: match step.action {
+                    Action::Update => state
+                        .deployed_resources(&step.agent, &step.service)
+                        .map(|old| planner::changes(old, &step.resources))
+                        .unwrap_or_default(),
+                    Action::Create | Action::Repair => step
+                        .resources
+                        .iter()
+                        .map(|r| format!("+ {}", r.key()))
+                        .collect(),
+                    Action::Remove => Vec::new(),
+                },
+            })
+            .collect();
+        pb::PlanSpecsResponse {
+            current_version: state.spec_version,
+            steps,
+            problems: draft.problems,
+        }
+    }))
+}
+
+pub async fn get_plan(
+    service: &ControlService,
+    request: Request<pb::GetPlanRequest>,
+) -> Result<pb::GetPlanResponse, Status> {
+    let request = request.into_inner();
+    service.read_barrier(request.stale).await?;
+    let plan_id = PlanId::from(request.plan_id.as_str());
+    service
+        .state
+        .read(|state| {
+            let plan = state.plans.get(&plan_id)?;
+            Some(pb::GetPlanResponse {
+                plan: Some(plan_info(plan)),
+                tasks: plan
+                    .task_ids
+                    .iter()
+                    .filter_map(|id| state.tasks.get(id))
+                    .map(task_info)
+                    .collect(),
+            })
+        })
+        .ok_or_else(|| Status::not_found(format!("no plan {plan_id}")))
+}
+
+pub async fn list_versions(
+    service: &ControlService,
+    request: Request<pb::ListVersionsRequest>,
+) -> Result<pb::ListVersionsResponse, Status> {
+    let request = request.into_inner();
+    service.read_barrier(request.stale).await?;
+    let limit = super::control::limit(request.limit);
+    let versions = service.state.read(|state| {
+        let skip = state.versions.len().saturating_sub(limit);
+        state
+            .versions
+            .values()
+            .skip(skip)
+            .map(|version| version_info(version, state.spec_version))
+            .collect()
+    });
+    Ok(pb::ListVersionsResponse { versions })
+}
+
+pub async fn rollback(
+    service: &ControlService,
+    request: Request<pb::RollbackRequest>,
+) -> Result<pb::ApplySpecsResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    let command = Command::Rollback {
+        version: request.version,
+        reason: request.reason,
+        requested_by: identity.to_string(),
+        at_ms: now_ms(),
+    };
+    let response = commit(service, command).await?;
+    info!(caller = %identity, to = request.version, "rollback committed");
+    specs_applied(response)
+}
+
+pub async fn scale(
+    service: &ControlService,
+    request: Request<pb::ScaleRequest>,
+) -> Result<pb::ScaleResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    let command = Command::Scale {
+        service: request.service.clone(),
+        replicas: request.replicas,
+        reason: request.reason,
+        requested_by: identity.to_string(),
+        at_ms: now_ms(),
+    };
+    match commit(service, command).await? {
+        StateResponse::Scaled { from, to, plan_id } => {
+            info!(caller = %identity, service = %request.service, from, to, "scaled");
+            Ok(pb::ScaleResponse {
+                from,
+                to,
+                plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+            })
+        }
+        _ => Err(Status::internal("unexpected response to scale")),
+    }
+}
+
+pub async fn status(
+    service: &ControlService,
+    request: Request<pb::StatusRequest>,
+) -> Result<pb::StatusResponse, Status> {
+    service.read_barrier(request.get_ref().stale).await?;
+    let connected: HashSet<_> = service.sessions.connected().into_iter().collect();
+    Ok(service.state.read(|state| {
+        let services = state
+            .specs
+            .services
+            .values()
+            .map(|spec| {
+                let placed = state.placements.get(&spec.name);
+                let deployments = || {
+                    placed.into_iter().flatten().filter_map(|agent| {
+                        state
+                            .deployments
+                            .get(agent)
+                            .and_then(|services| services.get(&spec.name))
+                    })
+                };
+                let count = |f: &dyn Fn(&crate::state::records::Deployment) -> bool| {
+                    deployments().filter(|d| f(d)).count() as u32
+                };
+                pb::ServiceStatus {
+                    name: spec.name.clone(),
+                    target: planner::target_of(spec, &state.targets),
+                    min: spec.replicas.min,
+                    max: spec.replicas.max,
+                    placed: placed.map_or(0, |agents| agents.len() as u32),
+                    converged: count(&|d| {
+                        d.in_flight.is_none()
+                            && d.applied.as_deref().is_some_and(|a| a != FAILED_DIGEST)
+                    }),
+                    in_flight: count(&|d| d.in_flight.is_some()),
+                    failed: count(&|d| {
+                        d.in_flight.is_none() && d.applied.as_deref() == Some(FAILED_DIGEST)
+                    }),
+                }
+            })
+            .collect();
+        let agents = state
+            .agents
+            .values()
+            .map(|agent| pb::AgentStatus {
+                agent_id: agent.agent_id.to_string(),
+                connected: connected.contains(&agent.agent_id),
+                services: state
+                    .deployments
+                    .get(&agent.agent_id)
+                    .map_or(0, |s| s.len() as u32),
+                drift: state
+                    .drift
+                    .get(&agent.agent_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, record)| format!("{key}: {}", record.detail))
+                    .collect(),
+            })
+            .collect();
+        pb::StatusResponse {
+            spec_version: state.spec_version,
+            services,
+            agents,
+        }
+    }))
+}
+
+async fn commit(service: &ControlService, command: Command) -> Result<StateResponse, Status> {
+    let (_, response) = service
+        .proposer
+        .propose(command)
+        .await
+        .map_err(ApiError::from)?;
+    match response {
+        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
+        response => Ok(response),
+    }
+}
+
+fn specs_applied(response: StateResponse) -> Result<pb::ApplySpecsResponse, Status> {
+    let StateResponse::SpecsApplied { version, plan_ids } = response else {
+        return Err(Status::internal("unexpected response to a spec change"));
+    };
+    Ok(pb::ApplySpecsResponse {
+        version,
+        plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
+    })
+}
+
+fn version_info(version: &SpecVersion, current: u64) -> pb::VersionInfo {
+    pb::VersionInfo {
+        version: version.version,
+        applied_by: version.applied_by.clone(),
+        reason: version.reason.clone(),
+        applied_unix_ms: version.at_ms,
+        origin: version.origin.describe(),
+        services: version.specs.services.keys().cloned().collect(),
+        rules: version.specs.rules.keys().cloned().collect(),
+        plan_ids: version.plan_ids.iter().map(ToString::to_string).collect(),
+        current: version.version == current,
+    }
+}

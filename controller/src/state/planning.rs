@@ -1,0 +1,249 @@
+//! Turning triggers into recorded plans and tasks: spec versions, scaling
+//! and reconciles all come through here.
+
+use std::collections::BTreeMap;
+
+use levee_common::ids::{AgentId, PlanId, TaskId};
+use levee_common::resource::Resource;
+use levee_common::spec::SpecSet;
+
+use super::ClusterState;
+use super::SPEC_HISTORY;
+use super::command::Response;
+use super::records::{
+    Cause, LogPosition, PlanRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
+};
+use crate::engine::planner::{self, Draft, PlanInput, Trigger};
+
+impl ClusterState {
+    /// The planner's input over the current state, with `specs` in place
+    /// of the committed ones (for previews).
+    pub fn plan_input<'a>(&'a self, specs: &'a SpecSet) -> PlanInput<'a> {
+        PlanInput {
+            specs,
+            agents: &self.agents,
+            placements: &self.placements,
+            targets: &self.targets,
+            current: &self.deployments,
+        }
+    }
+
+    /// What committing `specs` would plan now, committing nothing: the
+    /// same targets, placements and deployments `put_specs` would use.
+    pub fn preview(&self, specs: &SpecSet) -> Draft {
+        let targets = clamped_targets(&self.targets, specs);
+        planner::plan(
+            &PlanInput {
+                targets: &targets,
+                ..self.plan_input(specs)
+            },
+            &Trigger::Reconcile,
+        )
+    }
+
+    /// The resources a service runs with on an agent, as last sent to it:
+    /// from the in-flight task, else the last applied one.
+    pub fn deployed_resources(&self, agent: &AgentId, service: &str) -> Option<&[Resource]> {
+        let deployment = self.deployments.get(agent)?.get(service)?;
+        let task_id = deployment
+            .in_flight
+            .as_ref()
+            .map(|(_, task_id)| task_id)
+            .or(deployment.applied_task.as_ref())?;
+        self.tasks
+            .get(task_id)
+            .map(|task| task.resources.as_slice())
+    }
+
+    /// Runs the planner and records its plan and tasks. Returns the plan
+    /// id, or `None` when there is nothing to do.
+    pub(super) fn plan(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        ordinal: usize,
+        cause: Cause,
+        trigger: &Trigger,
+    ) -> Option<PlanId> {
+        let Draft {
+            placements,
+            steps,
+            problems,
+        } = planner::plan(&self.plan_input(&self.specs), trigger);
+        self.placements = placements;
+        // A plan with nothing to do is not recorded; its problems show in
+        // `levee status` (replicas placed against target) and `levee plan`.
+        if steps.is_empty() {
+            return None;
+        }
+        let plan_id = PlanId::at(at.index, ordinal);
+        let mut task_ids = Vec::with_capacity(steps.len());
+        for (step_index, step) in steps.into_iter().enumerate() {
+            let task_id = TaskId::of_plan(&plan_id, step_index);
+            self.supersede_unfinished(&step.agent, &step.service);
+            let deployment = self
+                .deployments
+                .entry(step.agent.clone())
+                .or_default()
+                .entry(step.service.clone())
+                .or_default();
+            deployment.in_flight = Some((step.digest.clone(), task_id.clone()));
+            self.tasks.insert(
+                task_id.clone(),
+                TaskRecord {
+                    task_id: task_id.clone(),
+                    plan_id: plan_id.clone(),
+                    agent_id: step.agent,
+                    service: step.service,
+                    action: step.action,
+                    batch: step.batch,
+                    digest: step.digest,
+                    resources: step.resources,
+                    state: if step.batch == 0 {
+                        TaskState::Pending
+                    } else {
+                        TaskState::Waiting
+                    },
+                    created: at,
+                    created_ms: at_ms,
+                    cause: cause.clone(),
+                    outcomes: Vec::new(),
+                    error: String::new(),
+                    finished_ms: 0,
+                },
+            );
+            task_ids.push(task_id);
+        }
+        self.plans.insert(
+            plan_id.clone(),
+            PlanRecord {
+                plan_id: plan_id.clone(),
+                cause,
+                task_ids,
+                created: at,
+                created_ms: at_ms,
+                spec_version: self.spec_version,
+                problems,
+                rolled_back_by: None,
+            },
+        );
+        Some(plan_id)
+    }
+
+    /// A newer task for the same service on the same agent replaces any
+    /// unfinished one: the agent converges to the newest.
+    fn supersede_unfinished(&mut self, agent: &levee_common::ids::AgentId, service: &str) {
+        let Some((_, task_id)) = self
+            .deployments
+            .get(agent)
+            .and_then(|services| services.get(service))
+            .and_then(|deployment| deployment.in_flight.clone())
+        else {
+            return;
+        };
+        if let Some(task) = self.tasks.get_mut(&task_id)
+            && !task.state.is_finished()
+        {
+            task.state = TaskState::Superseded;
+        }
+    }
+
+    /// Commits `specs` as a new version and plans it.
+    pub(super) fn put_specs(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        specs: SpecSet,
+        reason: String,
+        applied_by: String,
+        origin: VersionOrigin,
+    ) -> Response {
+        self.targets = clamped_targets(&self.targets, &specs);
+        self.specs = specs;
+        self.spec_version += 1;
+        let version = self.spec_version;
+        let cause = Cause {
+            reason: format!(
+                "spec version {version} ({}) by {applied_by}: {reason}",
+                origin.describe()
+            ),
+            event_id: None,
+            rule: None,
+        };
+        let plan_ids: Vec<PlanId> = self
+            .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+            .into_iter()
+            .collect();
+        self.versions.insert(
+            version,
+            SpecVersion {
+                version,
+                specs: self.specs.clone(),
+                applied_by,
+                reason,
+                at_ms,
+                origin,
+                plan_ids: plan_ids.clone(),
+            },
+        );
+        while self.versions.len() > SPEC_HISTORY {
+            self.versions.pop_first();
+        }
+        Response::SpecsApplied { version, plan_ids }
+    }
+
+    pub(super) fn scale(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        service: &str,
+        replicas: u32,
+        reason: String,
+        requested_by: String,
+    ) -> Response {
+        let Some(spec) = self.specs.services.get(service) else {
+            return Response::Rejected {
+                reason: format!(
+                    "no service `{service}` in spec version {}",
+                    self.spec_version
+                ),
+            };
+        };
+        let bounds = spec.replicas;
+        if replicas < bounds.min || replicas > bounds.max {
+            return Response::Rejected {
+                reason: format!(
+                    "service `{service}` allows {} to {} replicas; {replicas} is outside that (change `replicas` in its spec to widen it)",
+                    bounds.min, bounds.max
+                ),
+            };
+        }
+        let from = planner::target_of(spec, &self.targets);
+        self.targets.insert(service.to_owned(), replicas);
+        let cause = Cause {
+            reason: format!(
+                "scale {service} from {from} to {replicas} by {requested_by}: {reason}"
+            ),
+            event_id: None,
+            rule: None,
+        };
+        let plan_id = self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
+        Response::Scaled {
+            from,
+            to: replicas,
+            plan_id,
+        }
+    }
+}
+
+/// Scaled targets survive a new version, kept within its bounds; targets
+/// of services that are gone are dropped.
+fn clamped_targets(targets: &BTreeMap<String, u32>, specs: &SpecSet) -> BTreeMap<String, u32> {
+    targets
+        .iter()
+        .filter_map(|(name, target)| {
+            let service = specs.services.get(name)?;
+            Some((name.clone(), service.replicas.clamp(*target)))
+        })
+        .collect()
+}
