@@ -314,6 +314,10 @@ impl Applier {
         outcomes: &mut Vec<pb::ResourceOutcome>,
     ) -> Result<(), ApplyError> {
         let service_dir = self.service_dir(service);
+        // A workload reads its files when it starts: when any of them
+        // changed, it is restarted so the change takes effect (and a
+        // health-gated rollout checks the new configuration).
+        let mut prepared_changed = false;
         for resource in resources {
             let key = resource.key();
             let (changed, detail) = match resource {
@@ -321,10 +325,12 @@ impl Applier {
                 Resource::Directory(spec) => self.converge_directory(&service_dir, spec).await,
                 Resource::Command(spec) => self.converge_command(&service_dir, spec, pass).await,
                 Resource::Process(process) => {
-                    self.converge_process(&service_dir, process, pass).await
+                    self.converge_process(&service_dir, process, pass, prepared_changed)
+                        .await
                 }
             }
             .map_err(|failure| failure.of(&key))?;
+            prepared_changed |= changed;
             outcomes.push(pb::ResourceOutcome {
                 resource: key,
                 changed,
@@ -410,6 +416,7 @@ impl Applier {
         service_dir: &Path,
         process: &ProcessResource,
         pass: Pass,
+        files_changed: bool,
     ) -> Result<(bool, String), Failure> {
         let working_dir = self.working_dir(service_dir, process.working_dir.as_deref())?;
         let spec = WorkloadSpec {
@@ -417,11 +424,20 @@ impl Applier {
             working_dir: working_dir.clone(),
             log_dir: self.logs_dir.join(&process.name),
         };
-        let outcome = self
+        let mut outcome = self
             .supervisor
-            .ensure_running(spec)
+            .ensure_running(spec.clone())
             .await
             .map_err(|err| Failure::Failed(format!("cannot start: {err}")))?;
+        if files_changed && !outcome.changed {
+            self.supervisor.stop(&process.name).await;
+            outcome = self
+                .supervisor
+                .ensure_running(spec)
+                .await
+                .map_err(|err| Failure::Failed(format!("cannot restart: {err}")))?;
+            outcome.detail = format!("restarted for changed files, pid {}", outcome.pid);
+        }
         let mut detail = outcome.detail;
         if let Some(check) = &process.health
             && pass.wait_healthy

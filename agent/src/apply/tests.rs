@@ -442,3 +442,38 @@ async fn a_workload_that_never_gets_healthy_or_exits_fails_its_task() {
     );
     fixture.supervisor.stop_all().await;
 }
+
+#[tokio::test]
+async fn a_changed_file_restarts_the_workload_and_an_unchanged_one_does_not() {
+    let fixture = fixture();
+    let service_dir = fixture.config.service_dir("web");
+    let update = apply(
+        &fixture,
+        task("t1.0.0", 1, &[file("app.conf", "v1"), starter()]),
+    )
+    .await;
+    assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+    wait_for_starts(&service_dir, 1).await;
+
+    let same = apply(
+        &fixture,
+        task("t2.0.0", 1, &[file("app.conf", "v1"), starter()]),
+    )
+    .await;
+    assert!(!outcome(&same, "process:web").changed, "{same:?}");
+
+    let changed = apply(
+        &fixture,
+        task("t3.0.0", 1, &[file("app.conf", "v2"), starter()]),
+    )
+    .await;
+    let process = outcome(&changed, "process:web");
+    assert!(process.changed, "{changed:?}");
+    assert!(
+        process.detail.contains("restarted for changed files"),
+        "{}",
+        process.detail
+    );
+    wait_for_starts(&service_dir, 2).await;
+    assert_eq!(start_count(&service_dir), 2);
+}

@@ -260,3 +260,68 @@ fn a_file_needs_content_or_a_valid_template() {
         assert!(errors[0].message.contains(problem), "{file}: {errors:?}");
     }
 }
+
+#[test]
+fn every_example_spec_directory_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    for dir in ["specs", "stack"] {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(root.join(dir))
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                (
+                    path.display().to_string(),
+                    std::fs::read_to_string(&path).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        let parsed = SpecSet::parse(
+            files
+                .iter()
+                .map(|(name, content)| (name.as_str(), content.as_str())),
+        );
+        assert!(
+            parsed.is_ok(),
+            "deploy/examples/{dir}: {}",
+            parsed.unwrap_err()
+        );
+    }
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Arbitrary text, YAML-flavoured, never panics the parser.
+        #[test]
+        fn arbitrary_input_never_panics(input in "[a-z:{}\\[\\],\\-\\n #&*!|>'\"$0-9]{0,200}") {
+            let _ = SpecSet::parse([("fuzz.yaml", input.as_str())]);
+        }
+
+        /// A valid stack with a few bytes changed gives specs or errors,
+        /// and every error names the file.
+        #[test]
+        fn mutated_specs_give_located_errors(edits in prop::collection::vec((0usize..2000, "[ :\\-{}\\[\\]a-z0-9\\n$]"), 1..4)) {
+            let mut text = STACK.to_owned();
+            for (at, insert) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.insert_str(at, &insert);
+            }
+            if let Err(errors) = SpecSet::parse([("stack.yaml", text.as_str())]) {
+                prop_assert!(!errors.0.is_empty());
+                for error in &errors.0 {
+                    prop_assert!(error.file == "stack.yaml" || error.file.contains('`'), "{:?}", error);
+                    prop_assert!(!error.message.is_empty());
+                }
+            }
+        }
+    }
+}

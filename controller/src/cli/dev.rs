@@ -260,8 +260,9 @@ fn print_banner(data_dir: &Path, node: &RunningNode, agent: &AgentConfig) {
          \x20 agent        `{agent_name}`, services under {services}\n\
          \x20 certificates {data}/pki\n\n\
          Try, in another terminal:\n\
-         \x20 levee agents        levee events        levee tasks        levee plans{env_hint}\n\
-         \x20 pkill -KILL -f 'now.txt'   # crash the clock service; Levee repairs it\n\n\
+         \x20 levee status        levee agents        levee events        levee tasks{env_hint}\n\
+         \x20 pkill -KILL -f 'now.txt'   # crash the clock service; Levee repairs it\n\
+         \x20 levee plan -f deploy/examples/specs   # what applying the specs would change\n\n\
          Ctrl-C stops everything; starting again keeps all state.\n",
         addr = node.addr,
         data = data_dir.display(),
