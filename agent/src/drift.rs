@@ -8,7 +8,12 @@
 //! A drift is reported once, not on every check (again only if what
 //! differs changes), until it goes away (corrected, fixed by hand, or by a
 //! task), which is reported too. Checks
-//! hold the applier's converge lock, so they never see a task half applied.
+//! hold the service's converge lock, so they never see a task half
+//! applied; other services' tasks go on meanwhile.
+//!
+//! A workload that completed (exit code 0 under `restart: never` or
+//! `on-failure`) did what it was for: that is not drift. One killed by a
+//! signal, or failing under `never`, is.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -101,9 +106,9 @@ impl Drift {
     }
 
     async fn check_service(&mut self, service: &str) -> Result<(), DriftError> {
-        let held = self.applier.lock().await;
+        let held = self.applier.lock(service).await;
         // Read under the lock: a task may have changed it since listing.
-        let Some(resources) = self.applier.stored(&held, service).await? else {
+        let Some(resources) = self.applier.stored(&held).await? else {
             return Ok(());
         };
         let findings = self.inspect(service, &resources).await;
@@ -134,7 +139,7 @@ impl Drift {
             let mut outcomes = Vec::new();
             match self
                 .applier
-                .converge_locked(&held, service, &resources, Pass::CORRECT, &mut outcomes)
+                .converge_locked(&held, &resources, Pass::CORRECT, &mut outcomes)
                 .await
             {
                 Ok(()) => {
@@ -188,8 +193,11 @@ impl Drift {
                 Resource::Process(process) => {
                     match self.applier.supervisor().state(&process.name) {
                         WorkloadState::Stopped => Some("not running".to_owned()),
-                        // Running, or about to be restarted by its policy.
-                        WorkloadState::Running { .. } | WorkloadState::Restarting => None,
+                        // Running, about to be restarted by its policy, or
+                        // done with its work.
+                        WorkloadState::Running { .. }
+                        | WorkloadState::Restarting
+                        | WorkloadState::Completed => None,
                     }
                 }
                 _ => on_disk,
@@ -319,12 +327,16 @@ mod tests {
     }
 
     async fn deploy(fixture: &Fixture) {
+        deploy_resources(fixture, &web()).await;
+    }
+
+    async fn deploy_resources(fixture: &Fixture, resources: &[Resource]) {
         let task = pb::Task {
             task_id: "t1".into(),
             term: 1,
             plan_id: "p1".into(),
             service: "web".into(),
-            resources: web().iter().map(pb::Resource::from).collect(),
+            resources: resources.iter().map(pb::Resource::from).collect(),
             remove: false,
         };
         let update = fixture.applier.handle(task).await.unwrap().unwrap();
@@ -475,6 +487,76 @@ mod tests {
         drift.check(&never).await.unwrap();
         assert_eq!(detected(&fixture).len(), 2, "nothing new after correcting");
         assert_eq!(resolved(&fixture).len(), 1);
+        fixture.supervisor.stop_all().await;
+    }
+
+    /// The `web` service with its process running `script` under `restart`.
+    fn web_running(script: &str, restart: RestartPolicy) -> Vec<Resource> {
+        let mut resources = web();
+        let Some(Resource::Process(process)) = resources.last_mut() else {
+            unreachable!()
+        };
+        process.argv = vec!["/bin/sh".into(), "-c".into(), script.into()];
+        process.restart = restart;
+        resources
+    }
+
+    #[tokio::test]
+    async fn a_workload_that_completed_is_not_drift_nor_restarted() {
+        for restart in [RestartPolicy::Never, RestartPolicy::OnFailure] {
+            let fixture = fixture();
+            let service_dir = fixture.config.service_dir("web");
+            deploy_resources(&fixture, &web_running("echo ran >> runs; exit 0", restart)).await;
+            wait_until("the workload to complete", || {
+                fixture.supervisor.state("web") == WorkloadState::Completed
+            })
+            .await;
+            let mut drift = reporter(&fixture, true);
+            let never = CancellationToken::new();
+            drift.check(&never).await.unwrap();
+            assert!(detected(&fixture).is_empty(), "{restart:?}");
+
+            // Correcting other drift of the service does not start it again.
+            std::fs::write(service_dir.join("banner.txt"), "defaced\n").unwrap();
+            drift.check(&never).await.unwrap();
+            assert_eq!(
+                detected(&fixture),
+                [("file:banner.txt".to_owned(), "content differs".to_owned())]
+            );
+            assert_eq!(resolved(&fixture).len(), 1, "{restart:?}");
+            assert_eq!(
+                fixture.supervisor.state("web"),
+                WorkloadState::Completed,
+                "{restart:?}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(service_dir.join("runs")).unwrap(),
+                "ran\n"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_workload_that_failed_under_never_is_drift_and_started_again() {
+        let fixture = fixture();
+        // Fails the first time only, so the corrected one keeps running.
+        let script = "test -f failed && exec sleep 600; touch failed; exit 3";
+        deploy_resources(&fixture, &web_running(script, RestartPolicy::Never)).await;
+        wait_until("the workload to fail", || {
+            fixture.supervisor.state("web") == WorkloadState::Stopped
+        })
+        .await;
+        let mut drift = reporter(&fixture, true);
+        drift.check(&CancellationToken::new()).await.unwrap();
+        assert_eq!(
+            detected(&fixture),
+            [("process:web".to_owned(), "not running".to_owned())]
+        );
+        assert_eq!(
+            resolved(&fixture),
+            [json!({"service": "web", "resources": ["process:web"]})]
+        );
+        running_pid(&fixture);
         fixture.supervisor.stop_all().await;
     }
 

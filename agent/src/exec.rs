@@ -1,6 +1,12 @@
 //! Running a short-lived command from argv (never through a shell), bounded
 //! by a timeout. Used by the `command` applier, its `unless` guard and
 //! command health probes.
+//!
+//! A command runs in a process group of its own, killed whenever the run
+//! ends: at the timeout, once the command exited (what it left in the
+//! background would otherwise run on unsupervised and hold its pipes), or
+//! when the caller drops the future (a health probe abandoned because the
+//! workload died or the start timeout passed).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -9,16 +15,17 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use crate::group::KillOnDrop;
+
 /// How much of a command's stderr is kept for its error message.
 pub const STDERR_TAIL_BYTES: usize = 2048;
 /// How long the end of stderr is awaited after the command exited: a
-/// background child it left behind may hold the pipe open indefinitely.
+/// child that left its process group (a daemon) may hold the pipe open
+/// indefinitely.
 const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// A command to run.
@@ -77,8 +84,8 @@ pub enum ExecError {
     TimedOut { program: String, ms: u128 },
 }
 
-/// Runs `exec` to its end. On timeout its whole process group is killed,
-/// so nothing it started outlives it.
+/// Runs `exec` to its end. Its whole process group is killed when it exits,
+/// times out or is dropped, so nothing it started outlives it.
 pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
     let (program, args) = exec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
     let mut child = Command::new(program)
@@ -88,7 +95,7 @@ pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        // Its own group, so a timeout can stop its children too.
+        // Its own group, so its children can be stopped with it.
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
@@ -96,21 +103,24 @@ pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
             program: program.clone(),
             source,
         })?;
-    let pgid = child.id().map(|pid| Pid::from_raw(pid as i32));
+    // Declared after `child`, so dropped (and the group killed) first.
+    let mut group = KillOnDrop::new(child.id());
     let tail = Arc::new(Mutex::new(Vec::new()));
     let reader = child
         .stderr
         .take()
         .map(|stderr| tokio::spawn(keep_tail(stderr, tail.clone())));
     let status = match tokio::time::timeout(exec.timeout, child.wait()).await {
-        Ok(status) => status.map_err(|source| ExecError::Wait {
-            program: program.clone(),
-            source,
-        })?,
+        Ok(status) => {
+            // Whatever it left running goes with it, closing its pipes.
+            group.kill();
+            status.map_err(|source| ExecError::Wait {
+                program: program.clone(),
+                source,
+            })?
+        }
         Err(_) => {
-            if let Some(pgid) = pgid {
-                let _ = killpg(pgid, Signal::SIGKILL);
-            }
+            group.kill();
             let _ = child.wait().await;
             if let Some(reader) = reader {
                 reader.abort();
@@ -153,6 +163,7 @@ async fn keep_tail(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{process_alive, wait_until};
 
     fn argv(words: &[&str]) -> Vec<String> {
         words.iter().map(|word| word.to_string()).collect()
@@ -182,28 +193,96 @@ mod tests {
         assert!(finished.stderr_text().ends_with("hello-end"));
     }
 
+    /// Reads the pid a test command wrote to `path`, once it is there.
+    async fn pid_in(path: &Path) -> i32 {
+        let read = || {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.trim().parse::<i32>().ok())
+        };
+        wait_until(&format!("a pid in {}", path.display()), || read().is_some()).await;
+        read().unwrap()
+    }
+
     #[tokio::test]
     async fn a_timeout_kills_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
         let argv = argv(&["/bin/sh", "-c", "sleep 600 & echo $! > bg.pid; wait"]);
-        let err = run(Exec {
+        let working_dir = dir.path().to_owned();
+        // Generous, so even a loaded machine writes the pid file before
+        // the timeout; the test waits for the file, not for a fixed time.
+        let running = tokio::spawn(async move {
+            run(Exec {
+                argv: &argv,
+                env: &BTreeMap::new(),
+                working_dir: &working_dir,
+                timeout: Duration::from_millis(2_000),
+            })
+            .await
+        });
+        let pid = pid_in(&dir.path().join("bg.pid")).await;
+        let err = running.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, ExecError::TimedOut { ms: 2_000, .. }),
+            "{err}"
+        );
+        wait_until(
+            "the background child of the timed-out command to die",
+            || !process_alive(pid),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn what_a_finished_command_left_running_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&[
+            "/bin/sh",
+            "-c",
+            "sleep 600 & echo $! > bg.pid; echo done >&2",
+        ]);
+        let finished = run(Exec {
             argv: &argv,
             env: &BTreeMap::new(),
             working_dir: dir.path(),
-            timeout: Duration::from_millis(300),
+            timeout: Duration::from_secs(30),
         })
         .await
-        .unwrap_err();
-        assert!(matches!(err, ExecError::TimedOut { ms: 300, .. }), "{err}");
-        let pid: i32 = std::fs::read_to_string(dir.path().join("bg.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        crate::testing::wait_until(
-            "the background child of the timed-out command to die",
-            || !crate::testing::process_alive(pid),
-        )
+        .unwrap();
+        assert!(finished.success());
+        assert_eq!(finished.stderr_text(), "done");
+        let pid = pid_in(&dir.path().join("bg.pid")).await;
+        wait_until("the command's background child to die", || {
+            !process_alive(pid)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_run_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&[
+            "/bin/sh",
+            "-c",
+            "sleep 600 & echo $! > bg.pid; echo $$ > leader.pid; wait",
+        ]);
+        let working_dir = dir.path().to_owned();
+        let running = tokio::spawn(async move {
+            run(Exec {
+                argv: &argv,
+                env: &BTreeMap::new(),
+                working_dir: &working_dir,
+                timeout: Duration::from_secs(600),
+            })
+            .await
+        });
+        let background = pid_in(&dir.path().join("bg.pid")).await;
+        let leader = pid_in(&dir.path().join("leader.pid")).await;
+        running.abort();
+        assert!(running.await.unwrap_err().is_cancelled());
+        wait_until("the leader and its background child to die", || {
+            !process_alive(leader) && !process_alive(background)
+        })
         .await;
     }
 

@@ -234,7 +234,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpSocket};
 
     use super::*;
 
@@ -264,10 +264,15 @@ mod tests {
         port
     }
 
-    /// A port nobody listens on.
-    async fn closed_port() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
+    /// A port nobody listens on, for as long as the returned socket lives:
+    /// it is bound but not listening, so connections to it are refused and
+    /// no other process can take the port meanwhile (as one could a port
+    /// whose listener was dropped).
+    fn closed_port() -> (TcpSocket, u16) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        (socket, port)
     }
 
     fn check(probe: Probe) -> HealthCheck {
@@ -304,7 +309,8 @@ mod tests {
                 assert_eq!(result.unwrap_err(), format!("status {code}"));
             }
         }
-        let refused = probe_once(&http_probe(closed_port().await), dir.path(), timeout).await;
+        let (_held, closed) = closed_port();
+        let refused = probe_once(&http_probe(closed), dir.path(), timeout).await;
         assert!(refused.unwrap_err().starts_with("connect:"));
     }
 
@@ -318,12 +324,14 @@ mod tests {
             probe_once(&Probe::Tcp { port: open }, dir.path(), timeout).await,
             Ok(())
         );
-        drop(listener);
+        let (_held, closed) = closed_port();
         assert!(
-            probe_once(&Probe::Tcp { port: open }, dir.path(), timeout)
+            probe_once(&Probe::Tcp { port: closed }, dir.path(), timeout)
                 .await
-                .is_err()
+                .unwrap_err()
+                .starts_with("connect:")
         );
+        drop(listener);
 
         let command = |words: &[&str]| Probe::Command {
             argv: words.iter().map(|word| word.to_string()).collect(),
@@ -382,7 +390,7 @@ mod tests {
     #[tokio::test]
     async fn never_healthy_fails_at_the_start_timeout_with_the_last_failure() {
         let dir = tempfile::tempdir().unwrap();
-        let port = closed_port().await;
+        let (_held, port) = closed_port();
         let mut check = check(Probe::Tcp { port });
         check.start_timeout_ms = 300;
         let started = Instant::now();
@@ -401,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn an_exited_workload_fails_the_wait() {
         let dir = tempfile::tempdir().unwrap();
-        let port = closed_port().await;
+        let (_held, port) = closed_port();
         let err = wait_healthy(&check(Probe::Tcp { port }), dir.path(), async {})
             .await
             .unwrap_err();

@@ -1,18 +1,20 @@
 //! The task journal: which tasks this agent started and finished, the
-//! highest term it has seen, and the desired state it was last given.
+//! highest term it has seen, the desired state it was last given, and which
+//! commands without guards ran for it.
 //!
 //! It is what makes tasks idempotent across reconnects and restarts: a task
 //! id is applied at most once, and a task from an older term than one
 //! already seen is refused.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use levee_common::pb;
-use levee_common::resource::Resource;
+use levee_common::resource::{CommandResource, Resource};
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::store::{DESIRED, JOURNAL, META, StoreError};
+use crate::store::{COMMANDS_RAN, DESIRED, JOURNAL, META, StoreError};
 
 const HIGHEST_TERM_KEY: &str = "highest_term";
 /// Marks a task started but not finished (a crash happened in between).
@@ -28,13 +30,18 @@ pub enum JournalEntry {
 /// How finishing a task changes a service's desired state.
 #[derive(Debug, Clone)]
 pub enum DesiredChange {
-    /// The task failed or was refused: what was desired before still is.
+    /// The task was refused (nothing was applied): what was desired before
+    /// still is.
     Keep,
-    /// The task succeeded: these are now the service's resources.
+    /// The task was applied, wholly or in part: these are now the
+    /// service's resources, what drift, prune and remove work from.
     Set(String, Vec<Resource>),
     /// The service was taken off this host: nothing to converge on restart.
     Remove(String),
 }
+
+/// Commands without guards that ran, by name.
+type Ran = BTreeMap<String, CommandResource>;
 
 #[derive(Clone)]
 pub struct Journal {
@@ -110,9 +117,26 @@ impl Journal {
                 let bytes = serde_json::to_vec(&resources)?;
                 txn.open_table(DESIRED)?
                     .insert(service.as_str(), bytes.as_slice())?;
+                // A command the service no longer lists is new if it comes
+                // back.
+                let listed: BTreeSet<&str> = resources
+                    .iter()
+                    .filter_map(|resource| match resource {
+                        Resource::Command(command) => Some(command.name.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut table = txn.open_table(COMMANDS_RAN)?;
+                let mut ran = read_ran(&table, &service)?;
+                let before = ran.len();
+                ran.retain(|name, _| listed.contains(name.as_str()));
+                if ran.len() != before {
+                    write_ran(&mut table, &service, &ran)?;
+                }
             }
             DesiredChange::Remove(service) => {
                 txn.open_table(DESIRED)?.remove(service.as_str())?;
+                txn.open_table(COMMANDS_RAN)?.remove(service.as_str())?;
             }
         }
         txn.commit()?;
@@ -129,6 +153,33 @@ impl Journal {
         Ok(Some(serde_json::from_slice(bytes.value())?))
     }
 
+    /// The version of command `name` of `service` that last ran, if it is
+    /// a command without guards that ran.
+    pub fn ran_command(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<CommandResource>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COMMANDS_RAN)?;
+        Ok(read_ran(&table, service)?.remove(name))
+    }
+
+    /// Records that `command`, which has no guards, ran to success for
+    /// `service`. Committed at once, so a task interrupted after it does
+    /// not run it again when it is resent.
+    pub fn record_ran(&self, service: &str, command: &CommandResource) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(COMMANDS_RAN)?;
+            let mut ran = read_ran(&table, service)?;
+            ran.insert(command.name.clone(), command.clone());
+            write_ran(&mut table, service, &ran)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Every service's last assigned resources.
     pub fn desired(&self) -> Result<Vec<(String, Vec<Resource>)>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -143,6 +194,29 @@ impl Journal {
         }
         Ok(services)
     }
+}
+
+fn read_ran(
+    table: &impl redb::ReadableTable<&'static str, &'static [u8]>,
+    service: &str,
+) -> Result<Ran, StoreError> {
+    match table.get(service)? {
+        Some(bytes) => Ok(serde_json::from_slice(bytes.value())?),
+        None => Ok(Ran::new()),
+    }
+}
+
+fn write_ran(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    service: &str,
+    ran: &Ran,
+) -> Result<(), StoreError> {
+    if ran.is_empty() {
+        table.remove(service)?;
+    } else {
+        table.insert(service, serde_json::to_vec(ran)?.as_slice())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -184,5 +258,43 @@ mod tests {
             .unwrap();
         assert_eq!(journal.desired_of("clock").unwrap(), None);
         assert!(journal.desired().unwrap().is_empty());
+    }
+
+    #[test]
+    fn commands_that_ran_are_kept_while_their_service_lists_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(crate::store::open(&dir.path().join("a.redb")).unwrap());
+        let command = |name: &str| CommandResource {
+            name: name.into(),
+            argv: vec!["/bin/true".into()],
+            env: BTreeMap::new(),
+            working_dir: None,
+            creates: None,
+            unless: None,
+            timeout_ms: 1_000,
+        };
+        let update = pb::TaskUpdate::default();
+        assert_eq!(journal.ran_command("web", "setup").unwrap(), None);
+        journal.record_ran("web", &command("setup")).unwrap();
+        journal.record_ran("web", &command("seed")).unwrap();
+        assert_eq!(
+            journal.ran_command("web", "setup").unwrap(),
+            Some(command("setup"))
+        );
+        assert_eq!(journal.ran_command("api", "setup").unwrap(), None);
+
+        // Refused: nothing changes. Set: only what is still listed stays.
+        journal.finish("t1", &update, DesiredChange::Keep).unwrap();
+        assert!(journal.ran_command("web", "seed").unwrap().is_some());
+        let listed = vec![Resource::Command(command("setup"))];
+        journal
+            .finish("t2", &update, DesiredChange::Set("web".into(), listed))
+            .unwrap();
+        assert!(journal.ran_command("web", "setup").unwrap().is_some());
+        assert_eq!(journal.ran_command("web", "seed").unwrap(), None);
+        journal
+            .finish("t3", &update, DesiredChange::Remove("web".into()))
+            .unwrap();
+        assert_eq!(journal.ran_command("web", "setup").unwrap(), None);
     }
 }

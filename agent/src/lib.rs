@@ -11,6 +11,7 @@
 //! - [`health`]: health checks a (re)started workload must pass.
 //! - [`drift`]: periodic comparison of the host with the desired state.
 //! - [`exec`]: short-lived commands with a timeout.
+//! - [`group`]: signalling process groups, never the agent's own.
 //! - [`paths`]: the allowed roots every resource path is checked against.
 //!
 //! Architecture invariant: this crate links neither openraft nor the
@@ -19,6 +20,7 @@
 pub mod apply;
 pub mod drift;
 pub mod exec;
+pub mod group;
 pub mod health;
 pub mod journal;
 pub mod link;

@@ -16,12 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use levee_common::agent_config::LogsConfig;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tracing::warn;
 
-/// Chunks queued between a pipe and its writer thread (each up to
-/// [`CHUNK_BYTES`]): about 1 MiB of output in flight at most.
+/// Chunks queued between a pipe and its writer thread.
 const QUEUE_CHUNKS: usize = 128;
 const CHUNK_BYTES: usize = 8192;
+/// Output held for a slow disk, queued or waiting for room in the queue,
+/// before more is dropped.
+const BUDGET_BYTES: u64 = 1024 * 1024;
 
 /// A log file that rotates itself.
 #[derive(Debug)]
@@ -109,6 +112,9 @@ pub fn capture(
     let (chunks_tx, mut chunks_rx) = mpsc::channel::<Vec<u8>>(QUEUE_CHUNKS);
     let dropped = Arc::new(AtomicU64::new(0));
     let writer_dropped = dropped.clone();
+    // Bytes sent to the writer and not yet written.
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let writer_in_flight = in_flight.clone();
     let name = path.display().to_string();
     std::thread::Builder::new()
         .name("levee-log".into())
@@ -124,6 +130,7 @@ pub fn capture(
                     result = file.write(note.as_bytes());
                 }
                 result = result.and_then(|()| file.write(&chunk));
+                writer_in_flight.fetch_sub(chunk.len() as u64, Ordering::Relaxed);
                 match result {
                     // Warn once per run of failures, not once per chunk.
                     Err(err) if !failing => {
@@ -137,18 +144,51 @@ pub fn capture(
         })?;
     tokio::spawn(async move {
         let mut stream = stream;
+        // Output read while the queue was full, sent as one chunk as soon
+        // as there is room: short lines are not dropped just because the
+        // writer thread was not scheduled for a moment.
+        let mut pending: Vec<u8> = Vec::new();
         loop {
             let mut chunk = vec![0u8; CHUNK_BYTES];
-            let read = match stream.read(&mut chunk).await {
+            let read = if pending.is_empty() {
+                stream.read(&mut chunk).await
+            } else {
+                tokio::select! {
+                    permit = chunks_tx.reserve() => {
+                        let held = std::mem::take(&mut pending);
+                        if let Ok(permit) = permit {
+                            in_flight.fetch_add(held.len() as u64, Ordering::Relaxed);
+                            permit.send(held);
+                        }
+                        continue;
+                    }
+                    read = stream.read(&mut chunk) => read,
+                }
+            };
+            let read = match read {
                 Ok(0) | Err(_) => break,
                 Ok(read) => read,
             };
             chunk.truncate(read);
-            // Never wait for the disk: a full queue drops the chunk, and a
-            // writer that died leaves the pipe drained all the same.
-            if chunks_tx.try_send(chunk).is_err() {
+            let held = in_flight.load(Ordering::Relaxed) + pending.len() as u64;
+            if held + read as u64 > BUDGET_BYTES {
+                // Never wait for the disk: past the budget, output is
+                // dropped and counted.
                 dropped.fetch_add(read as u64, Ordering::Relaxed);
+            } else if pending.is_empty() {
+                in_flight.fetch_add(read as u64, Ordering::Relaxed);
+                if let Err(TrySendError::Full(chunk)) = chunks_tx.try_send(chunk) {
+                    in_flight.fetch_sub(read as u64, Ordering::Relaxed);
+                    pending = chunk;
+                }
+            } else {
+                pending.extend_from_slice(&chunk);
             }
+        }
+        // The workload is gone: what is held may wait for the disk now.
+        if !pending.is_empty() {
+            in_flight.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            let _ = chunks_tx.send(pending).await;
         }
     });
     Ok(())

@@ -36,7 +36,8 @@ impl Roots {
     }
 
     /// Resolves `path` (relative to `base` unless absolute) lexically and
-    /// checks it is beneath a root.
+    /// checks it is beneath a root. It touches nothing on disk, and follows
+    /// no symlinks: [`Roots::check_dir`] does that.
     pub fn resolve(&self, base: &Path, path: &str) -> Result<PathBuf, PathError> {
         if path.contains('\0') {
             return Err(PathError::Nul(path.to_owned()));
@@ -56,6 +57,44 @@ impl Roots {
         Ok(clean)
     }
 
+    /// Checks, creating nothing, that `dir` (already resolved) stays
+    /// beneath a root once created: the deepest part of it that exists,
+    /// with symlinks followed, must be beneath one.
+    pub fn check_dir(&self, dir: &Path) -> Result<(), PathError> {
+        let existing = dir
+            .ancestors()
+            .find(|ancestor| ancestor.exists())
+            .unwrap_or(dir);
+        let real_existing = existing.canonicalize().map_err(|err| PathError::Io {
+            path: dir.display().to_string(),
+            reason: err.to_string(),
+        })?;
+        if self
+            .roots
+            .iter()
+            .any(|root| real_existing.starts_with(root))
+        {
+            Ok(())
+        } else {
+            Err(self.outside(&real_existing))
+        }
+    }
+
+    /// Resolves the file `path` of a service for writing and checks it as
+    /// [`Roots::check_dir`] does its directory, creating nothing. The file
+    /// itself may be a symlink: writing replaces it, never follows it.
+    pub fn check_file(&self, base: &Path, path: &str) -> Result<PathBuf, PathError> {
+        let resolved = self.resolve(base, path)?;
+        let (Some(parent), Some(_)) = (resolved.parent(), resolved.file_name()) else {
+            return Err(PathError::Io {
+                path: path.to_owned(),
+                reason: "path names no file".into(),
+            });
+        };
+        self.check_dir(parent)?;
+        Ok(resolved)
+    }
+
     /// Creates `dir` and its parents, then checks that, with symlinks
     /// followed, it is still beneath a root.
     pub fn prepare_dir(&self, dir: &Path) -> Result<PathBuf, PathError> {
@@ -65,18 +104,7 @@ impl Roots {
         };
         // Check the deepest part that exists before creating anything, so a
         // symlink cannot make us create directories outside the roots.
-        let existing = dir
-            .ancestors()
-            .find(|ancestor| ancestor.exists())
-            .unwrap_or(dir);
-        let real_existing = existing.canonicalize().map_err(io)?;
-        if !self
-            .roots
-            .iter()
-            .any(|root| real_existing.starts_with(root))
-        {
-            return Err(self.outside(&real_existing));
-        }
+        self.check_dir(dir)?;
         std::fs::create_dir_all(dir).map_err(io)?;
         let real = dir.canonicalize().map_err(io)?;
         if self.roots.iter().any(|root| real.starts_with(root)) {
@@ -184,6 +212,40 @@ mod tests {
             roots.existing_file(&root, "escape/passwd"),
             Err(PathError::OutsideRoots { .. })
         ));
+    }
+
+    #[test]
+    fn checks_follow_symlinks_and_create_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("services");
+        let outside = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&outside).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&root)).unwrap();
+        let root = root.canonicalize().unwrap();
+        let base = root.join("web");
+        assert_eq!(
+            roots.check_file(&base, "a/b/c.txt").unwrap(),
+            base.join("a/b/c.txt")
+        );
+        roots.check_dir(&base.join("data/cache")).unwrap();
+        assert!(!base.exists(), "nothing was created");
+
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        // `resolve` is lexical: it lets the symlink through; the checks do not.
+        assert!(roots.resolve(&root, "escape/sub/file").is_ok());
+        assert!(matches!(
+            roots.check_file(&root, "escape/sub/file"),
+            Err(PathError::OutsideRoots { .. })
+        ));
+        assert!(matches!(
+            roots.check_dir(&root.join("escape")),
+            Err(PathError::OutsideRoots { .. })
+        ));
+        assert!(!outside.join("sub").exists(), "nothing created outside");
+        // A symlink as the file itself is replaced when written, not
+        // followed, so it passes.
+        std::os::unix::fs::symlink(outside.join("f"), root.join("link")).unwrap();
+        assert!(roots.check_file(&root, "link").is_ok());
     }
 
     #[test]

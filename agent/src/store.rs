@@ -1,5 +1,6 @@
 //! The agent's embedded store: one redb file with the outbox, the task
-//! journal and the last assigned desired state. Every write commits with
+//! journal, the last assigned desired state and the one-shot commands that
+//! ran. Every write commits with
 //! fsync before the agent acts on it or acknowledges it.
 
 use std::path::Path;
@@ -16,6 +17,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
 /// The last assigned resources of each service on this host.
 pub const DESIRED: TableDefinition<&str, &[u8]> = TableDefinition::new("desired");
+/// Per service, the commands without guards that ran, by name: such a
+/// command runs again only when the task's version differs.
+pub const COMMANDS_RAN: TableDefinition<&str, &[u8]> = TableDefinition::new("commands_ran");
 /// Process groups of running workloads, so a restarted agent can stop
 /// what a crashed one left behind.
 pub const WORKLOADS: TableDefinition<&str, u64> = TableDefinition::new("workloads");
@@ -54,6 +58,7 @@ pub fn open(path: &Path) -> Result<Arc<Database>, StoreError> {
     txn.open_table(META)?;
     txn.open_table(JOURNAL)?;
     txn.open_table(DESIRED)?;
+    txn.open_table(COMMANDS_RAN)?;
     txn.open_table(WORKLOADS)?;
     txn.commit()?;
     Ok(Arc::new(db))

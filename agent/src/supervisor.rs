@@ -12,8 +12,7 @@ use std::time::Duration;
 use levee_common::agent_config::LogsConfig;
 use levee_common::event::types::PROCESS_EXITED;
 use levee_common::resource::{ProcessResource, RestartPolicy};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde_json::json;
 use thiserror::Error;
@@ -23,6 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::group;
 use crate::logs;
 use crate::outbox::Outbox;
 use crate::store::{StoreError, WORKLOADS};
@@ -59,8 +59,23 @@ pub enum WorkloadState {
     },
     /// It exited and its restart policy will start it again shortly.
     Restarting,
-    /// Not running, and nothing will start it but a converge.
+    /// It exited by itself with exit code 0 and its policy (`never` or
+    /// `on-failure`) does not start it again: its work is done, which is
+    /// not drift.
+    Completed,
+    /// Not running, and nothing will start it but a converge: it was
+    /// stopped, killed by a signal, failed under `never`, or could not be
+    /// restarted.
     Stopped,
+}
+
+/// How a workload's process ended when nothing restarts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Exit code 0 under `never` or `on-failure`.
+    Completed,
+    /// Anything else: a signal, a failure under `never`, a failed restart.
+    Failed,
 }
 
 /// Why a workload could not be started.
@@ -88,10 +103,28 @@ struct Running {
     /// The live process, `None` between an exit and a restart. Health
     /// waits watch it to notice a workload that died.
     alive: Arc<watch::Sender<Option<u32>>>,
-    /// The pid last found healthy: a restart needs a new health check.
+    /// The pid last found healthy, cleared when it exits: a restart needs
+    /// a new health check.
     healthy_pid: Option<u32>,
+    /// Set when its process ended and nothing will restart it. The entry
+    /// is kept so drift can tell a workload that completed from one that
+    /// died.
+    ended: Option<Ended>,
     stop: CancellationToken,
     watcher: JoinHandle<()>,
+}
+
+impl Running {
+    /// Whether its process runs right now: not ended, and not between an
+    /// exit and a restart.
+    fn is_running(&self) -> bool {
+        self.is_live() && *self.alive.borrow() == Some(self.pid)
+    }
+
+    /// Whether it runs or its restart policy is about to start it again.
+    fn is_live(&self) -> bool {
+        self.ended.is_none() && !self.watcher.is_finished()
+    }
 }
 
 impl Supervisor {
@@ -105,13 +138,16 @@ impl Supervisor {
     }
 
     /// Makes `spec` run: unchanged if it already runs as specified,
-    /// restarted if its spec changed, started if it is not running.
+    /// restarted if its spec changed, started if it is not running. A
+    /// workload whose process died counts as not running even while its
+    /// restart policy waits out a backoff: it is started now (the backoff
+    /// is cancelled), never reported with the pid of a dead process.
     pub async fn ensure_running(&self, spec: WorkloadSpec) -> Result<WorkloadOutcome, StartError> {
         let name = spec.process.name.clone();
         let previous = {
             let mut workloads = self.lock();
             match workloads.get(&name) {
-                Some(running) if running.spec == spec && !running.watcher.is_finished() => {
+                Some(running) if running.spec == spec && running.is_running() => {
                     return Ok(WorkloadOutcome {
                         changed: false,
                         detail: format!("running, pid {}", running.pid),
@@ -121,7 +157,7 @@ impl Supervisor {
                 _ => workloads.remove(&name),
             }
         };
-        let replaced = previous.is_some();
+        let replaced = previous.as_ref().is_some_and(Running::is_running);
         if let Some(previous) = previous {
             stop_running(previous).await;
         }
@@ -145,7 +181,7 @@ impl Supervisor {
         let running = self.lock().remove(name);
         match running {
             Some(running) => {
-                let was_running = !running.watcher.is_finished();
+                let was_running = running.is_live();
                 stop_running(running).await;
                 was_running
             }
@@ -155,12 +191,25 @@ impl Supervisor {
 
     pub fn state(&self, name: &str) -> WorkloadState {
         match self.lock().get(name) {
-            Some(running) if !running.watcher.is_finished() => match *running.alive.borrow() {
-                Some(pid) => WorkloadState::Running { pid },
-                None => WorkloadState::Restarting,
+            Some(running) => match running.ended {
+                Some(Ended::Completed) => WorkloadState::Completed,
+                Some(Ended::Failed) => WorkloadState::Stopped,
+                None if running.watcher.is_finished() => WorkloadState::Stopped,
+                None => match *running.alive.borrow() {
+                    Some(pid) => WorkloadState::Running { pid },
+                    None => WorkloadState::Restarting,
+                },
             },
-            _ => WorkloadState::Stopped,
+            None => WorkloadState::Stopped,
         }
+    }
+
+    /// Whether `spec` ran and completed (exit code 0, not restarted by its
+    /// policy) and nothing started it since.
+    pub fn completed(&self, spec: &WorkloadSpec) -> bool {
+        self.lock()
+            .get(&spec.process.name)
+            .is_some_and(|running| running.spec == *spec && running.ended == Some(Ended::Completed))
     }
 
     /// Whether process `pid` of `name` was already found healthy.
@@ -218,9 +267,11 @@ impl Supervisor {
         })
         .await?;
         for (name, pgid) in leftovers {
-            if is_our_workload(pgid as u32, &name) {
+            if let Ok(pgid) = u32::try_from(pgid)
+                && is_our_workload(pgid, &name)
+            {
                 warn!(workload = %name, pgid, "stopping a workload left running by a previous agent");
-                let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+                group::signal(pgid, Signal::SIGKILL);
             }
             self.forget(&name, None).await?;
         }
@@ -234,7 +285,7 @@ impl Supervisor {
         let child = self.spawn(&spec, run_as.as_ref())?;
         let pid = child.id().unwrap_or_default();
         if let Err(err) = self.remember(&spec.process.name, pid).await {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            group::signal(pid, Signal::SIGKILL);
             return Err(err.into());
         }
         let stop = CancellationToken::new();
@@ -253,6 +304,7 @@ impl Supervisor {
                 pid,
                 alive,
                 healthy_pid: None,
+                ended: None,
                 stop,
                 watcher,
             },
@@ -272,7 +324,7 @@ impl Supervisor {
         let grace = Duration::from_millis(u64::from(spec.process.stop_timeout_ms));
         let mut restarts: u32 = 0;
         let mut pid = child.id().unwrap_or_default();
-        loop {
+        let ended = loop {
             let status = tokio::select! {
                 status = child.wait() => status,
                 _ = stop.cancelled() => {
@@ -281,6 +333,12 @@ impl Supervisor {
                     return;
                 }
             };
+            // What it left in its group goes too, before anything else: a
+            // restart must never run beside the old children, and their
+            // hold on the log pipes ends.
+            group::signal(pid, Signal::SIGKILL);
+            // Not healthy any more, before anyone can see it exited.
+            self.clear_healthy(&name, pid);
             alive.send_replace(None);
             self.report_exit(&name, pid, &status, restarts).await;
             let code = status.as_ref().ok().and_then(ExitStatus::code);
@@ -290,40 +348,58 @@ impl Supervisor {
                 RestartPolicy::Always => true,
             };
             if !restart {
-                break;
+                break if code == Some(0) {
+                    Ended::Completed
+                } else {
+                    Ended::Failed
+                };
             }
             let delay = Duration::from_secs(1u64 << restarts.min(5)).min(MAX_RESTART_DELAY);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = stop.cancelled() => break,
+                // Whoever stopped it took its entry already.
+                _ = stop.cancelled() => {
+                    let _ = self.forget(&name, Some(pid)).await;
+                    return;
+                }
             }
             restarts += 1;
             child = match self.spawn(&spec, run_as.as_ref()) {
                 Ok(child) => child,
                 Err(err) => {
                     warn!(error = %err, "restart failed; giving up");
-                    break;
+                    break Ended::Failed;
                 }
             };
             pid = child.id().unwrap_or_default();
             let _ = self.remember(&name, pid).await;
-            if let Some(running) = self.lock().get_mut(&name) {
-                running.pid = pid;
-            }
-            alive.send_replace(Some(pid));
-            info!(pid, restarts, "workload restarted by its restart policy");
-        }
-        {
-            // The entry is ours unless a newer start replaced it.
-            let mut workloads = self.lock();
-            if workloads
-                .get(&name)
-                .is_some_and(|running| running.pid == pid)
             {
-                workloads.remove(&name);
+                // Together, so nobody sees the new pid as not yet alive.
+                let mut workloads = self.lock();
+                if let Some(running) = workloads.get_mut(&name) {
+                    running.pid = pid;
+                }
+                alive.send_replace(Some(pid));
             }
+            info!(pid, restarts, "workload restarted by its restart policy");
+        };
+        if let Some(running) = self.lock().get_mut(&name)
+            && running.pid == pid
+        {
+            // The entry is ours (no stop or newer start replaced it): it
+            // stays, saying how the workload ended.
+            running.ended = Some(ended);
         }
         let _ = self.forget(&name, Some(pid)).await;
+    }
+
+    /// Process `pid` of `name` exited: it is no longer known healthy.
+    fn clear_healthy(&self, name: &str, pid: u32) {
+        if let Some(running) = self.lock().get_mut(name)
+            && running.healthy_pid == Some(pid)
+        {
+            running.healthy_pid = None;
+        }
     }
 
     /// An exit nobody asked for becomes an event.
@@ -431,7 +507,7 @@ impl Supervisor {
         if let Err(err) = captured {
             // Without its log files a workload would block on a full pipe.
             if let Some(pid) = child.id() {
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                group::signal(pid, Signal::SIGKILL);
             }
             return Err(err);
         }
@@ -447,18 +523,17 @@ async fn stop_running(running: Running) {
 /// SIGTERM to the group, then SIGKILL after `grace` (the workload's
 /// `stop_timeout_ms`).
 async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
+    group::signal(pid, Signal::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         warn!(
             grace_ms = grace.as_millis(),
             "workload ignored SIGTERM; killing it"
         );
-        let _ = killpg(group, Signal::SIGKILL);
+        group::signal(pid, Signal::SIGKILL);
         let _ = child.wait().await;
     }
     // Reap any stragglers left in the group.
-    let _ = killpg(group, Signal::SIGKILL);
+    group::signal(pid, Signal::SIGKILL);
     info!("workload stopped");
 }
 
@@ -479,6 +554,9 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
     use std::time::Instant;
+
+    use nix::sys::signal::killpg;
+    use nix::unistd::Pid;
 
     use super::*;
     use crate::testing::{process_alive, wait_until};
@@ -607,6 +685,120 @@ mod tests {
         assert!(
             !supervisor.is_healthy("web", new),
             "a new process is not known healthy"
+        );
+        supervisor.stop_all().await;
+    }
+
+    /// The pids, one a line, a test workload wrote to `path`.
+    fn pids_in(path: &Path) -> Vec<i32> {
+        read(path)
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn what_an_exited_workload_left_running_is_killed_before_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+        let mut spec = workload(
+            dir.path(),
+            "leaver",
+            "sleep 600 & echo $! >> bg.pids; exit 0",
+        );
+        spec.process.restart = RestartPolicy::Always;
+        supervisor.ensure_running(spec).await.unwrap();
+        let pids = dir.path().join("bg.pids");
+        wait_until("the first background child", || !pids_in(&pids).is_empty()).await;
+        let first = pids_in(&pids)[0];
+        wait_until("the first background child to die with its leader", || {
+            !process_alive(first)
+        })
+        .await;
+        supervisor.stop_all().await;
+        for pid in pids_in(&pids) {
+            wait_until("every background child to be gone", || !process_alive(pid)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn how_a_workload_ended_and_its_policy_decide_completed_or_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+        let cases = [
+            (
+                "never-ok",
+                RestartPolicy::Never,
+                "exit 0",
+                WorkloadState::Completed,
+            ),
+            (
+                "failure-ok",
+                RestartPolicy::OnFailure,
+                "exit 0",
+                WorkloadState::Completed,
+            ),
+            (
+                "never-failed",
+                RestartPolicy::Never,
+                "exit 3",
+                WorkloadState::Stopped,
+            ),
+            (
+                "never-killed",
+                RestartPolicy::Never,
+                "kill -9 $$",
+                WorkloadState::Stopped,
+            ),
+        ];
+        for (name, restart, script, expected) in cases {
+            let mut spec = workload(dir.path(), name, script);
+            spec.process.restart = restart;
+            supervisor.ensure_running(spec.clone()).await.unwrap();
+            wait_until(&format!("{name} to be {expected:?}"), || {
+                supervisor.state(name) == expected
+            })
+            .await;
+            assert_eq!(
+                supervisor.completed(&spec),
+                expected == WorkloadState::Completed,
+                "{name}"
+            );
+            // A converge starts it again, whichever way it ended.
+            let again = supervisor.ensure_running(spec).await.unwrap();
+            assert!(again.changed, "{name}: {again:?}");
+            assert!(again.detail.starts_with("started, pid"), "{again:?}");
+            supervisor.stop(name).await;
+        }
+        supervisor.stop_all().await;
+    }
+
+    #[tokio::test]
+    async fn a_workload_in_restart_backoff_is_not_running_and_not_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let supervisor = supervisor(dir.path(), LogsConfig::default());
+        let mut spec = workload(dir.path(), "web", "exec sleep 600");
+        spec.process.restart = RestartPolicy::Always;
+        let pid = supervisor.ensure_running(spec.clone()).await.unwrap().pid;
+        supervisor.mark_healthy("web", pid);
+        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        wait_until("the supervisor to see the exit", || {
+            supervisor.state("web") != WorkloadState::Running { pid }
+        })
+        .await;
+        assert!(
+            !supervisor.is_healthy("web", pid),
+            "a dead process is not healthy"
+        );
+
+        // Its policy would start it after a backoff; a converge does now,
+        // and never answers with the dead pid.
+        let outcome = supervisor.ensure_running(spec).await.unwrap();
+        assert_ne!(outcome.pid, pid, "{outcome:?}");
+        assert!(process_alive(outcome.pid as i32), "{outcome:?}");
+        assert_eq!(
+            supervisor.state("web"),
+            WorkloadState::Running { pid: outcome.pid }
         );
         supervisor.stop_all().await;
     }

@@ -49,6 +49,19 @@ string_id!(
     TaskId
 );
 
+/// Whether `name` can name a service, process or command: 1-63
+/// characters of a-z, 0-9 and `-`, not starting with `-`. Agents use such
+/// names in paths (a service's directory, a workload's log directory), so
+/// one must never hold `/`, `..` or anything else a path would interpret.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+}
+
 /// The idempotency key of an event: who sent it, in which run of the agent,
 /// at which position of that run's stream.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -94,6 +107,28 @@ mod tests {
             TaskId::of_plan(&PlanId::at(4, 20), 0),
             TaskId::of_plan(&PlanId::at(42, 0), 0)
         );
+    }
+
+    #[test]
+    fn names_are_short_lowercase_words_with_dashes() {
+        for valid in ["web", "web-1", "0", "a-b-c", &"a".repeat(63)] {
+            assert!(is_valid_name(valid), "{valid:?}");
+        }
+        for invalid in [
+            "",
+            "-web",
+            "Web",
+            "web_1",
+            "a b",
+            "../etc",
+            "a/b",
+            ".",
+            "web\0",
+            "wéb",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_valid_name(invalid), "{invalid:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::ids::is_valid_name;
 use crate::pb;
 
 /// One unit of desired state on a host.
@@ -156,6 +157,9 @@ pub enum ResourceError {
     EmptyArgv { name: String },
     #[error("process has an empty name")]
     EmptyName,
+    /// Agents use process and command names in paths.
+    #[error("name {name:?} must be 1-63 characters of a-z, 0-9 and `-`, not starting with `-`")]
+    BadName { name: String },
     #[error("{kind} resource has an empty path")]
     EmptyPath { kind: &'static str },
     #[error("{name:?}: health check has no probe")]
@@ -229,6 +233,19 @@ fn non_empty(value: String) -> Option<String> {
     Some(value).filter(|value| !value.is_empty())
 }
 
+/// A process or command name, refused unless it is safe in a path.
+fn check_name(name: &str) -> Result<(), ResourceError> {
+    if name.is_empty() {
+        Err(ResourceError::EmptyName)
+    } else if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ResourceError::BadName {
+            name: name.to_owned(),
+        })
+    }
+}
+
 fn health_from_wire(name: &str, wire: pb::HealthCheck) -> Result<HealthCheck, ResourceError> {
     let port = |port: u32| {
         u16::try_from(port)
@@ -293,9 +310,7 @@ impl TryFrom<pb::Resource> for Resource {
                 }))
             }
             pb::resource::Kind::Command(command) => {
-                if command.name.is_empty() {
-                    return Err(ResourceError::EmptyName);
-                }
+                check_name(&command.name)?;
                 if command.argv.is_empty() {
                     return Err(ResourceError::EmptyArgv { name: command.name });
                 }
@@ -310,9 +325,7 @@ impl TryFrom<pb::Resource> for Resource {
                 }))
             }
             pb::resource::Kind::Process(process) => {
-                if process.name.is_empty() {
-                    return Err(ResourceError::EmptyName);
-                }
+                check_name(&process.name)?;
                 if process.argv.is_empty() {
                     return Err(ResourceError::EmptyArgv { name: process.name });
                 }
@@ -422,5 +435,37 @@ mod tests {
             Resource::try_from(no_argv),
             Err(ResourceError::EmptyArgv { name: "x".into() })
         );
+    }
+
+    #[test]
+    fn process_and_command_names_that_are_not_safe_in_a_path_are_refused() {
+        let process = |name: &str| pb::Resource {
+            kind: Some(pb::resource::Kind::Process(pb::ProcessResource {
+                name: name.into(),
+                argv: vec!["/bin/true".into()],
+                ..Default::default()
+            })),
+        };
+        let command = |name: &str| pb::Resource {
+            kind: Some(pb::resource::Kind::Command(pb::CommandResource {
+                name: name.into(),
+                argv: vec!["/bin/true".into()],
+                ..Default::default()
+            })),
+        };
+        for name in ["../../etc", "a/b", "Web", "-web", "web_1", &"a".repeat(64)] {
+            for wire in [process(name), command(name)] {
+                assert_eq!(
+                    Resource::try_from(wire),
+                    Err(ResourceError::BadName { name: name.into() })
+                );
+            }
+        }
+        assert_eq!(
+            Resource::try_from(command("")),
+            Err(ResourceError::EmptyName)
+        );
+        assert!(Resource::try_from(process("web-1")).is_ok());
+        assert!(Resource::try_from(command("migrate-2")).is_ok());
     }
 }

@@ -11,3 +11,4 @@ mod durability;
 mod end_to_end;
 mod membership;
 mod mtls;
+mod stack;

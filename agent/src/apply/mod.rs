@@ -2,21 +2,30 @@
 //! each resource idempotently, and reporting what changed. A task that
 //! drops a file or process its service had before removes it (prune), and
 //! a `remove` task takes the whole service off this host.
+//!
+//! A task is refused (`Refused`) only before anything is touched: a bad
+//! service name, a resource that cannot be read, a path outside the roots.
+//! Once applying began, a failure is `Failed`, and the task's resources
+//! still become the service's stored desired state: the host runs (part
+//! of) them, so a later remove, prune or drift check must know them.
 
+mod check;
 mod command;
 mod directory;
 mod file;
 mod remove;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use levee_common::agent_config::AgentConfig;
+use levee_common::ids::is_valid_name;
 use levee_common::pb;
 use levee_common::resource::{
     CommandResource, DirectoryResource, FileResource, ProcessResource, Resource,
 };
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::health;
@@ -34,14 +43,24 @@ pub struct Applier {
     roots: Roots,
     services_dir: PathBuf,
     logs_dir: PathBuf,
-    /// Held while a service is converged or checked for drift, so a drift
-    /// check never sees (or corrects) a task half applied.
-    converging: Arc<Mutex<()>>,
+    /// One lock per service, held while it is converged or checked for
+    /// drift, so a drift check never sees (or corrects) a task half
+    /// applied. Per service, so one service's health wait never holds up
+    /// another's task or drift check.
+    converging: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
-/// Proof that the caller holds the applier's converge lock.
-pub struct ConvergeLock<'a> {
-    _guard: MutexGuard<'a, ()>,
+/// Proof that the caller holds one service's converge lock.
+pub struct ConvergeLock {
+    service: String,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl ConvergeLock {
+    /// The service this lock is for.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
 }
 
 /// Why one resource could not be converged.
@@ -53,14 +72,30 @@ pub enum ApplyError {
     Failed { resource: String, reason: String },
 }
 
+impl ApplyError {
+    /// The same error once applying began: a refusal found then (say, a
+    /// symlink planted since the paths were checked) is a failure, since
+    /// something may already have changed.
+    fn once_applying(self) -> Self {
+        match self {
+            ApplyError::Refused { resource, reason } => ApplyError::Failed { resource, reason },
+            failed => failed,
+        }
+    }
+}
+
 /// What kind of converge this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
     /// Wait for a (re)started workload to pass its health check.
     pub wait_healthy: bool,
-    /// Run commands that have neither `creates` nor `unless`. Only a task
-    /// asks for that: re-converging stored state must not repeat them.
+    /// Run commands that have neither `creates` nor `unless`, when they are
+    /// new or changed since they last ran. Only a task asks for that:
+    /// re-converging stored state must not repeat them.
     pub unguarded_commands: bool,
+    /// Start again a workload that completed (exit code 0, not restarted by
+    /// its policy). Only a task does: its work is done, which is no drift.
+    pub restart_completed: bool,
 }
 
 impl Pass {
@@ -68,6 +103,7 @@ impl Pass {
     pub const TASK: Pass = Pass {
         wait_healthy: true,
         unguarded_commands: true,
+        restart_completed: true,
     };
     /// The stored desired state on start: workloads come back quickly and
     /// the link is not held up by health checks; the next task or drift
@@ -75,11 +111,13 @@ impl Pass {
     pub const RESTORE: Pass = Pass {
         wait_healthy: false,
         unguarded_commands: false,
+        restart_completed: false,
     };
     /// Correcting drift.
     pub const CORRECT: Pass = Pass {
         wait_healthy: true,
         unguarded_commands: false,
+        restart_completed: false,
     };
 }
 
@@ -130,6 +168,16 @@ impl Applier {
             Some(JournalEntry::Started) => info!("task was interrupted; converging again"),
             None => {}
         }
+        if !is_valid_name(&task.service) {
+            // It becomes a directory name under the services directory.
+            let reason = format!(
+                "service name {:?} must be 1-63 characters of a-z, 0-9 and `-`, not starting with `-`",
+                task.service
+            );
+            return self
+                .finish(&task, refused(&task, reason), DesiredChange::Keep)
+                .await;
+        }
         if task.remove && !task.resources.is_empty() {
             let reason = "a remove task must not list resources".to_owned();
             return self
@@ -150,11 +198,11 @@ impl Applier {
                     .await;
             }
         };
-        let held = self.lock().await;
+        let held = self.lock(&task.service).await;
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         blocking(move || journal.start(&task_id)).await?;
-        let previous = self.stored(&held, &task.service).await?;
+        let previous = self.stored(&held).await?;
         let mut update = pb::TaskUpdate {
             task_id: task.task_id.clone(),
             term,
@@ -165,7 +213,7 @@ impl Applier {
                 .await
         } else {
             self.apply_resources(
-                &task.service,
+                &held,
                 previous.as_deref().unwrap_or_default(),
                 &resources,
                 &mut update.outcomes,
@@ -194,32 +242,54 @@ impl Applier {
             }
         }
         update.finished_unix_ms = now_ms();
-        let change = match (update.state == pb::TaskState::Succeeded as i32, task.remove) {
-            (false, _) => DesiredChange::Keep,
-            (true, false) => DesiredChange::Set(task.service.clone(), resources),
-            (true, true) => DesiredChange::Remove(task.service.clone()),
+        let change = match (update.state == pb::TaskState::Refused as i32, task.remove) {
+            // Refused before anything was touched: nothing changed.
+            (true, _) => DesiredChange::Keep,
+            // Its processes were stopped first: even if a file could not be
+            // deleted, nothing must bring the service back.
+            (false, true) => DesiredChange::Remove(task.service.clone()),
+            // Applied, wholly or in part: the host now runs (part of) this.
+            (false, false) => DesiredChange::Set(task.service.clone(), resources),
         };
         let finished = self.finish(&task, update, change).await;
         drop(held);
         finished
     }
 
-    /// A task's resources: processes it no longer lists are stopped first
-    /// (two versions of a workload never run at once), then everything is
-    /// converged, then files it no longer lists are deleted.
+    /// A task's resources: every path is checked first (a refusal leaves
+    /// the host untouched, prune included), then processes it no longer
+    /// lists are stopped (two versions of a workload never run at once),
+    /// then everything is converged, then files it no longer lists are
+    /// deleted.
     async fn apply_resources(
         &self,
-        service: &str,
+        held: &ConvergeLock,
         previous: &[Resource],
         resources: &[Resource],
         outcomes: &mut Vec<pb::ResourceOutcome>,
     ) -> Result<(), ApplyError> {
+        let service = held.service();
+        self.check_paths(service, resources).await?;
         self.prune_processes(previous, resources, outcomes).await;
-        self.converge(service, resources, Pass::TASK, outcomes)
-            .await?;
+        let converged = self
+            .converge(service, resources, Pass::TASK, outcomes)
+            .await
+            .map_err(ApplyError::once_applying);
+        // Pruned after a failure too: the task's resources become the
+        // stored state either way, and a file only the previous state
+        // listed would otherwise never be pruned.
         self.prune_files(service, previous, resources, outcomes)
             .await;
-        Ok(())
+        converged
+    }
+
+    /// Checks every path of `resources` against the roots, creating
+    /// nothing.
+    async fn check_paths(&self, service: &str, resources: &[Resource]) -> Result<(), ApplyError> {
+        let roots = self.roots.clone();
+        let service_dir = self.service_dir(service);
+        let resources = resources.to_vec();
+        blocking(move || check::paths(&roots, &service_dir, &resources)).await
     }
 
     async fn finish(
@@ -235,22 +305,27 @@ impl Applier {
         Ok(Some(update))
     }
 
-    /// Takes the converge lock, held while a service is converged or
-    /// checked for drift.
-    pub async fn lock(&self) -> ConvergeLock<'_> {
+    /// Takes `service`'s converge lock, held while it is converged or
+    /// checked for drift. Other services are not held up.
+    pub async fn lock(&self, service: &str) -> ConvergeLock {
+        let lock = self
+            .converging
+            .lock()
+            // Each critical section is one map lookup: still consistent.
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(service.to_owned())
+            .or_default()
+            .clone();
         ConvergeLock {
-            _guard: self.converging.lock().await,
+            service: service.to_owned(),
+            _guard: lock.lock_owned().await,
         }
     }
 
-    /// One service's stored desired state.
-    pub async fn stored(
-        &self,
-        _held: &ConvergeLock<'_>,
-        service: &str,
-    ) -> Result<Option<Vec<Resource>>, StoreError> {
+    /// The stored desired state of the service whose lock is held.
+    pub async fn stored(&self, held: &ConvergeLock) -> Result<Option<Vec<Resource>>, StoreError> {
         let journal = self.journal.clone();
-        let service = service.to_owned();
+        let service = held.service().to_owned();
         blocking(move || journal.desired_of(&service)).await
     }
 
@@ -263,12 +338,14 @@ impl Applier {
 
     /// Converges the stored desired state, as on start after a restart.
     pub async fn converge_desired(&self) -> Result<(), StoreError> {
-        let held = self.lock().await;
-        let journal = self.journal.clone();
-        for (service, resources) in blocking(move || journal.desired()).await? {
+        for service in self.stored_services().await? {
+            let held = self.lock(&service).await;
+            let Some(resources) = self.stored(&held).await? else {
+                continue;
+            };
             let mut outcomes = Vec::new();
             match self
-                .converge_locked(&held, &service, &resources, Pass::RESTORE, &mut outcomes)
+                .converge_locked(&held, &resources, Pass::RESTORE, &mut outcomes)
                 .await
             {
                 Ok(()) => info!(%service, "converged the stored desired state"),
@@ -280,16 +357,19 @@ impl Applier {
         Ok(())
     }
 
-    /// Converges `resources` of `service` while the caller holds the lock.
+    /// Converges `resources` of the service whose lock the caller holds,
+    /// refusing before anything is touched if a path is outside the roots.
     pub async fn converge_locked(
         &self,
-        _held: &ConvergeLock<'_>,
-        service: &str,
+        held: &ConvergeLock,
         resources: &[Resource],
         pass: Pass,
         outcomes: &mut Vec<pb::ResourceOutcome>,
     ) -> Result<(), ApplyError> {
-        self.converge(service, resources, pass, outcomes).await
+        self.check_paths(held.service(), resources).await?;
+        self.converge(held.service(), resources, pass, outcomes)
+            .await
+            .map_err(ApplyError::once_applying)
     }
 
     pub fn roots(&self) -> &Roots {
@@ -323,7 +403,10 @@ impl Applier {
             let (changed, detail) = match resource {
                 Resource::File(spec) => self.converge_file(&service_dir, spec).await,
                 Resource::Directory(spec) => self.converge_directory(&service_dir, spec).await,
-                Resource::Command(spec) => self.converge_command(&service_dir, spec, pass).await,
+                Resource::Command(spec) => {
+                    self.converge_command(service, &service_dir, spec, pass)
+                        .await
+                }
                 Resource::Process(process) => {
                     self.converge_process(&service_dir, process, pass, prepared_changed)
                         .await
@@ -387,16 +470,28 @@ impl Applier {
             })
     }
 
+    /// A command without guards runs only when a task asks and it is new
+    /// or changed since it last ran for this service: a resent task, a
+    /// later task with the same command, and drift correction skip it.
     async fn converge_command(
         &self,
+        service: &str,
         service_dir: &Path,
         spec: &CommandResource,
         pass: Pass,
     ) -> Result<(bool, String), Failure> {
-        if !pass.unguarded_commands && spec.creates.is_none() && spec.unless.is_none() {
+        let unguarded = spec.creates.is_none() && spec.unless.is_none();
+        if unguarded && !pass.unguarded_commands {
             return Ok((
                 false,
                 "skipped: a command without guards runs only when a task asks".into(),
+            ));
+        }
+        if unguarded && self.ran_command(service, &spec.name).await?.as_ref() == Some(spec) {
+            return Ok((
+                false,
+                "skipped: ran already; a command without guards runs again only when it changes"
+                    .into(),
             ));
         }
         let working_dir = self.working_dir(service_dir, spec.working_dir.as_deref())?;
@@ -406,9 +501,30 @@ impl Applier {
             .map(|creates| self.roots.resolve(service_dir, creates))
             .transpose()
             .map_err(|err| Failure::Refused(err.to_string()))?;
-        command::converge(spec, &working_dir, creates.as_deref())
+        let converged = command::converge(spec, &working_dir, creates.as_deref())
             .await
-            .map_err(|err| Failure::Failed(err.to_string()))
+            .map_err(|err| Failure::Failed(err.to_string()))?;
+        if unguarded {
+            let journal = self.journal.clone();
+            let (service, ran) = (service.to_owned(), spec.clone());
+            blocking(move || journal.record_ran(&service, &ran))
+                .await
+                .map_err(|err| Failure::Failed(format!("ran, but recording that failed: {err}")))?;
+        }
+        Ok(converged)
+    }
+
+    /// The version of command `name` of `service` that last ran unguarded.
+    async fn ran_command(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<CommandResource>, Failure> {
+        let journal = self.journal.clone();
+        let (service, name) = (service.to_owned(), name.to_owned());
+        blocking(move || journal.ran_command(&service, &name))
+            .await
+            .map_err(|err| Failure::Failed(format!("reading the journal: {err}")))
     }
 
     async fn converge_process(
@@ -424,6 +540,12 @@ impl Applier {
             working_dir: working_dir.clone(),
             log_dir: self.logs_dir.join(&process.name),
         };
+        if !pass.restart_completed && self.supervisor.completed(&spec) {
+            return Ok((
+                false,
+                "completed with exit code 0; not started again".into(),
+            ));
+        }
         let mut outcome = self
             .supervisor
             .ensure_running(spec.clone())

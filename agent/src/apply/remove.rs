@@ -16,7 +16,9 @@ use crate::util::blocking;
 impl Applier {
     /// Stops the processes and deletes the files of `stored`, the service's
     /// desired state (`None`: the service is unknown here, nothing to do).
-    /// Processes stop first, so none rewrites a file being deleted.
+    /// Processes stop first, so none rewrites a file being deleted. A file
+    /// that cannot be deleted fails the task, but the other files are
+    /// still deleted.
     pub(super) async fn remove_service(
         &self,
         service: &str,
@@ -34,18 +36,24 @@ impl Applier {
             }
         }
         let service_dir = self.service_dir(service);
+        let mut failure = None;
         for resource in stored {
             match resource {
-                Resource::File(file) => {
-                    let removed =
-                        delete_file(self, &service_dir, &file.path)
-                            .await
-                            .map_err(|reason| ApplyError::Failed {
-                                resource: resource.key(),
-                                reason,
-                            })?;
-                    outcomes.push(outcome(resource, removed, "already absent"));
-                }
+                Resource::File(file) => match delete_file(self, &service_dir, &file.path).await {
+                    Ok(removed) => outcomes.push(outcome(resource, removed, "already absent")),
+                    Err(reason) => {
+                        warn!(path = %file.path, %reason, "could not delete a file of a removed service");
+                        outcomes.push(pb::ResourceOutcome {
+                            resource: resource.key(),
+                            changed: false,
+                            detail: format!("not removed: {reason}"),
+                        });
+                        failure.get_or_insert(ApplyError::Failed {
+                            resource: resource.key(),
+                            reason,
+                        });
+                    }
+                },
                 Resource::Directory(_) => {
                     outcomes.push(outcome(resource, false, "left in place"));
                 }
@@ -55,7 +63,7 @@ impl Applier {
                 Resource::Process(_) => {}
             }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// Stops the processes of `previous` that `current` no longer lists.

@@ -261,12 +261,18 @@ async fn commit(service: &ControlService, command: Command) -> Result<StateRespo
 }
 
 fn specs_applied(response: StateResponse) -> Result<pb::ApplySpecsResponse, Status> {
-    let StateResponse::SpecsApplied { version, plan_ids } = response else {
+    let StateResponse::SpecsApplied {
+        version,
+        plan_ids,
+        new_version,
+    } = response
+    else {
         return Err(Status::internal("unexpected response to a spec change"));
     };
     Ok(pb::ApplySpecsResponse {
         version,
         plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
+        unchanged: !new_version,
     })
 }
 

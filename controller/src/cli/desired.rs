@@ -168,11 +168,19 @@ pub async fn apply(args: ApplyArgs) -> Result<u8> {
         })
         .await?;
     let output = args.specs.output;
-    say(
-        output,
-        &format!("spec version {} committed", response.version),
-    );
-    let summary = json!({ "version": response.version });
+    if response.unchanged {
+        let line = format!(
+            "no change to the specs: spec version {} stays current",
+            response.version
+        );
+        say(output, &line);
+    } else {
+        say(
+            output,
+            &format!("spec version {} committed", response.version),
+        );
+    }
+    let summary = json!({ "version": response.version, "unchanged": response.unchanged });
     follow_all(&client, &response.plan_ids, &args.follow, output, summary).await
 }
 

@@ -12,6 +12,7 @@
 mod placement;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use levee_common::ids::AgentId;
 use levee_common::resource::Resource;
@@ -72,8 +73,9 @@ pub struct Step {
     pub agent: AgentId,
     pub service: String,
     pub action: Action,
-    /// Empty for `Remove`.
-    pub resources: Vec<Resource>,
+    /// Empty for `Remove`. Shared between the steps of a service whose
+    /// resources are the same on every agent.
+    pub resources: Arc<Vec<Resource>>,
     /// Digest of `resources`; empty for `Remove`.
     pub digest: String,
     /// Batches of one service run in order, each once the one before has
@@ -123,23 +125,48 @@ pub fn digest(resources: &[Resource]) -> String {
 fn reconcile(input: &PlanInput<'_>) -> Draft {
     let placed = place(input);
     let mut problems = placed.problems;
+    let mut removes = Vec::new();
+    // What agents run but should not any more.
+    for (agent, services) in input.current {
+        if !input.agents.contains_key(agent) {
+            continue;
+        }
+        for (service, deployment) in services {
+            let wanted = placed
+                .placements
+                .get(service)
+                .is_some_and(|agents| agents.contains(agent));
+            if deployment.current().is_some() && !wanted {
+                removes.push(Step {
+                    agent: agent.clone(),
+                    service: service.clone(),
+                    action: Action::Remove,
+                    resources: Arc::default(),
+                    digest: String::new(),
+                    batch: 0,
+                });
+            }
+        }
+    }
+    removes.sort_by(|a, b| (&a.service, &a.agent).cmp(&(&b.service, &b.agent)));
     let mut steps = Vec::new();
     for (name, service) in &input.specs.services {
         let Some(agents) = placed.placements.get(name) else {
             continue;
         };
         // Resources without templates are the same on every agent:
-        // render and digest them once.
+        // render and digest them once, and share them between steps.
         let shared = service
             .files
             .iter()
             .all(|file| file.template.is_none())
             .then(|| render(service, None, input))
             .and_then(Result::ok);
-        let mut updates = Vec::new();
+        let per_batch = service.update.max_parallel.max(1) as usize;
+        let mut updates = 0;
         for agent in agents {
             let (resources, digest) = match &shared {
-                Some(shared) => shared.clone(),
+                Some((resources, digest)) => (Arc::clone(resources), digest.clone()),
                 None => match render(service, Some(agent), input) {
                     Ok(rendered) => rendered,
                     Err(err) => {
@@ -153,68 +180,31 @@ fn reconcile(input: &PlanInput<'_>) -> Draft {
                 .get(agent)
                 .and_then(|services| services.get(name))
                 .and_then(Deployment::current);
-            let action = match current {
-                None => Action::Create,
-                Some(current) if current != digest => Action::Update,
+            let (action, batch) = match current {
+                None => (Action::Create, 0),
+                Some(current) if current != digest => {
+                    updates += 1;
+                    (Action::Update, ((updates - 1) / per_batch) as u32)
+                }
                 Some(_) => continue,
             };
-            let step = Step {
+            steps.push(Step {
                 agent: agent.clone(),
                 service: name.clone(),
                 action,
                 resources,
                 digest,
-                batch: 0,
-            };
-            if action == Action::Update {
-                updates.push(step);
-            } else {
-                steps.push(step);
-            }
-        }
-        let per_batch = service.update.max_parallel.max(1) as usize;
-        for (index, mut step) in updates.into_iter().enumerate() {
-            step.batch = (index / per_batch) as u32;
-            steps.push(step);
+                batch,
+            });
         }
     }
-    // What agents run but should not any more.
-    for (agent, services) in input.current {
-        if !input.agents.contains_key(agent) {
-            continue;
-        }
-        for (service, deployment) in services {
-            if deployment.current().is_none() {
-                continue;
-            }
-            let wanted = placed
-                .placements
-                .get(service)
-                .is_some_and(|agents| agents.contains(agent));
-            if !wanted {
-                steps.push(Step {
-                    agent: agent.clone(),
-                    service: service.clone(),
-                    action: Action::Remove,
-                    resources: Vec::new(),
-                    digest: String::new(),
-                    batch: 0,
-                });
-            }
-        }
-    }
-    // Removes first (they free capacity), then by batch, service, agent.
-    steps.sort_by(|a, b| {
-        (a.action != Action::Remove, a.batch, &a.service, &a.agent).cmp(&(
-            b.action != Action::Remove,
-            b.batch,
-            &b.service,
-            &b.agent,
-        ))
-    });
+    // Removes first (they free capacity), then batch by batch; within a
+    // batch, by service and agent as generated (the sort is stable).
+    steps.sort_by_key(|step| step.batch);
+    removes.append(&mut steps);
     Draft {
         placements: placed.placements,
-        steps,
+        steps: removes,
         problems,
     }
 }
@@ -274,7 +264,7 @@ fn render(
     service: &ServiceSpec,
     agent: Option<&AgentId>,
     input: &PlanInput<'_>,
-) -> Result<(Vec<Resource>, String), String> {
+) -> Result<(Arc<Vec<Resource>>, String), String> {
     static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
     let labels = agent
         .and_then(|agent| input.agents.get(agent))
@@ -285,7 +275,7 @@ fn render(
     };
     let resources = service.resources_for(&facts)?;
     let digest = digest(&resources);
-    Ok((resources, digest))
+    Ok((Arc::new(resources), digest))
 }
 
 #[cfg(test)]

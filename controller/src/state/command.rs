@@ -81,6 +81,10 @@ pub enum Response {
     SpecsApplied {
         version: u64,
         plan_ids: Vec<PlanId>,
+        /// False when the specs equalled the current version's: no new
+        /// version was made.
+        #[serde(default)]
+        new_version: bool,
     },
     TaskReportRecorded {
         known: bool,

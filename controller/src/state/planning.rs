@@ -98,7 +98,7 @@ impl ClusterState {
                     action: step.action,
                     batch: step.batch,
                     digest: step.digest,
-                    resources: step.resources,
+                    resources: std::sync::Arc::unwrap_or_clone(step.resources),
                     state: if step.batch == 0 {
                         TaskState::Pending
                     } else {
@@ -158,6 +158,27 @@ impl ClusterState {
         applied_by: String,
         origin: VersionOrigin,
     ) -> Response {
+        // The same specs again make no new version; they still reconcile,
+        // so applying again retries what failed (as `terraform apply`).
+        if origin == VersionOrigin::Apply && self.spec_version > 0 && specs == self.specs {
+            let cause = Cause {
+                reason: format!(
+                    "spec version {} applied again by {applied_by}: {reason}",
+                    self.spec_version
+                ),
+                event_id: None,
+                rule: None,
+            };
+            let plan_ids = self
+                .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+                .into_iter()
+                .collect();
+            return Response::SpecsApplied {
+                version: self.spec_version,
+                plan_ids,
+                new_version: false,
+            };
+        }
         self.targets = clamped_targets(&self.targets, &specs);
         self.specs = specs;
         self.spec_version += 1;
@@ -189,7 +210,11 @@ impl ClusterState {
         while self.versions.len() > SPEC_HISTORY {
             self.versions.pop_first();
         }
-        Response::SpecsApplied { version, plan_ids }
+        Response::SpecsApplied {
+            version,
+            plan_ids,
+            new_version: true,
+        }
     }
 
     pub(super) fn scale(

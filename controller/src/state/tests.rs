@@ -149,7 +149,10 @@ fn each_boot_epoch_has_its_own_sequence() {
 #[test]
 fn specs_place_the_service_on_a_joining_agent() {
     let mut log = Log::new();
-    let Response::SpecsApplied { version, plan_ids } = log.put_specs(SPECS) else {
+    let Response::SpecsApplied {
+        version, plan_ids, ..
+    } = log.put_specs(SPECS)
+    else {
         panic!()
     };
     assert_eq!(version, 1);
@@ -410,7 +413,10 @@ fn a_rollout_sends_each_batch_only_after_the_one_before_succeeded() {
 #[test]
 fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
     let mut log = Log::running_web_v1(true);
-    let Response::SpecsApplied { plan_ids, version } = log.put_specs(&web("v2", true)) else {
+    let Response::SpecsApplied {
+        plan_ids, version, ..
+    } = log.put_specs(&web("v2", true))
+    else {
         panic!()
     };
     let tasks = log.tasks_of(&plan_ids[0]);
@@ -445,7 +451,10 @@ fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
 #[test]
 fn without_auto_rollback_a_failed_batch_stops_the_rollout_only() {
     let mut log = Log::running_web_v1(false);
-    let Response::SpecsApplied { plan_ids, version } = log.put_specs(&web("v2", false)) else {
+    let Response::SpecsApplied {
+        plan_ids, version, ..
+    } = log.put_specs(&web("v2", false))
+    else {
         panic!()
     };
     let tasks = log.tasks_of(&plan_ids[0]);
@@ -602,5 +611,40 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
     assert_eq!(
         (task.agent_id.as_str(), task.action),
         ("a1", Action::Create)
+    );
+}
+
+#[test]
+fn the_same_specs_again_make_no_version_but_retry_what_failed() {
+    let mut log = Log::running_web_v1(false);
+    let Response::SpecsApplied {
+        version: 1,
+        plan_ids,
+        new_version: false,
+    } = log.put_specs(&web("v1", false))
+    else {
+        panic!()
+    };
+    assert!(plan_ids.is_empty(), "nothing to do");
+    assert_eq!(log.state.versions.len(), 1);
+    // A failed converge is retried by applying the same specs again.
+    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+        panic!()
+    };
+    let first = log.tasks_of(&plan_ids[0])[0].0.clone();
+    log.report(&first, TaskState::Failed);
+    let Response::SpecsApplied {
+        version: 2,
+        plan_ids,
+        new_version: false,
+    } = log.put_specs(&web("v2", false))
+    else {
+        panic!()
+    };
+    let retried = log.tasks_of(&plan_ids[0]);
+    assert_eq!(
+        retried.len(),
+        3,
+        "the failed agent and the two cancelled ones"
     );
 }
