@@ -19,6 +19,7 @@
 
 pub mod apply;
 pub mod drift;
+pub mod emit;
 pub mod exec;
 pub mod group;
 pub mod health;
@@ -109,6 +110,14 @@ async fn run_as(
     let worker = tokio::spawn(
         apply_tasks(applier, tasks_rx, updates_tx, worker_stop.clone()).in_current_span(),
     );
+    let emit_task = tokio::spawn(
+        emit::serve(
+            emit::socket_path(&config.data_dir),
+            outbox.clone(),
+            shutdown.clone(),
+        )
+        .in_current_span(),
+    );
     let link = Link {
         config,
         agent_id: identity.name,
@@ -123,6 +132,9 @@ async fn run_as(
     shutdown.cancelled().await;
     info!("agent stopping");
     let _ = link_task.await;
+    if let Ok(Err(err)) = emit_task.await {
+        warn!(error = %err, "the local event socket failed");
+    }
     // Cancelling waits, not work: a task being applied finishes first.
     worker_stop.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {

@@ -15,11 +15,31 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "levee-agent", version)]
 struct Cli {
     /// Path of the agent's config (see deploy/examples/agent.toml).
-    #[arg(long, short, env = "LEVEE_AGENT_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short, global = true, env = "LEVEE_AGENT_CONFIG")]
+    config: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text", env = "LEVEE_LOG_FORMAT")]
     log_format: Format,
+    /// Without a command, run the agent.
+    #[command(subcommand)]
+    command: Option<AgentCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AgentCommand {
+    /// Send an event from this host to the controllers, through the
+    /// running agent (its `emit.sock`). Exits 0 once the event is stored.
+    Emit {
+        /// The event type, e.g. `app.load` (`host.*` and `levee.*` are reserved).
+        #[arg(value_name = "TYPE")]
+        event_type: String,
+        /// The event's data, a JSON document.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// What the event is about, e.g. a service name.
+        #[arg(long, default_value = "")]
+        subject: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -40,7 +60,11 @@ async fn main() -> ExitCode {
         },
         "info,openraft=warn",
     );
-    let config = match AgentConfig::load(&cli.config) {
+    let Some(config_path) = cli.config else {
+        eprintln!("error: no config given: pass --config FILE or set LEVEE_AGENT_CONFIG");
+        return ExitCode::from(2);
+    };
+    let config = match AgentConfig::load(&config_path) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");
@@ -48,6 +72,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(78);
         }
     };
+    if let Some(AgentCommand::Emit {
+        event_type,
+        data,
+        subject,
+    }) = cli.command
+    {
+        return emit(&config, event_type, &data, subject).await;
+    }
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -59,6 +91,32 @@ async fn main() -> ExitCode {
         .context("agent failed")
     {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn emit(config: &AgentConfig, event_type: String, data: &str, subject: String) -> ExitCode {
+    let data = match serde_json::from_str(data) {
+        Ok(data) => data,
+        Err(err) => {
+            eprintln!("error: --data is not JSON: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let request = levee_agent::emit::EmitRequest {
+        event_type,
+        subject,
+        data,
+    };
+    let socket = levee_agent::emit::socket_path(&config.data_dir);
+    match levee_agent::emit::emit(&socket, &request).await {
+        Ok(seq) => {
+            println!("stored as event {seq}");
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

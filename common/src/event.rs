@@ -21,6 +21,11 @@ pub mod types {
     /// Drift reported earlier is gone, corrected by the agent or by hand.
     /// Data: `{"service", "resources": [resource keys]}`.
     pub const DRIFT_RESOLVED: &str = "host.drift.resolved";
+    /// Raised by the controllers: an agent had no session for too long
+    /// (subject: the agent; data: agent, silent_ms, labels).
+    pub const HOST_LOST: &str = "host.lost";
+    /// Raised by the controllers: a lost agent said hello again.
+    pub const HOST_RECOVERED: &str = "host.recovered";
 }
 
 /// A validated event, as stored in the replicated state.

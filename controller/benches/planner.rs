@@ -44,6 +44,7 @@ fn agents() -> BTreeMap<AgentId, AgentRecord> {
                 first_seen_ms: 0,
                 last_hello_ms: 0,
                 events_committed: 0,
+                lost: false,
             };
             (id, record)
         })

@@ -32,6 +32,26 @@ pub struct NodeConfig {
     pub peer_source_address: Option<std::net::IpAddr>,
     #[serde(default)]
     pub raft: RaftConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
+}
+
+/// How the leader watches its agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An agent without a session to the leader for this long is declared
+    /// lost (`host.lost`), and its replicas are placed elsewhere. A new
+    /// leader waits this long afresh before declaring anyone lost.
+    pub lost_after_ms: u64,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            lost_after_ms: 30_000,
+        }
+    }
 }
 
 /// Raft timing and log compaction.

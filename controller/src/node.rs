@@ -26,6 +26,7 @@ use crate::api::auth::RoleCheck;
 use crate::api::control::ControlService;
 use crate::config::NodeConfig;
 use crate::dispatch::dispatcher::Dispatcher;
+use crate::dispatch::lost::LostMonitor;
 use crate::dispatch::sessions::Sessions;
 use crate::raft::log_store::LogStore;
 use crate::raft::membership::Membership;
@@ -191,6 +192,13 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
             warn!(error = %err, "gRPC server stopped with an error");
         }
     });
+    let monitor = LostMonitor {
+        state: state.clone(),
+        sessions: sessions.clone(),
+        proposer: proposer.clone(),
+        lost_after: Duration::from_millis(config.agents.lost_after_ms),
+    };
+    tracker.spawn(monitor.run(shutdown.clone()));
     let dispatcher = Dispatcher {
         state: state.clone(),
         sessions,

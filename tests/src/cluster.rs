@@ -25,6 +25,8 @@ pub struct TestEnv {
     pub pki: Pki,
     /// Extra lines for the `[raft]` table of every controller config.
     pub raft_options: String,
+    /// Lines for the `[agents]` table of every controller config.
+    pub agents_options: String,
 }
 
 /// The cluster CA and certificates, made with `levee ca`.
@@ -72,6 +74,7 @@ impl TestEnv {
             dir,
             pki,
             raft_options: String::new(),
+            agents_options: String::new(),
         }
     }
 
@@ -173,13 +176,14 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n",
             data_dir.display(),
             tls.ca.display(),
             tls.cert.display(),
             tls.key.display(),
             bootstrap,
             self.raft_options,
+            self.agents_options,
         );
         std::fs::write(&config_path, config).expect("write controller config");
         let operator = self.pki.issue("operator", "tester");
@@ -520,6 +524,21 @@ impl AgentProcess {
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill();
+        }
+    }
+
+    /// Runs `levee-agent emit TYPE --data DATA` against this agent's socket.
+    pub fn emit(&self, event_type: &str, data: &str) -> Result<String, String> {
+        let output = Command::new(binary("levee-agent"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["emit", event_type, "--data", data, "--subject", "load"])
+            .output()
+            .map_err(|err| err.to_string())?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
         }
     }
 

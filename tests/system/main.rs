@@ -11,4 +11,5 @@ mod durability;
 mod end_to_end;
 mod membership;
 mod mtls;
+mod scenarios;
 mod stack;

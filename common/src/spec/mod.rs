@@ -21,7 +21,7 @@ use crate::pattern::{Pattern, PatternError};
 
 pub use self::module::{ModuleSpec, ModuleUse, ParameterSpec, ParameterType};
 pub use self::replicas::Replicas;
-pub use self::rule::{ProvisionerSpec, RuleAction, RuleSpec};
+pub use self::rule::{Guardrails, ProvisionerSpec, RuleAction, RuleSpec};
 pub use self::schema::spec_schema;
 pub use self::service::{
     HealthSpec, Placement, ResourceRequests, ServiceCommand, ServiceDirectory, ServiceFile,
@@ -320,15 +320,40 @@ impl SpecSet {
 
     fn check_references(&self, sources: &Sources<'_>, errors: &mut Vec<SpecError>) {
         for rule in self.rules.values() {
-            let RuleAction::Repair { service } = &rule.action;
+            let service = rule.action.service();
+            if let RuleAction::Scale { by, to, .. } = &rule.action
+                && by.is_some() == to.is_some()
+            {
+                errors.push(sources.error(
+                    "Rule",
+                    &rule.name,
+                    "scale",
+                    format!(
+                        "rule `{}`: action `scale` needs exactly one of `by` or `to`",
+                        rule.name
+                    ),
+                ));
+            }
+            if rule.guardrails.max_actions > 0 && rule.guardrails.window_ms == 0 {
+                errors.push(sources.error(
+                    "Rule",
+                    &rule.name,
+                    "max_actions",
+                    format!(
+                        "rule `{}`: `guardrails.max_actions` needs a `window_ms`",
+                        rule.name
+                    ),
+                ));
+            }
             if !self.services.contains_key(service) {
                 errors.push(sources.error(
                     "Rule",
                     &rule.name,
                     "service",
                     format!(
-                        "rule `{}`: action `repair` names service `{service}`, which no spec defines",
-                        rule.name
+                        "rule `{}`: action `{}` names service `{service}`, which no spec defines",
+                        rule.name,
+                        rule.action.name()
                     ),
                 ));
             }

@@ -22,6 +22,9 @@ pub struct RuleSpec {
     #[serde(with = "yaml_serde::with::singleton_map")]
     #[schemars(with = "RuleAction")]
     pub action: RuleAction,
+    /// Limits on how often and how far the rule may act.
+    #[serde(default)]
+    pub guardrails: Guardrails,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -29,6 +32,55 @@ pub struct RuleSpec {
 pub enum RuleAction {
     /// Converge the service again on the agent that sent the event.
     Repair { service: String },
+    /// Change a service's replica count `by` a step (negative scales down)
+    /// or `to` a count; either way kept within its `min..=max`.
+    Scale {
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<u32>,
+    },
+}
+
+impl RuleAction {
+    /// The service the action changes.
+    pub fn service(&self) -> &str {
+        match self {
+            RuleAction::Repair { service } | RuleAction::Scale { service, .. } => service,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleAction::Repair { .. } => "repair",
+            RuleAction::Scale { .. } => "scale",
+        }
+    }
+}
+
+/// What keeps a rule from doing harm: how often it may act, and whether
+/// it only reports what it would have done. All of it is enforced in the
+/// replicated state, so a new leader keeps every cooldown and count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrails {
+    /// After acting, the rule does nothing for this long.
+    #[serde(default)]
+    pub cooldown_ms: u64,
+    /// For `scale` down: hold while the service was scaled up less than
+    /// this long ago (so a falling signal right after a rise does not
+    /// flap the service).
+    #[serde(default)]
+    pub scale_down_after_up_ms: u64,
+    /// At most this many actions per `window_ms` (0: no limit).
+    #[serde(default)]
+    pub max_actions: u32,
+    #[serde(default)]
+    pub window_ms: u64,
+    /// Record what the rule would do, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A command that makes a new host, which then enrolls as an agent.

@@ -344,6 +344,7 @@ fn event_info(record: &EventRecord) -> pb::EventInfo {
         log_index: record.log_index,
         rules: record.rules.clone(),
         plan_ids: record.plan_ids.iter().map(ToString::to_string).collect(),
+        outcomes: record.outcomes.clone(),
     }
 }
 

@@ -78,6 +78,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             bootstrap: true,
             ..RaftConfig::default()
         },
+        agents: Default::default(),
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;

@@ -119,7 +119,7 @@ impl Row for pb::EventInfo {
         "TYPE",
         "SUBJECT",
         "TIME",
-        "RULES",
+        "OUTCOMES",
         "PLANS",
         "LOG INDEX",
     ];
@@ -130,7 +130,7 @@ impl Row for pb::EventInfo {
             self.r#type.clone(),
             self.subject.clone(),
             timestamp(self.time_unix_ms),
-            join(&self.rules),
+            join(&self.outcomes),
             join(&self.plan_ids),
             self.log_index.to_string(),
         ]
@@ -142,6 +142,7 @@ impl Row for pb::EventInfo {
             "time": timestamp(self.time_unix_ms),
             "data": serde_json::from_str::<Value>(&self.data_json).unwrap_or(Value::Null),
             "rules": self.rules, "plan_ids": self.plan_ids, "log_index": self.log_index,
+            "outcomes": self.outcomes,
         })
     }
 }

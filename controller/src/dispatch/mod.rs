@@ -4,6 +4,9 @@
 //!   half of its stream.
 //! - [`dispatcher`]: sends every pending task to its agent's session,
 //!   stamped with the leader's current term.
+//! - [`lost`]: declares agents lost after `[agents] lost_after_ms` without
+//!   a session to the leader.
 
 pub mod dispatcher;
+pub mod lost;
 pub mod sessions;

@@ -128,7 +128,9 @@ fn reconcile(input: &PlanInput<'_>) -> Draft {
     let mut removes = Vec::new();
     // What agents run but should not any more.
     for (agent, services) in input.current {
-        if !input.agents.contains_key(agent) {
+        // A lost agent cannot be reached; it gets its removals when it
+        // comes back and says hello.
+        if input.agents.get(agent).is_none_or(|record| record.lost) {
             continue;
         }
         for (service, deployment) in services {
@@ -165,10 +167,14 @@ fn reconcile(input: &PlanInput<'_>) -> Draft {
         let per_batch = service.update.max_parallel.max(1) as usize;
         let mut updates = 0;
         for agent in agents {
+            let rendered;
             let (resources, digest) = match &shared {
-                Some((resources, digest)) => (Arc::clone(resources), digest.clone()),
+                Some(shared) => shared,
                 None => match render(service, Some(agent), input) {
-                    Ok(rendered) => rendered,
+                    Ok(ok) => {
+                        rendered = ok;
+                        &rendered
+                    }
                     Err(err) => {
                         problems.push(format!("service `{name}` on {agent}: {err}"));
                         continue;
@@ -192,8 +198,8 @@ fn reconcile(input: &PlanInput<'_>) -> Draft {
                 agent: agent.clone(),
                 service: name.clone(),
                 action,
-                resources,
-                digest,
+                resources: Arc::clone(resources),
+                digest: digest.clone(),
                 batch,
             });
         }

@@ -59,6 +59,12 @@ pub enum Command {
         agent_id: AgentId,
         report: TaskReport,
     },
+    /// The leader has not heard from an agent for too long.
+    AgentLost {
+        agent_id: AgentId,
+        silent_ms: u64,
+        at_ms: i64,
+    },
     /// A controller node is being removed; its id may never be reused.
     NodeRemoved { node_id: u64, at_ms: i64 },
 }
@@ -128,6 +134,7 @@ impl fmt::Display for Command {
                 write!(f, "task-report({})", report.task_id)
             }
             Command::NodeRemoved { node_id, .. } => write!(f, "node-removed({node_id})"),
+            Command::AgentLost { agent_id, .. } => write!(f, "agent-lost({agent_id})"),
         }
     }
 }

@@ -8,25 +8,26 @@
 //! a new leader finds every task its predecessor created.
 
 pub mod command;
+mod hosts;
 mod planning;
+mod reactions;
 pub mod records;
 mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use levee_common::event::Event;
-use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED};
+use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED, HOST_RECOVERED};
 use levee_common::ids::{AgentId, PlanId, TaskId};
-use levee_common::spec::{RuleAction, SpecSet};
+use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
 use self::records::{
-    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PlanRecord, SpecVersion,
-    TaskRecord, TaskState, VersionOrigin,
+    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PlanRecord, RuleState,
+    ScalingRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
 };
 use crate::engine::planner::Trigger;
-use crate::engine::rules;
 
 /// How many recent events the state keeps for `levee events`. Dedup does
 /// not depend on this: it keeps a per-(agent, epoch) cursor forever.
@@ -59,6 +60,15 @@ pub struct ClusterState {
     /// agent and `service/resource key`.
     #[serde(default)]
     pub drift: BTreeMap<AgentId, BTreeMap<String, DriftRecord>>,
+    /// What each rule did recently, for its guardrails.
+    #[serde(default)]
+    pub rule_state: BTreeMap<String, RuleState>,
+    /// When each service was last scaled up and down.
+    #[serde(default)]
+    pub scaling: BTreeMap<String, ScalingRecord>,
+    /// Sequence of events the controllers raise themselves (`host.lost`...).
+    #[serde(default)]
+    pub controller_events: u64,
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
@@ -95,10 +105,13 @@ impl ClusterState {
                         first_seen_ms: at_ms,
                         last_hello_ms: at_ms,
                         events_committed: 0,
+                        lost: false,
                     });
+                let recovered = std::mem::take(&mut record.lost);
                 // A new agent, or one whose labels or capacity changed, may
                 // take or lose replicas.
                 let changed = is_new
+                    || recovered
                     || forgot
                     || record.labels != labels
                     || record.cpu_millis != cpu_millis
@@ -108,6 +121,10 @@ impl ClusterState {
                 record.cpu_millis = cpu_millis;
                 record.memory_bytes = memory_bytes;
                 record.last_hello_ms = at_ms;
+                if recovered {
+                    let data = serde_json::json!({ "agent": agent_id.as_str() });
+                    self.raise_host_event(at, at_ms, HOST_RECOVERED, &agent_id, data);
+                }
                 let reconcile_plans = if changed {
                     let cause = Cause {
                         reason: format!("agent {agent_id} joined"),
@@ -172,6 +189,11 @@ impl ClusterState {
             Command::RecordTaskReport { agent_id, report } => {
                 self.record_task_report(at, &agent_id, report)
             }
+            Command::AgentLost {
+                agent_id,
+                silent_ms,
+                at_ms,
+            } => self.agent_lost(at, at_ms, &agent_id, silent_ms),
             Command::NodeRemoved { node_id, .. } => {
                 self.removed_nodes.insert(node_id);
                 Response::Nothing
@@ -227,7 +249,8 @@ impl ClusterState {
         }
     }
 
-    fn commit_event(
+    /// Records a committed event and lets the rules react to it.
+    pub(super) fn commit_event(
         &mut self,
         at: LogPosition,
         next_plan_ordinal: &mut usize,
@@ -235,33 +258,13 @@ impl ClusterState {
         at_ms: i64,
     ) {
         self.track_drift(&event, at_ms);
-        let matched: Vec<(String, RuleAction)> = rules::matching_rules(&self.specs, &event)
-            .into_iter()
-            .map(|rule| (rule.name.clone(), rule.action.clone()))
-            .collect();
-        let mut plan_ids = Vec::new();
-        for (rule, action) in &matched {
-            let RuleAction::Repair { service } = action;
-            let trigger = Trigger::Repair {
-                service: service.clone(),
-                agent: event.key.agent_id.clone(),
-            };
-            let cause = Cause {
-                reason: format!("rule {rule}"),
-                event_id: Some(event.id()),
-                rule: Some(rule.clone()),
-            };
-            let plan_id = self.plan(at, at_ms, *next_plan_ordinal, cause, &trigger);
-            if plan_id.is_some() {
-                *next_plan_ordinal += 1;
-            }
-            plan_ids.extend(plan_id);
-        }
+        let reaction = self.react(at, at_ms, next_plan_ordinal, &event);
         self.events.push_back(EventRecord {
             event,
             log_index: at.index,
-            rules: matched.into_iter().map(|(rule, _)| rule).collect(),
-            plan_ids,
+            rules: reaction.rules,
+            plan_ids: reaction.plan_ids,
+            outcomes: reaction.outcomes,
         });
         while self.events.len() > EVENT_HISTORY {
             self.events.pop_front();

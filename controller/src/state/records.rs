@@ -30,6 +30,10 @@ pub struct AgentRecord {
     pub first_seen_ms: i64,
     pub last_hello_ms: i64,
     pub events_committed: u64,
+    /// Declared lost by the leader (no session for too long); it takes no
+    /// new replicas until it says hello again.
+    #[serde(default)]
+    pub lost: bool,
 }
 
 /// A committed event with what it caused.
@@ -39,6 +43,28 @@ pub struct EventRecord {
     pub log_index: u64,
     pub rules: Vec<String>,
     pub plan_ids: Vec<PlanId>,
+    /// What each matched rule did or why it held back, e.g.
+    /// `scale-up: scaled web 2 -> 4` or `scale-up: held: cooldown, 12 s left`.
+    #[serde(default)]
+    pub outcomes: Vec<String>,
+}
+
+/// What the replicated state remembers of a rule's actions, for its
+/// guardrails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub last_action_ms: Option<i64>,
+    /// Times of recent actions, within the rule's window.
+    pub recent: std::collections::VecDeque<i64>,
+    pub actions: u64,
+    pub held: u64,
+}
+
+/// When a service was last scaled each way, by anyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScalingRecord {
+    pub last_up_ms: Option<i64>,
+    pub last_down_ms: Option<i64>,
 }
 
 /// Why a plan was made.

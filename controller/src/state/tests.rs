@@ -648,3 +648,175 @@ fn the_same_specs_again_make_no_version_but_retry_what_failed() {
         "the failed agent and the two cancelled ones"
     );
 }
+
+fn scaling_specs(guardrails: &str) -> String {
+    format!(
+        r#"
+kind: Service
+name: web
+replicas: {{ min: 2, max: 6 }}
+process: {{ argv: [/bin/web] }}
+---
+kind: Rule
+name: scale-up
+match: {{ type: [app.load], data: {{ cpu: [{{ numeric: [">", 80] }}] }} }}
+action: {{ scale: {{ service: web, by: 2 }} }}
+guardrails: {guardrails}
+---
+kind: Rule
+name: scale-down
+match: {{ type: [app.load], data: {{ cpu: [{{ numeric: ["<", 20] }}] }} }}
+action: {{ scale: {{ service: web, by: -2 }} }}
+guardrails: {guardrails}
+"#
+    )
+}
+
+impl Log {
+    fn load(&mut self, agent: &str, seq: u64, cpu: u32, at_ms: i64) -> Vec<String> {
+        self.apply(Command::RecordEvents {
+            agent_id: agent.into(),
+            events: vec![Event {
+                key: EventKey {
+                    agent_id: agent.into(),
+                    boot_epoch: 1,
+                    seq,
+                },
+                source: format!("agent/{agent}"),
+                event_type: "app.load".into(),
+                subject: "web".into(),
+                time_unix_ms: at_ms,
+                data: json!({ "cpu": cpu }),
+            }],
+            at_ms,
+        });
+        self.state.events.back().unwrap().outcomes.clone()
+    }
+
+    fn target(&self) -> u32 {
+        crate::engine::planner::target_of(&self.state.specs.services["web"], &self.state.targets)
+    }
+}
+
+fn fleet(guardrails: &str) -> Log {
+    let mut log = Log::new();
+    for n in 1..=8 {
+        log.hello(&format!("a{n}"), 1);
+    }
+    log.put_specs(&scaling_specs(guardrails));
+    log
+}
+
+#[test]
+fn a_scale_rule_moves_the_target_within_bounds_and_plans_it() {
+    let mut log = fleet("{}");
+    assert_eq!(log.target(), 2);
+    let outcomes = log.load("a1", 1, 95, 1_000);
+    assert!(
+        outcomes[0].starts_with("scale-up: scaled web 2 -> 4: plan"),
+        "{outcomes:?}"
+    );
+    assert_eq!(log.state.placements["web"].len(), 4);
+    log.load("a1", 2, 95, 2_000);
+    let outcomes = log.load("a1", 3, 95, 3_000);
+    assert_eq!(log.target(), 6, "never above max");
+    assert_eq!(outcomes, ["scale-up: web stays at 6 (its max)"]);
+    log.load("a1", 4, 5, 4_000);
+    assert_eq!(log.target(), 4);
+    let plan = log.state.events.back().unwrap().plan_ids[0].clone();
+    assert_eq!(
+        log.state.plans[&plan].cause.rule.as_deref(),
+        Some("scale-down")
+    );
+}
+
+#[test]
+fn cooldowns_and_windows_hold_a_flapping_signal() {
+    let mut log = fleet(
+        "{ cooldown_ms: 10000, scale_down_after_up_ms: 30000, max_actions: 2, window_ms: 60000 }",
+    );
+    log.load("a1", 1, 95, 1_000);
+    assert_eq!(log.target(), 4);
+    let held = log.load("a1", 2, 95, 5_000);
+    assert!(held[0].contains("held: cooldown, 6000 ms left"), "{held:?}");
+    let held = log.load("a1", 3, 5, 6_000);
+    assert!(
+        held[0].contains("held: web was scaled up 5000 ms ago"),
+        "{held:?}"
+    );
+    log.load("a1", 4, 95, 12_000);
+    assert_eq!(log.target(), 6);
+    // Twenty alternating readings in a minute change nothing more.
+    for seq in 5..25 {
+        let cpu = if seq % 2 == 0 { 95 } else { 5 };
+        log.load("a1", seq, cpu, 12_000 + seq as i64 * 1_000);
+    }
+    assert_eq!(log.target(), 6);
+    assert_eq!(log.state.rule_state["scale-up"].actions, 2);
+    assert!(log.state.rule_state["scale-up"].held >= 10);
+}
+
+#[test]
+fn a_dry_run_rule_changes_nothing_but_says_what_it_would_do() {
+    let mut log = fleet("{ dry_run: true }");
+    let before_targets = log.state.targets.clone();
+    let before_plans = log.state.plans.clone();
+    let before_tasks = log.state.tasks.clone();
+    let outcomes = log.load("a1", 1, 95, 1_000);
+    assert_eq!(outcomes, ["scale-up: dry run: would scale web 2 -> 4"]);
+    assert_eq!(log.state.targets, before_targets);
+    assert_eq!(log.state.plans, before_plans);
+    assert_eq!(log.state.tasks, before_tasks);
+    assert!(log.state.scaling.is_empty());
+}
+
+#[test]
+fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
+    let mut log = Log::new();
+    log.hello("a1", 1);
+    log.hello("a2", 1);
+    log.put_specs(&web("v1", false).replace("initial: 3", "initial: 1"));
+    let first: Vec<AgentId> = log.state.placements["web"].iter().cloned().collect();
+    assert_eq!(first.len(), 1);
+    let lost = first[0].clone();
+    log.apply(Command::AgentLost {
+        agent_id: lost.clone(),
+        silent_ms: 30_000,
+        at_ms: 9,
+    });
+    assert!(log.state.agents[&lost].lost);
+    let placed: Vec<&AgentId> = log.state.placements["web"].iter().collect();
+    assert_eq!(placed.len(), 1);
+    assert_ne!(placed[0], &lost, "moved to the other agent");
+    let event = log.state.events.back().unwrap();
+    assert_eq!(
+        (
+            event.event.event_type.as_str(),
+            event.event.subject.as_str()
+        ),
+        ("host.lost", lost.as_str())
+    );
+    assert_eq!(event.event.source, "controller");
+    // No task is sent to the lost agent; it gets its removal on return.
+    assert!(
+        log.state
+            .pending_tasks_for(&lost)
+            .all(|task| task.action != Action::Remove)
+    );
+    log.apply(Command::AgentHello {
+        agent_id: lost.clone(),
+        boot_epoch: 2,
+        labels: BTreeMap::new(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: 1,
+        at_ms: 10,
+    });
+    assert!(!log.state.agents[&lost].lost);
+    assert!(
+        log.state
+            .events
+            .iter()
+            .any(|record| record.event.event_type == "host.recovered")
+    );
+}

@@ -44,12 +44,15 @@ pub fn fits(
         && (memory == 0 || used_memory.saturating_add(memory) <= agent.memory_bytes)
 }
 
+/// Whether `agent` may run `service`: not lost, and its labels match the
+/// service's selector.
 pub fn selects(service: &ServiceSpec, agent: &AgentRecord) -> bool {
-    service
-        .placement
-        .selector
-        .iter()
-        .all(|(key, value)| agent.labels.get(key) == Some(value))
+    !agent.lost
+        && service
+            .placement
+            .selector
+            .iter()
+            .all(|(key, value)| agent.labels.get(key) == Some(value))
 }
 
 fn spread_value<'a>(service: &ServiceSpec, agent: &'a AgentRecord) -> &'a str {

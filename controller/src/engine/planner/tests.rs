@@ -21,6 +21,7 @@ fn agent(name: &str, labels: &[(&str, &str)], cpu_millis: u32) -> AgentRecord {
         first_seen_ms: 0,
         last_hello_ms: 0,
         events_committed: 0,
+        lost: false,
     }
 }
 

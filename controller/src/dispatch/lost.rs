@@ -1,0 +1,86 @@
+//! The leader's watch on its agents: an agent with no session to the
+//! leader for `lost_after` is declared lost through Raft, so its replicas
+//! are placed elsewhere and `host.lost` reaches the rules.
+//!
+//! The clock here is the leader's own and never replicated: the decision
+//! enters the log as a command. A node that becomes leader starts every
+//! agent's timer afresh, so agents get a full `lost_after` to find it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use levee_common::ids::AgentId;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::sessions::Sessions;
+use crate::api::agent_link::now_ms;
+use crate::raft::proposer::Proposer;
+use crate::raft::state_machine::SharedState;
+use crate::state::command::Command;
+
+pub struct LostMonitor {
+    pub state: SharedState,
+    pub sessions: Sessions,
+    pub proposer: Proposer,
+    pub lost_after: Duration,
+}
+
+impl LostMonitor {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tick = (self.lost_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        // Since when each agent has had no session here, while we lead.
+        let mut silent_since: HashMap<AgentId, Instant> = HashMap::new();
+        let mut led_in: Option<u64> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let term = self.proposer.leader_term();
+            if term != led_in {
+                silent_since.clear();
+                led_in = term;
+            }
+            if term.is_none() {
+                continue;
+            }
+            let connected: std::collections::HashSet<AgentId> =
+                self.sessions.connected().into_iter().collect();
+            let watched: Vec<AgentId> = self.state.read(|state| {
+                state
+                    .agents
+                    .values()
+                    .filter(|agent| !agent.lost)
+                    .map(|agent| agent.agent_id.clone())
+                    .collect()
+            });
+            silent_since.retain(|agent, _| watched.contains(agent) && !connected.contains(agent));
+            let now = Instant::now();
+            for agent in watched
+                .into_iter()
+                .filter(|agent| !connected.contains(agent))
+            {
+                let since = *silent_since.entry(agent.clone()).or_insert(now);
+                let silent = now.duration_since(since);
+                if silent < self.lost_after {
+                    continue;
+                }
+                info!(agent_id = %agent, silent_ms = silent.as_millis() as u64, "declaring an agent lost");
+                let command = Command::AgentLost {
+                    agent_id: agent.clone(),
+                    silent_ms: silent.as_millis() as u64,
+                    at_ms: now_ms(),
+                };
+                match self.proposer.propose(command).await {
+                    Ok(_) => {
+                        silent_since.remove(&agent);
+                    }
+                    Err(err) => {
+                        warn!(agent_id = %agent, error = %err, "could not declare an agent lost")
+                    }
+                }
+            }
+        }
+    }
+}

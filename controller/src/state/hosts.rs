@@ -1,0 +1,76 @@
+//! Hosts coming and going: an agent declared lost by the leader, and the
+//! events the controllers raise about hosts themselves.
+
+use levee_common::event::Event;
+use levee_common::event::types::HOST_LOST;
+use levee_common::ids::{AgentId, EventKey};
+use serde_json::{Value, json};
+
+use super::ClusterState;
+use super::command::Response;
+use super::records::{Cause, LogPosition};
+use crate::engine::planner::Trigger;
+
+/// The identity controller-raised events carry in their key and source.
+pub const CONTROLLER_SOURCE: &str = "controller";
+
+impl ClusterState {
+    /// Marks an agent lost: it takes no replicas until it says hello again,
+    /// so its replicas are placed on other matching agents; `host.lost` is
+    /// raised for the rules.
+    pub(super) fn agent_lost(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        agent_id: &AgentId,
+        silent_ms: u64,
+    ) -> Response {
+        let Some(record) = self.agents.get_mut(agent_id) else {
+            return Response::Rejected {
+                reason: format!("no agent {agent_id}"),
+            };
+        };
+        if record.lost {
+            return Response::Nothing;
+        }
+        record.lost = true;
+        let labels = record.labels.clone();
+        let data = json!({ "agent": agent_id.as_str(), "silent_ms": silent_ms, "labels": labels });
+        self.raise_host_event(at, at_ms, HOST_LOST, agent_id, data);
+        let cause = Cause {
+            reason: format!("agent {agent_id} lost after {silent_ms} ms without a session"),
+            event_id: None,
+            rule: None,
+        };
+        self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
+        Response::Nothing
+    }
+
+    /// Commits an event raised by the controllers about `agent` (its
+    /// subject), so rules and `levee events` see it like any other.
+    pub(super) fn raise_host_event(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        event_type: &str,
+        agent: &AgentId,
+        data: Value,
+    ) {
+        self.controller_events += 1;
+        let event = Event {
+            key: EventKey {
+                agent_id: AgentId::from(CONTROLLER_SOURCE),
+                boot_epoch: 0,
+                seq: self.controller_events,
+            },
+            source: CONTROLLER_SOURCE.to_owned(),
+            event_type: event_type.to_owned(),
+            subject: agent.to_string(),
+            time_unix_ms: at_ms,
+            data,
+        };
+        // Ordinals from 100 keep clear of the entry's own plan (0).
+        let mut ordinal = 100;
+        self.commit_event(at, &mut ordinal, event, at_ms);
+    }
+}

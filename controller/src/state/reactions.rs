@@ -1,0 +1,233 @@
+//! Rules reacting to a committed event: which rules match, what each may
+//! do under its guardrails, and the plans that follow. Pure: every time
+//! comes from the command, so every node decides the same.
+
+use levee_common::event::Event;
+use levee_common::ids::PlanId;
+use levee_common::spec::{Guardrails, RuleAction};
+
+use super::ClusterState;
+use super::records::{Cause, LogPosition};
+use crate::engine::planner::{self, Trigger};
+use crate::engine::rules;
+
+/// What the rules did with one event.
+#[derive(Debug, Default)]
+pub struct Reaction {
+    pub rules: Vec<String>,
+    pub plan_ids: Vec<PlanId>,
+    pub outcomes: Vec<String>,
+}
+
+/// A rule's decision before it acts.
+enum Verdict {
+    Act,
+    Hold(String),
+}
+
+impl ClusterState {
+    pub(super) fn react(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        next_plan_ordinal: &mut usize,
+        event: &Event,
+    ) -> Reaction {
+        let matched: Vec<(String, RuleAction, Guardrails)> =
+            rules::matching_rules(&self.specs, event)
+                .into_iter()
+                .map(|rule| {
+                    (
+                        rule.name.clone(),
+                        rule.action.clone(),
+                        rule.guardrails.clone(),
+                    )
+                })
+                .collect();
+        let mut reaction = Reaction::default();
+        for (rule, action, guardrails) in matched {
+            let cause = Cause {
+                reason: format!("rule {rule}"),
+                event_id: Some(event.id()),
+                rule: Some(rule.clone()),
+            };
+            let outcome = match self.verdict(&rule, &action, &guardrails, at_ms) {
+                Verdict::Hold(reason) => {
+                    self.rule_state.entry(rule.clone()).or_default().held += 1;
+                    format!("held: {reason}")
+                }
+                Verdict::Act => {
+                    let (outcome, plan_id, acted) = match &action {
+                        RuleAction::Repair { service } => {
+                            if guardrails.dry_run {
+                                (
+                                    format!(
+                                        "dry run: would repair {service} on {}",
+                                        event.key.agent_id
+                                    ),
+                                    None,
+                                    false,
+                                )
+                            } else {
+                                let trigger = Trigger::Repair {
+                                    service: service.clone(),
+                                    agent: event.key.agent_id.clone(),
+                                };
+                                let plan_id =
+                                    self.plan(at, at_ms, *next_plan_ordinal, cause, &trigger);
+                                let outcome = match &plan_id {
+                                    Some(plan) => format!("repair {service}: plan {plan}"),
+                                    None => format!(
+                                        "repair {service}: not placed on {}",
+                                        event.key.agent_id
+                                    ),
+                                };
+                                (outcome, plan_id, true)
+                            }
+                        }
+                        RuleAction::Scale { service, by, to } => self.scale_by_rule(
+                            at,
+                            at_ms,
+                            *next_plan_ordinal,
+                            cause,
+                            service,
+                            *by,
+                            *to,
+                            guardrails.dry_run,
+                        ),
+                    };
+                    if acted {
+                        let state = self.rule_state.entry(rule.clone()).or_default();
+                        state.last_action_ms = Some(at_ms);
+                        state.recent.push_back(at_ms);
+                        state.actions += 1;
+                    }
+                    if plan_id.is_some() {
+                        *next_plan_ordinal += 1;
+                    }
+                    reaction.plan_ids.extend(plan_id);
+                    outcome
+                }
+            };
+            reaction.outcomes.push(format!("{rule}: {outcome}"));
+            reaction.rules.push(rule);
+        }
+        reaction
+    }
+
+    /// Whether the rule's guardrails let it act now.
+    fn verdict(
+        &mut self,
+        rule: &str,
+        action: &RuleAction,
+        guardrails: &Guardrails,
+        at_ms: i64,
+    ) -> Verdict {
+        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        if guardrails.window_ms > 0 {
+            let since = at_ms.saturating_sub(guardrails.window_ms as i64);
+            while state.recent.front().is_some_and(|time| *time <= since) {
+                state.recent.pop_front();
+            }
+        } else {
+            state.recent.clear();
+        }
+        if let Some(last) = state.last_action_ms {
+            let ready = last.saturating_add(guardrails.cooldown_ms as i64);
+            if guardrails.cooldown_ms > 0 && at_ms < ready {
+                return Verdict::Hold(format!("cooldown, {} ms left", ready - at_ms));
+            }
+        }
+        if guardrails.max_actions > 0 && state.recent.len() >= guardrails.max_actions as usize {
+            return Verdict::Hold(format!(
+                "{} actions in the last {} ms, the most allowed",
+                state.recent.len(),
+                guardrails.window_ms
+            ));
+        }
+        if let RuleAction::Scale { service, by, to } = action
+            && guardrails.scale_down_after_up_ms > 0
+        {
+            let current = self
+                .specs
+                .services
+                .get(service)
+                .map(|spec| planner::target_of(spec, &self.targets));
+            let down = match (current, by, to) {
+                (Some(_), Some(by), _) => *by < 0,
+                (Some(current), None, Some(to)) => *to < current,
+                _ => false,
+            };
+            let last_up = self
+                .scaling
+                .get(service)
+                .and_then(|record| record.last_up_ms);
+            if let Some(last_up) = last_up
+                && down
+            {
+                let ready = last_up.saturating_add(guardrails.scale_down_after_up_ms as i64);
+                if at_ms < ready {
+                    return Verdict::Hold(format!(
+                        "{service} was scaled up {} ms ago",
+                        at_ms - last_up
+                    ));
+                }
+            }
+        }
+        Verdict::Act
+    }
+
+    /// Moves a service's replica target as a rule asks, within its bounds.
+    /// Returns the outcome, the plan, and whether it counted as an action.
+    #[allow(clippy::too_many_arguments)]
+    fn scale_by_rule(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        ordinal: usize,
+        cause: Cause,
+        service: &str,
+        by: Option<i32>,
+        to: Option<u32>,
+        dry_run: bool,
+    ) -> (String, Option<PlanId>, bool) {
+        let Some(spec) = self.specs.services.get(service) else {
+            return (format!("no service {service}"), None, false);
+        };
+        let current = planner::target_of(spec, &self.targets);
+        let wanted = match (by, to) {
+            (_, Some(to)) => to,
+            (Some(by), None) => current.saturating_add_signed(by),
+            (None, None) => current,
+        };
+        let next = spec.replicas.clamp(wanted);
+        if next == current {
+            let bound = if wanted > current { "max" } else { "min" };
+            return (
+                format!("{service} stays at {current} (its {bound})"),
+                None,
+                false,
+            );
+        }
+        if dry_run {
+            return (
+                format!("dry run: would scale {service} {current} -> {next}"),
+                None,
+                false,
+            );
+        }
+        self.targets.insert(service.to_owned(), next);
+        let scaling = self.scaling.entry(service.to_owned()).or_default();
+        if next > current {
+            scaling.last_up_ms = Some(at_ms);
+        } else {
+            scaling.last_down_ms = Some(at_ms);
+        }
+        let plan_id = self.plan(at, at_ms, ordinal, cause, &Trigger::Reconcile);
+        let outcome = match &plan_id {
+            Some(plan) => format!("scaled {service} {current} -> {next}: plan {plan}"),
+            None => format!("scaled {service} {current} -> {next}"),
+        };
+        (outcome, plan_id, true)
+    }
+}

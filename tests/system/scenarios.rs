@@ -1,0 +1,277 @@
+//! The two jobs Levee exists for, with real processes: scaling under load
+//! (a load signal emitted on the agents scales a service up to its max and
+//! back, under guardrails) and recovering from a lost host (its workloads
+//! run again on other matching agents).
+
+use std::time::Instant;
+
+use levee_tests::{AgentProcess, ControllerProcess, TestEnv, wait_until};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::common::{TIMEOUT, is_running, rows};
+
+const WEB: &str = r#"
+kind: Service
+name: web
+replicas: { min: 2, max: 6 }
+placement: { selector: { role: worker } }
+process:
+  argv: ["/bin/sh", "-c", "echo $$ >> starts.log; exec sleep 3600"]
+  stop_timeout_ms: 2000
+"#;
+
+const RULES: &str = r#"
+kind: Rule
+name: scale-up
+match: { type: [app.load], data: { cpu: [{ numeric: [">", 80] }] } }
+action: { scale: { service: web, by: 2 } }
+guardrails: { cooldown_ms: 2000, max_actions: 2, window_ms: 120000 }
+---
+kind: Rule
+name: scale-down
+match: { type: [app.load], data: { cpu: [{ numeric: ["<", 20] }] } }
+action: { scale: { service: web, by: -2 } }
+guardrails: { cooldown_ms: 2000, max_actions: 2, window_ms: 120000, scale_down_after_up_ms: 2000 }
+"#;
+
+fn web_status(controller: &ControllerProcess) -> Value {
+    let status = controller.cli(&["status"]).unwrap();
+    status["services"][0].clone()
+}
+
+fn wait_for_web(controller: &ControllerProcess, target: u64) {
+    wait_until(
+        &format!("web at {target} converged replicas"),
+        TIMEOUT,
+        || {
+            let web = web_status(controller);
+            if web["target"] == target && web["converged"] == target && web["placed"] == target {
+                Ok(())
+            } else {
+                Err(web.to_string())
+            }
+        },
+    );
+}
+
+/// Outcomes of the committed load events, e.g. `scale-up: scaled web 2 -> 4: plan p9.1`.
+fn outcomes(controller: &ControllerProcess) -> Vec<String> {
+    let events = controller.cli(&["events", "--limit", "10000"]).unwrap();
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"] == "app.load")
+        .flat_map(|event| event["outcomes"].as_array().cloned().unwrap_or_default())
+        .map(|outcome| outcome.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn running_replicas(agents: &[AgentProcess]) -> usize {
+    agents
+        .iter()
+        .filter(|agent| {
+            std::fs::read_to_string(agent.service_dir("web").join("starts.log"))
+                .ok()
+                .and_then(|log| {
+                    log.lines()
+                        .last()
+                        .and_then(|pid| pid.trim().parse::<u32>().ok())
+                })
+                .is_some_and(is_running)
+        })
+        .count()
+}
+
+#[test]
+fn flash_sale_scales_up_to_max_and_back_under_guardrails() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let agents: Vec<AgentProcess> = (1..=6)
+        .map(|n| {
+            env.start_agent(
+                &format!("worker-{n}"),
+                &[("role", "worker")],
+                &[&controller],
+            )
+        })
+        .collect();
+    let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", RULES)]);
+    wait_until("six agents connected", TIMEOUT, || {
+        let connected = rows(&controller, "agents")
+            .iter()
+            .filter(|a| a["connected"] == true)
+            .count();
+        if connected == 6 {
+            Ok(())
+        } else {
+            Err(format!("{connected} connected"))
+        }
+    });
+    controller.apply(&specs).expect("levee apply");
+    wait_for_web(&controller, 2);
+    let hot = r#"{"cpu": 95}"#;
+    let cold = r#"{"cpu": 5}"#;
+
+    // Load rises: 2 -> 4 at once, then 4 -> 6 once the cooldown passed;
+    // readings in between are held.
+    agents[0].emit("app.load", hot).expect("emit");
+    wait_for_web(&controller, 4);
+    wait_until("a second scale-up after the cooldown", TIMEOUT, || {
+        agents[1]
+            .emit("app.load", hot)
+            .map_err(|err| err.to_string())?;
+        if web_status(&controller)["target"] == 6 {
+            Ok(())
+        } else {
+            Err(web_status(&controller).to_string())
+        }
+    });
+    wait_for_web(&controller, 6);
+    assert_eq!(running_replicas(&agents), 6);
+    agents[2].emit("app.load", hot).expect("emit");
+    let seen = outcomes(&controller);
+    assert!(
+        seen.iter().any(|o| o.contains("scale-up: held: cooldown")),
+        "{seen:#?}"
+    );
+    assert_eq!(web_status(&controller)["target"], 6, "never above max");
+
+    // Load falls: back to 2, two steps, after the guardrails allow.
+    wait_until("scaled back down to 2", TIMEOUT, || {
+        agents[3]
+            .emit("app.load", cold)
+            .map_err(|err| err.to_string())?;
+        if web_status(&controller)["target"] == 2 {
+            Ok(())
+        } else {
+            Err(web_status(&controller).to_string())
+        }
+    });
+    wait_for_web(&controller, 2);
+    wait_until("four replicas stopped", TIMEOUT, || {
+        let running = running_replicas(&agents);
+        if running == 2 {
+            Ok(())
+        } else {
+            Err(format!("{running} running"))
+        }
+    });
+
+    // A flapping signal now changes nothing: each rule used its two
+    // actions in the window.
+    let before = outcomes(&controller).len();
+    for n in 0..10 {
+        agents[n % 6]
+            .emit("app.load", if n % 2 == 0 { hot } else { cold })
+            .expect("emit");
+    }
+    wait_until("the flapping readings committed", TIMEOUT, || {
+        let after = outcomes(&controller);
+        if after.len() >= before + 10 {
+            Ok(())
+        } else {
+            Err(format!("{after:#?}"))
+        }
+    });
+    let flapping = &outcomes(&controller)[before..];
+    assert!(
+        flapping.iter().all(|o| o.contains(": held: ")),
+        "{flapping:#?}"
+    );
+    let scaled = outcomes(&controller)
+        .iter()
+        .filter(|o| o.contains(": scaled web"))
+        .count();
+    assert_eq!(
+        scaled,
+        4,
+        "2 -> 4 -> 6 -> 4 -> 2 and nothing more: {:#?}",
+        outcomes(&controller)
+    );
+    assert_eq!(web_status(&controller)["target"], 2);
+}
+
+#[test]
+fn a_lost_host_s_workloads_run_again_on_other_agents() {
+    let mut env = TestEnv::new();
+    env.agents_options = "lost_after_ms = 1500".into();
+    let controller = env.start_controller(1);
+    let mut agents: Vec<AgentProcess> = (1..=3)
+        .map(|n| {
+            env.start_agent(
+                &format!("worker-{n}"),
+                &[("role", "worker")],
+                &[&controller],
+            )
+        })
+        .collect();
+    wait_until("three agents connected", TIMEOUT, || {
+        let connected = rows(&controller, "agents")
+            .iter()
+            .filter(|a| a["connected"] == true)
+            .count();
+        if connected == 3 {
+            Ok(())
+        } else {
+            Err(format!("{connected} connected"))
+        }
+    });
+    let specs = env.write_specs(
+        "specs",
+        &[("web.yaml", &WEB.replace("{ min: 2, max: 6 }", "2"))],
+    );
+    controller.apply(&specs).expect("levee apply");
+    wait_for_web(&controller, 2);
+    let pid_on = |agent: &AgentProcess| -> Option<u32> {
+        std::fs::read_to_string(agent.service_dir("web").join("starts.log"))
+            .ok()
+            .and_then(|log| log.lines().last().and_then(|pid| pid.trim().parse().ok()))
+            .filter(|pid| is_running(*pid))
+    };
+    let victim = (0..3)
+        .find(|i| pid_on(&agents[*i]).is_some())
+        .expect("web runs somewhere");
+    let spare = (0..3)
+        .find(|i| pid_on(&agents[*i]).is_none())
+        .expect("one agent is spare");
+
+    // The host dies: its agent and its workload.
+    let workload = pid_on(&agents[victim]).unwrap();
+    let killed_at = Instant::now();
+    agents[victim].kill();
+    kill(Pid::from_raw(workload as i32), Signal::SIGKILL).unwrap();
+    let pid = wait_until("web to run on the spare agent", TIMEOUT, || {
+        pid_on(&agents[spare]).ok_or_else(|| agents[spare].log_tail())
+    });
+    let recovered_in = killed_at.elapsed();
+    eprintln!(
+        "kill to running elsewhere: {} ms (lost_after_ms = 1500)",
+        recovered_in.as_millis()
+    );
+    assert!(is_running(pid));
+    let lost: Vec<Value> = rows(&controller, "events")
+        .into_iter()
+        .filter(|event| event["type"] == "host.lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:#?}");
+    assert_eq!(lost[0]["subject"], agents[victim].name.as_str());
+    assert_eq!(lost[0]["source"], "controller");
+    wait_for_web(&controller, 2);
+
+    // The host comes back: it is told to drop the replica that moved.
+    agents[victim].start();
+    wait_until("host.recovered and web on two agents only", TIMEOUT, || {
+        let recovered = rows(&controller, "events")
+            .iter()
+            .any(|event| event["type"] == "host.recovered");
+        let running = (0..3).filter(|i| pid_on(&agents[*i]).is_some()).count();
+        if recovered && running == 2 {
+            Ok(())
+        } else {
+            Err(format!("recovered {recovered}, {running} running"))
+        }
+    });
+}
