@@ -192,6 +192,28 @@ fn flash_sale_scales_up_to_max_and_back_under_guardrails() {
         outcomes(&controller)
     );
     assert_eq!(web_status(&controller)["target"], 2);
+
+    // `levee why` walks the last change back to the reading that caused it.
+    let chains = controller.cli(&["why", "web"]).unwrap();
+    let last = &chains[0];
+    assert_eq!(last["event"]["type"], "app.load", "{chains:#}");
+    assert_eq!(last["event"]["data"]["cpu"], 5);
+    assert_eq!(last["rule"], "scale-down");
+    assert!(
+        last["rule_outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("scaled web 4 -> 2"),
+        "{last:#}"
+    );
+    let tasks = last["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert!(
+        tasks
+            .iter()
+            .all(|task| task["action"] == "remove" && task["state"] == "succeeded"),
+        "{last:#}"
+    );
 }
 
 #[test]
@@ -274,4 +296,105 @@ fn a_lost_host_s_workloads_run_again_on_other_agents() {
             Err(format!("recovered {recovered}, {running} running"))
         }
     });
+}
+
+#[test]
+fn rule_trials_and_dry_runs_change_nothing_anywhere() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let agents: Vec<AgentProcess> = (1..=4)
+        .map(|n| {
+            env.start_agent(
+                &format!("worker-{n}"),
+                &[("role", "worker")],
+                &[&controller],
+            )
+        })
+        .collect();
+    wait_until("four agents connected", TIMEOUT, || {
+        let connected = rows(&controller, "agents")
+            .iter()
+            .filter(|a| a["connected"] == true)
+            .count();
+        if connected == 4 {
+            Ok(())
+        } else {
+            Err(format!("{connected} connected"))
+        }
+    });
+    let dry_rules = RULES.replace("window_ms: 120000 }", "window_ms: 120000, dry_run: true }");
+    let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", &dry_rules)]);
+    controller.apply(&specs).expect("levee apply");
+    wait_for_web(&controller, 2);
+    let snapshot = |controller: &ControllerProcess| {
+        (
+            controller.cli(&["plans", "--limit", "1000"]).unwrap(),
+            controller.cli(&["tasks", "--limit", "1000"]).unwrap(),
+            controller.cli(&["status"]).unwrap(),
+            controller.cli(&["history"]).unwrap(),
+        )
+    };
+    let before = snapshot(&controller);
+
+    // A trial of the real (not dry) rules against recorded readings.
+    let live = env.write_specs("live", &[("web.yaml", WEB), ("rules.yaml", RULES)]);
+    let events = env.path().join("readings.jsonl");
+    std::fs::write(
+        &events,
+        "{\"agent\": \"worker-1\", \"type\": \"app.load\", \"data\": {\"cpu\": 95}, \"time_ms\": 1000}\n\
+         {\"agent\": \"worker-2\", \"type\": \"app.load\", \"data\": {\"cpu\": 97}, \"time_ms\": 1500}\n\
+         {\"agent\": \"worker-1\", \"type\": \"app.load\", \"data\": {\"cpu\": 96}, \"time_ms\": 4000}\n",
+    )
+    .unwrap();
+    let trial = controller
+        .cli(&[
+            "rules",
+            "test",
+            "--events",
+            events.to_str().unwrap(),
+            "-f",
+            live.to_str().unwrap(),
+        ])
+        .unwrap();
+    let tried: Vec<&str> = trial["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["outcomes"][0].as_str().unwrap())
+        .collect();
+    assert!(
+        tried[0].starts_with("scale-up: scaled web 2 -> 4"),
+        "{trial:#}"
+    );
+    assert!(
+        tried[1].starts_with("scale-up: held: cooldown"),
+        "{trial:#}"
+    );
+    assert!(
+        tried[2].starts_with("scale-up: scaled web 4 -> 6"),
+        "{trial:#}"
+    );
+    assert_eq!(trial["events"][0]["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        trial["targets"][0],
+        serde_json::json!({ "service": "web", "from": 2, "to": 6 })
+    );
+
+    // The committed rules are dry: a real reading is reported, not acted on.
+    agents[0].emit("app.load", r#"{"cpu": 95}"#).expect("emit");
+    wait_until("the reading committed", TIMEOUT, || {
+        let seen = outcomes(&controller);
+        if seen
+            .iter()
+            .any(|o| o.contains("dry run: would scale web 2 -> 4"))
+        {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+
+    // Nothing changed anywhere: plans, tasks, status, history, hosts.
+    assert_eq!(snapshot(&controller), before);
+    assert_eq!(running_replicas(&agents), 2);
 }

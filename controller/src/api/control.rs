@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use levee_common::ids::AgentId;
 use levee_common::pb::control_server::Control;
 use levee_common::pb::{self};
 use openraft::ReadPolicy;
@@ -196,6 +197,36 @@ impl Control for ControlService {
         desired::status(self, request).await.map(Response::new)
     }
 
+    async fn why(
+        &self,
+        request: Request<pb::WhyRequest>,
+    ) -> Result<Response<pb::WhyResponse>, Status> {
+        let request = request.into_inner();
+        self.read_barrier(request.stale).await?;
+        let agent = Some(request.agent_id.as_str())
+            .filter(|agent| !agent.is_empty())
+            .map(AgentId::from);
+        let limit = if request.limit == 0 {
+            10
+        } else {
+            request.limit as usize
+        };
+        let chains = self
+            .state
+            .read(|state| state.why(&request.service, agent.as_ref(), limit))
+            .into_iter()
+            .map(cause_chain)
+            .collect();
+        Ok(Response::new(pb::WhyResponse { chains }))
+    }
+
+    async fn test_rules(
+        &self,
+        request: Request<pb::TestRulesRequest>,
+    ) -> Result<Response<pb::TestRulesResponse>, Status> {
+        desired::test_rules(self, request).await.map(Response::new)
+    }
+
     async fn cluster_status(
         &self,
         _request: Request<pb::ClusterStatusRequest>,
@@ -345,6 +376,37 @@ fn event_info(record: &EventRecord) -> pb::EventInfo {
         rules: record.rules.clone(),
         plan_ids: record.plan_ids.iter().map(ToString::to_string).collect(),
         outcomes: record.outcomes.clone(),
+    }
+}
+
+fn cause_chain(chain: crate::state::why::Chain) -> pb::CauseChain {
+    pb::CauseChain {
+        plan_id: chain.plan_id.to_string(),
+        reason: chain.reason,
+        log_index: chain.log_index,
+        created_unix_ms: chain.created_ms,
+        event: chain.event.map(|event| pb::EventInfo {
+            id: event.id,
+            source: event.source,
+            r#type: event.event_type,
+            subject: event.subject,
+            time_unix_ms: event.time_ms,
+            data_json: event.data.to_string(),
+            ..Default::default()
+        }),
+        rule: chain.rule.unwrap_or_default(),
+        rule_outcome: chain.rule_outcome.unwrap_or_default(),
+        tasks: chain
+            .tasks
+            .into_iter()
+            .map(|task| pb::ChainTask {
+                task_id: task.task_id,
+                agent_id: task.agent_id,
+                action: task.action,
+                state: task.state,
+                result: task.result,
+            })
+            .collect(),
     }
 }
 

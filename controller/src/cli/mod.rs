@@ -7,7 +7,9 @@ mod desired;
 mod dev;
 mod output;
 mod query;
+mod rules;
 mod specs;
+mod why;
 
 use std::path::PathBuf;
 
@@ -91,6 +93,11 @@ pub enum Command {
     Scale(desired::ScaleArgs),
     /// Services against their targets, and agents that drifted.
     Status(query::QueryArgs),
+    /// Why a service changed: event -> rule -> plan -> task -> result.
+    Why(why::WhyArgs),
+    /// Try rules against recorded events without changing anything.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -106,6 +113,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Cluster(command) => cluster::run(command).await,
         Command::Validate { path } => specs::validate(&path),
         Command::Schema => specs::schema(),
+        Command::Why(args) => why::why(args).await,
+        Command::Rules(command) => rules::run(command).await,
         Command::Plan(args) => return desired::plan(args).await,
         Command::Apply(args) => return desired::apply(args).await,
         Command::History(args) => return desired::history(args).await,

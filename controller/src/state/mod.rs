@@ -13,6 +13,8 @@ mod planning;
 mod reactions;
 pub mod records;
 mod rollout;
+pub mod whatif;
+pub mod why;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

@@ -820,3 +820,78 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
             .any(|record| record.event.event_type == "host.recovered")
     );
 }
+
+#[test]
+fn why_follows_a_change_back_to_its_event_and_rule() {
+    let mut log = fleet("{}");
+    log.load("a1", 1, 95, 1_000);
+    let chains = log.state.why("web", None, 10);
+    assert_eq!(chains.len(), 2, "the scale-up, then the first placement");
+    let scale = &chains[0];
+    let event = scale.event.as_ref().expect("an event caused it");
+    assert_eq!(
+        (event.event_type.as_str(), event.id.as_str()),
+        ("app.load", "a1/1/1")
+    );
+    assert_eq!(scale.rule.as_deref(), Some("scale-up"));
+    assert!(
+        scale
+            .rule_outcome
+            .as_deref()
+            .unwrap()
+            .starts_with("scaled web 2 -> 4")
+    );
+    assert_eq!(scale.tasks.len(), 2);
+    assert!(
+        scale
+            .tasks
+            .iter()
+            .all(|task| task.action == "create" && task.state == "pending")
+    );
+    assert!(
+        chains[1].reason.starts_with("spec version 1 (apply)"),
+        "{}",
+        chains[1].reason
+    );
+    assert!(chains[1].event.is_none());
+    // One agent only, and a limit.
+    let agent = scale.tasks[0].agent_id.clone();
+    let mine = log
+        .state
+        .why("web", Some(&AgentId::from(agent.as_str())), 1);
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].tasks.iter().all(|task| task.agent_id == agent));
+}
+
+#[test]
+fn a_trial_shows_what_rules_would_do_and_changes_nothing() {
+    let log = fleet("{ cooldown_ms: 10000 }");
+    let before = log.state.clone();
+    let event = |cpu: u32, time_ms: i64| whatif::TrialEvent {
+        agent_id: "a1".into(),
+        event_type: "app.load".into(),
+        subject: "web".into(),
+        data: json!({ "cpu": cpu }),
+        time_ms,
+    };
+    let trial = log.state.trial(
+        None,
+        vec![event(95, 1_000), event(95, 2_000), event(95, 20_000)],
+        LogPosition {
+            index: log.index,
+            term: 1,
+        },
+    );
+    assert_eq!(log.state, before, "the trial ran on a copy");
+    assert!(trial.events[0].outcomes[0].starts_with("scale-up: scaled web 2 -> 4"));
+    assert_eq!(trial.events[0].changes.len(), 2);
+    assert!(
+        trial.events[0]
+            .changes
+            .iter()
+            .all(|change| change.starts_with("create web on a"))
+    );
+    assert!(trial.events[1].outcomes[0].contains("held: cooldown"));
+    assert!(trial.events[2].outcomes[0].starts_with("scale-up: scaled web 4 -> 6"));
+    assert_eq!(trial.targets["web"], (2, 6));
+}

@@ -1,0 +1,149 @@
+//! `levee rules test --events FILE.jsonl [-f SPECS]`: what the rules and
+//! the planner would have done with recorded events, against the current
+//! state. Nothing is committed.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use levee_common::pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::client::ClientArgs;
+use super::output::{OutputFormat, Row, print_rows};
+use super::specs::{parse_specs, read_spec_files};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RulesCommand {
+    /// Run recorded events through the rules and the planner, changing
+    /// nothing, and print what would have happened.
+    ///
+    /// Each line of the file is one JSON event:
+    /// `{"agent": "edge-1", "type": "app.load", "subject": "web",
+    /// "data": {"cpu": 93}, "time_ms": 1795930693114}` (`subject`, `data`
+    /// and `time_ms` are optional).
+    Test(TestArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Events, one JSON object per line.
+    #[arg(long)]
+    pub events: PathBuf,
+    /// Try the rules in these specs instead of the committed ones.
+    #[arg(long = "file", short = 'f')]
+    pub specs: Option<PathBuf>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    agent: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    time_ms: i64,
+}
+
+pub async fn run(command: RulesCommand) -> Result<()> {
+    let RulesCommand::Test(args) = command;
+    let text = std::fs::read_to_string(&args.events)
+        .with_context(|| format!("reading {}", args.events.display()))?;
+    let mut events = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line: Line = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not an event", args.events.display(), number + 1))?;
+        events.push(pb::TrialEvent {
+            agent_id: line.agent,
+            r#type: line.event_type,
+            subject: line.subject,
+            data_json: line.data.to_string(),
+            time_unix_ms: line.time_ms,
+        });
+    }
+    if events.is_empty() {
+        bail!("{} holds no events", args.events.display());
+    }
+    let files = match &args.specs {
+        Some(path) => {
+            let files = read_spec_files(path)?;
+            parse_specs(&files)?;
+            files
+                .into_iter()
+                .map(|(name, content)| pb::SpecFile { name, content })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let client = args.client.connect()?;
+    let request = pb::TestRulesRequest {
+        events,
+        files,
+        stale: false,
+    };
+    let response = client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.test_rules(request).await }
+        })
+        .await?;
+    match args.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "events": response.events.iter().map(Row::json).collect::<Vec<_>>(),
+                "targets": response.targets.iter().map(|t| json!({
+                    "service": t.service, "from": t.from, "to": t.to,
+                })).collect::<Vec<_>>(),
+            }))?
+        ),
+        OutputFormat::Table => {
+            print_rows(&response.events, OutputFormat::Table, "no events");
+            for target in &response.targets {
+                println!(
+                    "{}: {} -> {} replicas",
+                    target.service, target.from, target.to
+                );
+            }
+            println!("Nothing was changed: this ran on a copy of the state.");
+        }
+    }
+    Ok(())
+}
+
+fn dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join("; ")
+    }
+}
+
+impl Row for pb::TrialOutcome {
+    const HEADERS: &'static [&'static str] = &["TYPE", "AGENT", "OUTCOMES", "CHANGES"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.r#type.clone(),
+            self.agent_id.clone(),
+            dash(&self.outcomes),
+            dash(&self.changes),
+        ]
+    }
+
+    fn json(&self) -> Value {
+        json!({ "type": self.r#type, "agent_id": self.agent_id, "rules": self.rules,
+                "outcomes": self.outcomes, "changes": self.changes })
+    }
+}
