@@ -26,12 +26,14 @@ pub mod health;
 pub mod journal;
 pub mod link;
 pub mod logs;
+pub mod metrics;
 pub mod outbox;
 pub mod paths;
 pub mod store;
 pub mod supervisor;
 #[cfg(test)]
 mod testing;
+pub mod threshold;
 pub mod user;
 pub mod util;
 
@@ -118,6 +120,12 @@ async fn run_as(
         )
         .in_current_span(),
     );
+    let mut metric_tasks = Vec::new();
+    for threshold in config.metrics.clone() {
+        metric_tasks.push(tokio::spawn(
+            metrics::watch(threshold, outbox.clone(), shutdown.clone()).in_current_span(),
+        ));
+    }
     let link = Link {
         config,
         agent_id: identity.name,
@@ -132,6 +140,9 @@ async fn run_as(
     shutdown.cancelled().await;
     info!("agent stopping");
     let _ = link_task.await;
+    for task in metric_tasks {
+        let _ = task.await;
+    }
     if let Ok(Err(err)) = emit_task.await {
         warn!(error = %err, "the local event socket failed");
     }

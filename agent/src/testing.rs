@@ -65,6 +65,7 @@ pub fn fixture() -> Fixture {
         link: LinkConfig::default(),
         logs: LogsConfig::default(),
         drift: DriftConfig::default(),
+        metrics: Vec::new(),
     };
     let db = crate::store::open(&config.data_dir.join("agent.redb")).unwrap();
     let outbox = Outbox::open(db.clone(), 1000, 0).unwrap();

@@ -29,6 +29,54 @@ pub struct AgentConfig {
     pub logs: LogsConfig,
     #[serde(default)]
     pub drift: DriftConfig,
+    /// Thresholds on this host's metrics, each turned into events.
+    #[serde(default, rename = "metric")]
+    pub metrics: Vec<MetricThreshold>,
+}
+
+/// Which host metric a threshold watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Percent of CPU time busy, across all cores, since the last sample.
+    Cpu,
+    /// Percent of memory in use (total minus available).
+    Memory,
+    /// Percent of the filesystem at `path` in use.
+    Disk,
+    /// The one-minute load average.
+    Load1,
+}
+
+/// One threshold: `host.metric.exceeded` when the metric stays past
+/// `above` (or under `below`) for `sustained_ms`, then nothing more until
+/// it has come back past `clear` (hysteresis), which sends
+/// `host.metric.cleared`. A noisy signal thus makes one event, not many.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricThreshold {
+    /// Names the threshold in its events (the subject).
+    pub name: String,
+    pub metric: Metric,
+    #[serde(default)]
+    pub above: Option<f64>,
+    #[serde(default)]
+    pub below: Option<f64>,
+    /// Where the metric must come back to before the threshold re-arms;
+    /// defaults to the threshold itself.
+    #[serde(default)]
+    pub clear: Option<f64>,
+    #[serde(default)]
+    pub sustained_ms: u64,
+    #[serde(default = "default_metric_interval_ms")]
+    pub interval_ms: u64,
+    /// For `disk`: a path on the filesystem to watch.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+fn default_metric_interval_ms() -> u64 {
+    5_000
 }
 
 /// How the agent talks to the controllers.
@@ -145,6 +193,30 @@ impl AgentConfig {
         if self.logs.max_bytes == 0 {
             return Err("logs.max_bytes must be at least 1".into());
         }
+        for threshold in &self.metrics {
+            let name = &threshold.name;
+            if threshold.above.is_some() == threshold.below.is_some() {
+                return Err(format!(
+                    "metric `{name}`: give exactly one of `above` or `below`"
+                ));
+            }
+            if threshold.interval_ms == 0 {
+                return Err(format!("metric `{name}`: `interval_ms` must be at least 1"));
+            }
+            if threshold.metric == Metric::Disk && threshold.path.is_none() {
+                return Err(format!("metric `{name}`: `disk` needs a `path`"));
+            }
+            let wrong_side = match (threshold.above, threshold.below, threshold.clear) {
+                (Some(above), _, Some(clear)) => clear > above,
+                (_, Some(below), Some(clear)) => clear < below,
+                _ => false,
+            };
+            if wrong_side {
+                return Err(format!(
+                    "metric `{name}`: `clear` must be on the normal side of the threshold"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -204,6 +276,16 @@ mod tests {
                 interval_ms: 0,
                 correct: false,
             },
+            metrics: vec![MetricThreshold {
+                name: "busy".into(),
+                metric: Metric::Cpu,
+                above: Some(90.0),
+                below: None,
+                clear: Some(70.0),
+                sustained_ms: 30_000,
+                interval_ms: 1_000,
+                path: None,
+            }],
         };
         assert_eq!(
             toml::from_str::<AgentConfig>(&config.to_toml()).unwrap(),
@@ -249,5 +331,34 @@ mod tests {
         let zero = format!("{MINIMAL}\n[logs]\nmax_bytes = 0\n");
         let config: AgentConfig = toml::from_str(&zero).unwrap();
         assert!(config.validate().unwrap_err().contains("logs.max_bytes"));
+    }
+
+    #[test]
+    fn metric_thresholds_must_say_which_way_and_clear_on_the_right_side() {
+        for (table, problem) in [
+            (
+                "name = \"x\"\nmetric = \"cpu\"",
+                "exactly one of `above` or `below`",
+            ),
+            (
+                "name = \"x\"\nmetric = \"cpu\"\nabove = 80.0\nbelow = 10.0",
+                "exactly one",
+            ),
+            (
+                "name = \"x\"\nmetric = \"disk\"\nabove = 80.0",
+                "needs a `path`",
+            ),
+            (
+                "name = \"x\"\nmetric = \"cpu\"\nabove = 80.0\nclear = 90.0",
+                "normal side",
+            ),
+        ] {
+            let text = format!("{MINIMAL}\n[[metric]]\n{table}\n");
+            let config: AgentConfig = toml::from_str(&text).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(err.contains(problem), "{table}: {err}");
+        }
+        let typo = format!("{MINIMAL}\n[[metric]]\nname = \"x\"\nmetric = \"gpu\"\nabove = 1.0\n");
+        assert!(toml::from_str::<AgentConfig>(&typo).is_err());
     }
 }

@@ -26,6 +26,11 @@ pub mod types {
     pub const HOST_LOST: &str = "host.lost";
     /// Raised by the controllers: a lost agent said hello again.
     pub const HOST_RECOVERED: &str = "host.recovered";
+    /// A metric threshold held past its limit for its sustained time
+    /// (subject: the threshold's name; data: metric, value, limit).
+    pub const METRIC_EXCEEDED: &str = "host.metric.exceeded";
+    /// The metric came back past the threshold's `clear` value.
+    pub const METRIC_CLEARED: &str = "host.metric.cleared";
 }
 
 /// A validated event, as stored in the replicated state.

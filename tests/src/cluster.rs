@@ -236,6 +236,7 @@ impl TestEnv {
             },
             logs: Default::default(),
             drift: Default::default(),
+            metrics: Vec::new(),
         };
         let mut config = config;
         configure(&mut config);

@@ -12,4 +12,5 @@ mod end_to_end;
 mod membership;
 mod mtls;
 mod scenarios;
+mod sources;
 mod stack;

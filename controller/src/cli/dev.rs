@@ -102,6 +102,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             interval_ms: 5_000,
             correct: true,
         },
+        metrics: Vec::new(),
     };
     let agent_config_path = data_dir.join("agent.toml");
     std::fs::write(&agent_config_path, agent_config.to_toml()).context("writing agent.toml")?;
