@@ -29,6 +29,12 @@ use crate::store::{StoreError, WORKLOADS};
 use crate::user::{self, UserError};
 use crate::util::{blocking, now_ms};
 
+/// An exit this soon after a task (re)started a workload is taken as that
+/// change's consequence: its event names the task (`caused_by_task`), so
+/// the controllers can stop a repair loop. A workload that ran longer
+/// failed on its own.
+const CAUSE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Environment variable marking a workload as ours, checked before the
 /// agent kills a leftover process group after a crash.
 const WORKLOAD_ENV: &str = "LEVEE_WORKLOAD";
@@ -92,6 +98,11 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Supervisor {
     workloads: Arc<Mutex<HashMap<String, Running>>>,
+    /// Per workload, the task that last (re)started it and when: an exit
+    /// soon after is that change's consequence, and says so.
+    started_by: Arc<Mutex<HashMap<String, (String, std::time::Instant)>>>,
+    /// Per workload, the task converging it now, until it is started.
+    expected: Arc<Mutex<HashMap<String, String>>>,
     outbox: Outbox,
     db: Arc<Database>,
     logs: LogsConfig,
@@ -131,6 +142,8 @@ impl Supervisor {
     pub fn new(outbox: Outbox, db: Arc<Database>, logs: LogsConfig) -> Self {
         Self {
             workloads: Arc::default(),
+            started_by: Arc::default(),
+            expected: Arc::default(),
             outbox,
             db,
             logs,
@@ -283,6 +296,7 @@ impl Supervisor {
     async fn start(&self, spec: WorkloadSpec) -> Result<u32, StartError> {
         let run_as = user::switch_to(spec.process.user.as_deref(), user::agent_uid())?;
         let child = self.spawn(&spec, run_as.as_ref())?;
+        self.note_start(&spec.process.name);
         let pid = child.id().unwrap_or_default();
         if let Err(err) = self.remember(&spec.process.name, pid).await {
             group::signal(pid, Signal::SIGKILL);
@@ -415,7 +429,10 @@ impl Supervisor {
             Err(_) => (None, None),
         };
         warn!(pid, ?code, ?signal, "workload exited");
-        let data = json!({ "service": name, "pid": pid, "exit_code": code, "signal": signal, "restarts": restarts });
+        let mut data = json!({ "service": name, "pid": pid, "exit_code": code, "signal": signal, "restarts": restarts });
+        if let Some(task_id) = self.cause_of_exit(name) {
+            data["caused_by_task"] = json!(task_id);
+        }
         let outbox = self.outbox.clone();
         let subject = name.to_owned();
         if let Err(err) =
@@ -423,6 +440,55 @@ impl Supervisor {
         {
             warn!(error = %err, "could not record the exit event");
         }
+    }
+
+    /// Task `task_id` is converging workload `name`: if that starts it,
+    /// its early exit names the task.
+    pub fn expect_start_by(&self, name: &str, task_id: &str) {
+        self.expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.to_owned(), task_id.to_owned());
+    }
+
+    pub fn forget_expected(&self, name: &str) {
+        self.expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
+    }
+
+    /// Called when `name` is spawned: a task expecting it becomes its cause.
+    fn note_start(&self, name: &str) {
+        let task = self
+            .expected
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(name);
+        let mut started_by = self
+            .started_by
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match task {
+            Some(task) => {
+                started_by.insert(name.to_owned(), (task, std::time::Instant::now()));
+            }
+            // Started by drift correction or a restore: no task caused it.
+            None => {
+                started_by.remove(name);
+            }
+        }
+    }
+
+    /// The task whose start this exit follows closely enough to be its
+    /// consequence, if any.
+    fn cause_of_exit(&self, name: &str) -> Option<String> {
+        let started_by = self
+            .started_by
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (task_id, at) = started_by.get(name)?;
+        (at.elapsed() < CAUSE_WINDOW).then(|| task_id.clone())
     }
 
     async fn remember(&self, name: &str, pgid: u32) -> Result<(), StoreError> {

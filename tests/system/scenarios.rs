@@ -398,3 +398,57 @@ fn rule_trials_and_dry_runs_change_nothing_anywhere() {
     assert_eq!(snapshot(&controller), before);
     assert_eq!(running_replicas(&agents), 2);
 }
+
+#[test]
+fn a_workload_that_crashes_each_repair_is_repaired_only_to_the_chain_limit() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let specs = env.write_specs(
+        "specs",
+        &[
+            (
+                "crasher.yaml",
+                "kind: Service\nname: crasher\nprocess:\n  argv: [\"/bin/sh\", \"-c\", \"echo $$ >> starts.log; exit 3\"]\n",
+            ),
+            (
+                "repair.yaml",
+                "kind: Rule\nname: repair-crasher\nmatch: { type: [host.process.exited], subject: [crasher] }\naction: { repair: { service: crasher } }\nguardrails: { max_chain_depth: 3 }\n",
+            ),
+        ],
+    );
+    controller.apply(&specs).expect("levee apply");
+    let agent = env.start_agent("worker-1", &[], &[&controller]);
+    wait_until("the loop to be refused", TIMEOUT, || {
+        let refused = outcomes_with(
+            &controller,
+            "refused: this event ends a chain of 3 reactions",
+        );
+        if refused.is_empty() {
+            Err(agent.log_tail())
+        } else {
+            Ok(())
+        }
+    });
+    let starts = std::fs::read_to_string(agent.service_dir("crasher").join("starts.log")).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        4,
+        "placed once, repaired three times: {starts}"
+    );
+    let chains = controller
+        .cli(&["why", "crasher", "--limit", "10"])
+        .unwrap();
+    assert_eq!(chains.as_array().unwrap().len(), 4, "{chains:#}");
+}
+
+fn outcomes_with(controller: &ControllerProcess, needle: &str) -> Vec<String> {
+    let events = controller.cli(&["events", "--limit", "10000"]).unwrap();
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|event| event["outcomes"].as_array().cloned().unwrap_or_default())
+        .filter_map(|outcome| outcome.as_str().map(str::to_owned))
+        .filter(|outcome| outcome.contains(needle))
+        .collect()
+}

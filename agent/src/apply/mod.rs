@@ -213,6 +213,7 @@ impl Applier {
                 .await
         } else {
             self.apply_resources(
+                &task.task_id,
                 &held,
                 previous.as_deref().unwrap_or_default(),
                 &resources,
@@ -263,6 +264,7 @@ impl Applier {
     /// deleted.
     async fn apply_resources(
         &self,
+        task_id: &str,
         held: &ConvergeLock,
         previous: &[Resource],
         resources: &[Resource],
@@ -271,10 +273,25 @@ impl Applier {
         let service = held.service();
         self.check_paths(service, resources).await?;
         self.prune_processes(previous, resources, outcomes).await;
+        // A workload this task (re)starts names the task in its exit event
+        // if it exits soon after: the controllers see the loop.
+        let processes: Vec<&str> = resources
+            .iter()
+            .filter_map(|resource| match resource {
+                Resource::Process(process) => Some(process.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        for name in &processes {
+            self.supervisor.expect_start_by(name, task_id);
+        }
         let converged = self
             .converge(service, resources, Pass::TASK, outcomes)
             .await
             .map_err(ApplyError::once_applying);
+        for name in &processes {
+            self.supervisor.forget_expected(name);
+        }
         // Pruned after a failure too: the task's resources become the
         // stored state either way, and a file only the previous state
         // listed would otherwise never be pruned.

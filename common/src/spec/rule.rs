@@ -81,6 +81,24 @@ pub struct Guardrails {
     /// Record what the rule would do, and change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Refuse to act on an event that is itself the consequence of this
+    /// many rule reactions (a repair that crashes the workload it repairs,
+    /// again and again). 0 means the default, 5.
+    #[serde(default)]
+    pub max_chain_depth: u32,
+}
+
+/// How deep a chain of reactions may go when a rule does not say.
+pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 5;
+
+impl Guardrails {
+    pub fn max_chain_depth(&self) -> u32 {
+        if self.max_chain_depth == 0 {
+            DEFAULT_MAX_CHAIN_DEPTH
+        } else {
+            self.max_chain_depth
+        }
+    }
 }
 
 /// A command that makes a new host, which then enrolls as an agent.

@@ -41,6 +41,7 @@ impl ClusterState {
             reason: format!("agent {agent_id} lost after {silent_ms} ms without a session"),
             event_id: None,
             rule: None,
+            depth: 0,
         };
         self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
         Response::Nothing

@@ -132,6 +132,7 @@ impl ClusterState {
                         reason: format!("agent {agent_id} joined"),
                         event_id: None,
                         rule: None,
+                        depth: 0,
                     };
                     self.plan(at, at_ms, 0, cause, &Trigger::Reconcile)
                         .into_iter()

@@ -168,6 +168,7 @@ impl ClusterState {
                 ),
                 event_id: None,
                 rule: None,
+                depth: 0,
             };
             let plan_ids = self
                 .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
@@ -190,6 +191,7 @@ impl ClusterState {
             ),
             event_id: None,
             rule: None,
+            depth: 0,
         };
         let plan_ids: Vec<PlanId> = self
             .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
@@ -251,6 +253,7 @@ impl ClusterState {
             ),
             event_id: None,
             rule: None,
+            depth: 0,
         };
         let plan_id = self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
         Response::Scaled {

@@ -45,13 +45,32 @@ impl ClusterState {
                 })
                 .collect();
         let mut reaction = Reaction::default();
+        // An event a Levee change caused (a workload exiting right after a
+        // task started it) carries that task: its depth continues the chain.
+        let caused_by = event
+            .data
+            .get("caused_by_task")
+            .and_then(|task| task.as_str())
+            .and_then(|task| self.tasks.get(&levee_common::ids::TaskId::from(task)));
+        let depth = caused_by.map_or(0, |task| task.cause.depth);
+        let chain = caused_by.map(|task| format!("{} <- {}", task.task_id, task.cause.reason));
         for (rule, action, guardrails) in matched {
             let cause = Cause {
                 reason: format!("rule {rule}"),
                 event_id: Some(event.id()),
                 rule: Some(rule.clone()),
+                depth: depth + 1,
             };
-            let outcome = match self.verdict(&rule, &action, &guardrails, at_ms) {
+            let verdict = if depth >= guardrails.max_chain_depth() {
+                Verdict::Hold(format!(
+                    "refused: this event ends a chain of {depth} reactions (limit {}): {}",
+                    guardrails.max_chain_depth(),
+                    chain.clone().unwrap_or_default()
+                ))
+            } else {
+                self.verdict(&rule, &action, &guardrails, at_ms)
+            };
+            let outcome = match verdict {
                 Verdict::Hold(reason) => {
                     self.rule_state.entry(rule.clone()).or_default().held += 1;
                     format!("held: {reason}")

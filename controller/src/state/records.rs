@@ -73,6 +73,11 @@ pub struct Cause {
     pub reason: String,
     pub event_id: Option<String>,
     pub rule: Option<String>,
+    /// How many rule reactions led here: 0 for an operator's change, 1 for
+    /// a rule reacting to an outside event, n + 1 for a rule reacting to an
+    /// event that a change of depth n caused.
+    #[serde(default)]
+    pub depth: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

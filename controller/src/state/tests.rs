@@ -895,3 +895,47 @@ fn a_trial_shows_what_rules_would_do_and_changes_nothing() {
     assert!(trial.events[2].outcomes[0].starts_with("scale-up: scaled web 4 -> 6"));
     assert_eq!(trial.targets["web"], (2, 6));
 }
+
+#[test]
+fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
+    let mut log = Log::new();
+    log.put_specs(SPECS);
+    log.hello("edge-1", 1);
+    let first_task = log.state.tasks.keys().next().unwrap().clone();
+    let crash = |seq: u64, task: &TaskId| Event {
+        data: json!({ "service": "clock", "exit_code": 1, "caused_by_task": task.as_str() }),
+        ..exited("edge-1", 1, seq)
+    };
+    // The placement (depth 0) starts it; it crashes; each repair starts it
+    // again and it crashes again.
+    let mut cause = first_task;
+    let mut repairs = 0;
+    for seq in 1..=10 {
+        log.apply(Command::RecordEvents {
+            agent_id: "edge-1".into(),
+            events: vec![crash(seq, &cause)],
+            at_ms: seq as i64,
+        });
+        let record = log.state.events.back().unwrap();
+        match record.plan_ids.first() {
+            Some(plan) => {
+                repairs += 1;
+                cause = log.state.plans[plan].task_ids[0].clone();
+                assert_eq!(log.state.tasks[&cause].cause.depth, repairs);
+            }
+            None => {
+                assert!(
+                    record.outcomes[0]
+                        .contains("refused: this event ends a chain of 5 reactions (limit 5)"),
+                    "{:?}",
+                    record.outcomes
+                );
+                break;
+            }
+        }
+    }
+    assert_eq!(repairs, 5);
+    // An exit nobody caused starts a fresh chain.
+    log.events("edge-1", 1, &[11]);
+    assert_eq!(log.state.events.back().unwrap().plan_ids.len(), 1);
+}
