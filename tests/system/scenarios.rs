@@ -452,3 +452,46 @@ fn outcomes_with(controller: &ControllerProcess, needle: &str) -> Vec<String> {
         .filter(|outcome| outcome.contains(needle))
         .collect()
 }
+
+#[test]
+fn a_rule_needing_approval_acts_when_an_operator_approves() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let agents: Vec<AgentProcess> = (1..=4)
+        .map(|n| {
+            env.start_agent(
+                &format!("worker-{n}"),
+                &[("role", "worker")],
+                &[&controller],
+            )
+        })
+        .collect();
+    let rules = RULES.replace("window_ms: 120000 }", "window_ms: 120000, approval: true }");
+    let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", &rules)]);
+    controller.apply(&specs).expect("levee apply");
+    wait_for_web(&controller, 2);
+    agents[0].emit("app.load", r#"{"cpu": 95}"#).expect("emit");
+    let waiting = wait_until("an action awaiting approval", TIMEOUT, || {
+        let approvals = controller.cli(&["approvals"]).unwrap();
+        match approvals.as_array().unwrap().first() {
+            Some(approval) => Ok(approval.clone()),
+            None => Err("none yet".to_string()),
+        }
+    });
+    assert_eq!(waiting["rule"], "scale-up");
+    assert_eq!(waiting["action"], "scale web by 2");
+    assert_eq!(
+        web_status(&controller)["target"],
+        2,
+        "nothing happens before approval"
+    );
+    let answer = controller
+        .run(&["approve", waiting["id"].as_str().unwrap()])
+        .unwrap();
+    assert!(
+        answer.contains("approved by operator/tester: scaled web 2 -> 4"),
+        "{answer}"
+    );
+    wait_for_web(&controller, 4);
+    assert_eq!(running_replicas(&agents), 4);
+}

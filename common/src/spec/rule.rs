@@ -81,6 +81,10 @@ pub struct Guardrails {
     /// Record what the rule would do, and change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Wait for an operator: the action is recorded and carried out only
+    /// on `levee approve ID` (guardrails are checked again then).
+    #[serde(default)]
+    pub approval: bool,
     /// Refuse to act on an event that is itself the consequence of this
     /// many rule reactions (a repair that crashes the workload it repairs,
     /// again and again). 0 means the default, 5.

@@ -21,6 +21,7 @@ use crate::raft::membership::{Members, Membership};
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::state::command::{Command, Response as StateResponse};
 use crate::state::records::{EventRecord, PlanRecord, TaskRecord};
 
 /// Rows returned when a request does not say how many.
@@ -218,6 +219,58 @@ impl Control for ControlService {
             .map(cause_chain)
             .collect();
         Ok(Response::new(pb::WhyResponse { chains }))
+    }
+
+    async fn list_approvals(
+        &self,
+        request: Request<pb::ListApprovalsRequest>,
+    ) -> Result<Response<pb::ListApprovalsResponse>, Status> {
+        self.read_barrier(request.get_ref().stale).await?;
+        let approvals = self.state.read(|state| {
+            state
+                .approvals
+                .values()
+                .map(|pending| pb::ApprovalInfo {
+                    id: pending.id.clone(),
+                    rule: pending.rule.clone(),
+                    action: crate::state::reactions::describe(&pending.action),
+                    agent_id: pending.agent.to_string(),
+                    event_id: pending.cause.event_id.clone().unwrap_or_default(),
+                    at_unix_ms: pending.at_ms,
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListApprovalsResponse { approvals }))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ApproveRequest>,
+    ) -> Result<Response<pb::ApproveResponse>, Status> {
+        let identity = caller(&request)?;
+        let request = request.into_inner();
+        let command = Command::Answer {
+            id: request.id,
+            approve: !request.reject,
+            by: identity.to_string(),
+            at_ms: super::agent_link::now_ms(),
+        };
+        let (_, response) = self
+            .proposer
+            .propose(command)
+            .await
+            .map_err(ApiError::from)?;
+        match response {
+            StateResponse::Answered { outcome, plan_id } => {
+                info!(caller = %identity, %outcome, "rule action answered");
+                Ok(Response::new(pb::ApproveResponse {
+                    outcome,
+                    plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+                }))
+            }
+            StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
+            _ => Err(Status::internal("unexpected response to an approval")),
+        }
     }
 
     async fn test_rules(

@@ -1,5 +1,6 @@
 //! The `levee` command line: parsing, then one module per command family.
 
+mod approve;
 mod ca;
 mod client;
 mod cluster;
@@ -95,6 +96,10 @@ pub enum Command {
     Status(query::QueryArgs),
     /// Why a service changed: event -> rule -> plan -> task -> result.
     Why(why::WhyArgs),
+    /// List rule actions waiting for an operator.
+    Approvals(query::QueryArgs),
+    /// Carry out (or, with --reject, drop) a rule action awaiting approval.
+    Approve(approve::ApproveArgs),
     /// Try rules against recorded events without changing anything.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -115,6 +120,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Schema => specs::schema(),
         Command::Why(args) => why::why(args).await,
         Command::Rules(command) => rules::run(command).await,
+        Command::Approvals(args) => approve::list(args).await,
+        Command::Approve(args) => approve::approve(args).await,
         Command::Plan(args) => return desired::plan(args).await,
         Command::Apply(args) => return desired::apply(args).await,
         Command::History(args) => return desired::history(args).await,

@@ -59,6 +59,13 @@ pub enum Command {
         agent_id: AgentId,
         report: TaskReport,
     },
+    /// An operator approves or rejects a rule action awaiting approval.
+    Answer {
+        id: String,
+        approve: bool,
+        by: String,
+        at_ms: i64,
+    },
     /// The leader has not heard from an agent for too long.
     AgentLost {
         agent_id: AgentId,
@@ -94,6 +101,11 @@ pub enum Response {
     },
     TaskReportRecorded {
         known: bool,
+    },
+    /// What an approved (or rejected) rule action did.
+    Answered {
+        outcome: String,
+        plan_id: Option<PlanId>,
     },
     Scaled {
         from: u32,
@@ -135,6 +147,7 @@ impl fmt::Display for Command {
             }
             Command::NodeRemoved { node_id, .. } => write!(f, "node-removed({node_id})"),
             Command::AgentLost { agent_id, .. } => write!(f, "agent-lost({agent_id})"),
+            Command::Answer { id, approve, .. } => write!(f, "answer({id}, {approve})"),
         }
     }
 }

@@ -10,7 +10,7 @@
 pub mod command;
 mod hosts;
 mod planning;
-mod reactions;
+pub mod reactions;
 pub mod records;
 mod rollout;
 pub mod whatif;
@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
 use self::records::{
-    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PlanRecord, RuleState,
-    ScalingRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
+    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PendingApproval,
+    PlanRecord, RuleState, ScalingRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
 };
 use crate::engine::planner::Trigger;
 
@@ -65,6 +65,9 @@ pub struct ClusterState {
     /// What each rule did recently, for its guardrails.
     #[serde(default)]
     pub rule_state: BTreeMap<String, RuleState>,
+    /// Rule actions waiting for `levee approve`, by id.
+    #[serde(default)]
+    pub approvals: BTreeMap<String, PendingApproval>,
     /// When each service was last scaled up and down.
     #[serde(default)]
     pub scaling: BTreeMap<String, ScalingRecord>,
@@ -197,6 +200,12 @@ impl ClusterState {
                 silent_ms,
                 at_ms,
             } => self.agent_lost(at, at_ms, &agent_id, silent_ms),
+            Command::Answer {
+                id,
+                approve,
+                by,
+                at_ms,
+            } => self.answer_approval(at, at_ms, &id, approve, &by),
             Command::NodeRemoved { node_id, .. } => {
                 self.removed_nodes.insert(node_id);
                 Response::Nothing

@@ -7,7 +7,8 @@ use levee_common::ids::PlanId;
 use levee_common::spec::{Guardrails, RuleAction};
 
 use super::ClusterState;
-use super::records::{Cause, LogPosition};
+use super::command::Response;
+use super::records::{Cause, LogPosition, PendingApproval};
 use crate::engine::planner::{self, Trigger};
 use crate::engine::rules;
 
@@ -23,6 +24,21 @@ pub struct Reaction {
 enum Verdict {
     Act,
     Hold(String),
+}
+
+/// What a rule would do, in words, e.g. `scale web by 2`.
+pub fn describe(action: &RuleAction) -> String {
+    match action {
+        RuleAction::Repair { service } => format!("repair {service}"),
+        RuleAction::Scale {
+            service,
+            by: Some(by),
+            ..
+        } => format!("scale {service} by {by}"),
+        RuleAction::Scale { service, to, .. } => {
+            format!("scale {service} to {}", to.unwrap_or_default())
+        }
+    }
 }
 
 impl ClusterState {
@@ -75,52 +91,35 @@ impl ClusterState {
                     self.rule_state.entry(rule.clone()).or_default().held += 1;
                     format!("held: {reason}")
                 }
-                Verdict::Act => {
-                    let (outcome, plan_id, acted) = match &action {
-                        RuleAction::Repair { service } => {
-                            if guardrails.dry_run {
-                                (
-                                    format!(
-                                        "dry run: would repair {service} on {}",
-                                        event.key.agent_id
-                                    ),
-                                    None,
-                                    false,
-                                )
-                            } else {
-                                let trigger = Trigger::Repair {
-                                    service: service.clone(),
-                                    agent: event.key.agent_id.clone(),
-                                };
-                                let plan_id =
-                                    self.plan(at, at_ms, *next_plan_ordinal, cause, &trigger);
-                                let outcome = match &plan_id {
-                                    Some(plan) => format!("repair {service}: plan {plan}"),
-                                    None => format!(
-                                        "repair {service}: not placed on {}",
-                                        event.key.agent_id
-                                    ),
-                                };
-                                (outcome, plan_id, true)
-                            }
-                        }
-                        RuleAction::Scale { service, by, to } => self.scale_by_rule(
-                            at,
+                Verdict::Act if guardrails.approval && !guardrails.dry_run => {
+                    let id = format!("a{}.{}", at.index, reaction.rules.len());
+                    self.approvals.insert(
+                        id.clone(),
+                        PendingApproval {
+                            id: id.clone(),
+                            rule: rule.clone(),
+                            action: action.clone(),
+                            agent: event.key.agent_id.clone(),
+                            cause: cause.clone(),
                             at_ms,
-                            *next_plan_ordinal,
-                            cause,
-                            service,
-                            *by,
-                            *to,
-                            guardrails.dry_run,
-                        ),
+                        },
+                    );
+                    format!(
+                        "awaiting approval: `levee approve {id}` to {}",
+                        describe(&action)
+                    )
+                }
+                Verdict::Act => {
+                    let pending = PendingApproval {
+                        id: String::new(),
+                        rule: rule.clone(),
+                        action: action.clone(),
+                        agent: event.key.agent_id.clone(),
+                        cause,
+                        at_ms,
                     };
-                    if acted {
-                        let state = self.rule_state.entry(rule.clone()).or_default();
-                        state.last_action_ms = Some(at_ms);
-                        state.recent.push_back(at_ms);
-                        state.actions += 1;
-                    }
+                    let (outcome, plan_id) =
+                        self.act(at, at_ms, *next_plan_ordinal, &pending, guardrails.dry_run);
                     if plan_id.is_some() {
                         *next_plan_ordinal += 1;
                     }
@@ -134,6 +133,99 @@ impl ClusterState {
         reaction
     }
 
+    /// Carries out a rule's action (or, dry, says what it would do).
+    /// Returns the outcome and the plan, if one was made.
+    fn act(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        ordinal: usize,
+        pending: &PendingApproval,
+        dry_run: bool,
+    ) -> (String, Option<PlanId>) {
+        let (outcome, plan_id, acted) = match &pending.action {
+            RuleAction::Repair { service } if dry_run => (
+                format!("dry run: would repair {service} on {}", pending.agent),
+                None,
+                false,
+            ),
+            RuleAction::Repair { service } => {
+                let trigger = Trigger::Repair {
+                    service: service.clone(),
+                    agent: pending.agent.clone(),
+                };
+                let plan_id = self.plan(at, at_ms, ordinal, pending.cause.clone(), &trigger);
+                let outcome = match &plan_id {
+                    Some(plan) => format!("repair {service}: plan {plan}"),
+                    None => format!("repair {service}: not placed on {}", pending.agent),
+                };
+                (outcome, plan_id, true)
+            }
+            RuleAction::Scale { service, by, to } => self.scale_by_rule(
+                at,
+                at_ms,
+                ordinal,
+                pending.cause.clone(),
+                service,
+                *by,
+                *to,
+                dry_run,
+            ),
+        };
+        if acted {
+            let state = self.rule_state.entry(pending.rule.clone()).or_default();
+            state.last_action_ms = Some(at_ms);
+            state.recent.push_back(at_ms);
+            state.actions += 1;
+        }
+        (outcome, plan_id)
+    }
+
+    /// An operator's answer to a rule awaiting approval: approved, it acts
+    /// now (its guardrails are checked again); rejected, it is dropped.
+    pub(super) fn answer_approval(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        id: &str,
+        approve: bool,
+        by: &str,
+    ) -> Response {
+        let Some(pending) = self.approvals.remove(id) else {
+            return Response::Rejected {
+                reason: format!("nothing awaits approval as {id} (see `levee approvals`)"),
+            };
+        };
+        if !approve {
+            return Response::Answered {
+                outcome: format!("{}: rejected by {by}", pending.rule),
+                plan_id: None,
+            };
+        }
+        let guardrails = self
+            .specs
+            .rules
+            .get(&pending.rule)
+            .map(|rule| rule.guardrails.clone())
+            .unwrap_or_default();
+        if let Verdict::Hold(reason) =
+            self.verdict(&pending.rule, &pending.action, &guardrails, at_ms)
+        {
+            return Response::Answered {
+                outcome: format!("{}: approved by {by}, but held: {reason}", pending.rule),
+                plan_id: None,
+            };
+        }
+        let mut cause = pending.cause.clone();
+        cause.reason = format!("{} (approved by {by})", cause.reason);
+        let pending = PendingApproval { cause, ..pending };
+        let (outcome, plan_id) = self.act(at, at_ms, 0, &pending, false);
+        Response::Answered {
+            outcome: format!("{}: approved by {by}: {outcome}", pending.rule),
+            plan_id,
+        }
+    }
+
     /// Whether the rule's guardrails let it act now.
     fn verdict(
         &mut self,
@@ -142,6 +234,9 @@ impl ClusterState {
         guardrails: &Guardrails,
         at_ms: i64,
     ) -> Verdict {
+        if let Some(waiting) = self.approvals.values().find(|pending| pending.rule == rule) {
+            return Verdict::Hold(format!("{} awaits approval", waiting.id));
+        }
         let state = self.rule_state.entry(rule.to_owned()).or_default();
         if guardrails.window_ms > 0 {
             let since = at_ms.saturating_sub(guardrails.window_ms as i64);

@@ -60,6 +60,18 @@ pub struct RuleState {
     pub held: u64,
 }
 
+/// A rule's action waiting for an operator (`guardrails.approval`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub id: String,
+    pub rule: String,
+    pub action: levee_common::spec::RuleAction,
+    /// The agent whose event set it off (where a repair would run).
+    pub agent: AgentId,
+    pub cause: Cause,
+    pub at_ms: i64,
+}
+
 /// When a service was last scaled each way, by anyone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScalingRecord {

@@ -939,3 +939,60 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
     log.events("edge-1", 1, &[11]);
     assert_eq!(log.state.events.back().unwrap().plan_ids.len(), 1);
 }
+
+#[test]
+fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
+    let mut log = fleet("{ approval: true }");
+    let outcomes = log.load("a1", 1, 95, 1_000);
+    assert_eq!(
+        outcomes,
+        ["scale-up: awaiting approval: `levee approve a10.0` to scale web by 2"]
+    );
+    assert_eq!(log.target(), 2, "nothing happens yet");
+    // Another reading while one waits is held, not queued.
+    let held = log.load("a1", 2, 95, 2_000);
+    assert!(held[0].contains("held: a10.0 awaits approval"), "{held:?}");
+    let answer = |log: &mut Log, id: &str, approve: bool| {
+        log.apply(Command::Answer {
+            id: id.into(),
+            approve,
+            by: "operator/alice".into(),
+            at_ms: 3_000,
+        })
+    };
+    let Response::Answered {
+        outcome,
+        plan_id: Some(plan),
+    } = answer(&mut log, "a10.0", true)
+    else {
+        panic!()
+    };
+    assert!(
+        outcome.starts_with("scale-up: approved by operator/alice: scaled web 2 -> 4"),
+        "{outcome}"
+    );
+    assert_eq!(log.target(), 4);
+    assert!(
+        log.state.plans[&plan]
+            .cause
+            .reason
+            .contains("approved by operator/alice")
+    );
+    assert!(
+        matches!(answer(&mut log, "a10.0", true), Response::Rejected { .. }),
+        "answered once"
+    );
+    // A rejected one is dropped.
+    log.load("a1", 3, 95, 4_000);
+    let id = log.state.approvals.keys().next().unwrap().clone();
+    let Response::Answered {
+        outcome,
+        plan_id: None,
+    } = answer(&mut log, &id, false)
+    else {
+        panic!()
+    };
+    assert!(outcome.ends_with("rejected by operator/alice"));
+    assert_eq!(log.target(), 4);
+    assert!(log.state.approvals.is_empty());
+}
