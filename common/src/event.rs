@@ -26,6 +26,9 @@ pub mod types {
     pub const HOST_LOST: &str = "host.lost";
     /// Raised by the controllers: a lost agent said hello again.
     pub const HOST_RECOVERED: &str = "host.recovered";
+    /// Raised by the controllers on a `Timer`'s schedule (subject: the
+    /// timer; data: timer, scheduled, and the timer's `data`).
+    pub const TIMER_FIRED: &str = "timer.fired";
     /// A metric threshold held past its limit for its sustained time
     /// (subject: the threshold's name; data: metric, value, limit).
     pub const METRIC_EXCEEDED: &str = "host.metric.exceeded";

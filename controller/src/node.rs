@@ -28,6 +28,7 @@ use crate::config::NodeConfig;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::lost::LostMonitor;
 use crate::dispatch::sessions::Sessions;
+use crate::dispatch::timers::TimerClock;
 use crate::raft::log_store::LogStore;
 use crate::raft::membership::Membership;
 use crate::raft::network::Network;
@@ -199,6 +200,11 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         lost_after: Duration::from_millis(config.agents.lost_after_ms),
     };
     tracker.spawn(monitor.run(shutdown.clone()));
+    let clock = TimerClock {
+        state: state.clone(),
+        proposer: proposer.clone(),
+    };
+    tracker.spawn(clock.run(shutdown.clone()));
     let dispatcher = Dispatcher {
         state: state.clone(),
         sessions,

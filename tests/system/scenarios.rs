@@ -495,3 +495,36 @@ fn a_rule_needing_approval_acts_when_an_operator_approves() {
     wait_for_web(&controller, 4);
     assert_eq!(running_replicas(&agents), 4);
 }
+
+#[test]
+fn a_timer_fires_on_its_schedule_and_a_rule_scales_on_it() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let agents: Vec<AgentProcess> = (1..=3)
+        .map(|n| {
+            env.start_agent(
+                &format!("worker-{n}"),
+                &[("role", "worker")],
+                &[&controller],
+            )
+        })
+        .collect();
+    let timer = "kind: Timer\nname: every-second\ncron: \"* * * * * *\"\n---\nkind: Rule\nname: scheduled-scale\nmatch: { type: [timer.fired], subject: [every-second] }\naction: { scale: { service: web, to: 3 } }\n";
+    let specs = env.write_specs("specs", &[("web.yaml", WEB), ("timer.yaml", timer)]);
+    controller.apply(&specs).expect("levee apply");
+    wait_for_web(&controller, 3);
+    assert_eq!(running_replicas(&agents), 3);
+    wait_until("three timer events", TIMEOUT, || {
+        let fired: Vec<i64> = rows(&controller, "events")
+            .iter()
+            .filter(|event| event["type"] == "timer.fired")
+            .map(|event| event["data"]["scheduled_ms"].as_i64().unwrap())
+            .collect();
+        let increasing = fired.windows(2).all(|pair| pair[1] > pair[0]);
+        match (fired.len() >= 3, increasing) {
+            (true, true) => Ok(()),
+            (_, false) => panic!("a scheduled time fired twice or out of order: {fired:?}"),
+            _ => Err(format!("{fired:?}")),
+        }
+    });
+}

@@ -10,6 +10,7 @@ mod rule;
 mod schema;
 mod service;
 mod template;
+mod timer;
 
 use std::collections::BTreeMap;
 
@@ -28,8 +29,9 @@ pub use self::service::{
     ServiceProcess, ServiceSpec, UpdateStrategy,
 };
 pub use self::template::AgentFacts;
+pub use self::timer::TimerSpec;
 
-const KINDS: &str = "`Service`, `Module`, `Rule` or `Provisioner`";
+const KINDS: &str = "`Service`, `Module`, `Rule`, `Provisioner` or `Timer`";
 
 /// Largest spec file accepted, a guard against resource exhaustion.
 pub const MAX_SPEC_FILE_BYTES: usize = 1024 * 1024;
@@ -44,6 +46,8 @@ pub struct SpecSet {
     pub rules: BTreeMap<String, RuleSpec>,
     #[serde(default)]
     pub provisioners: BTreeMap<String, ProvisionerSpec>,
+    #[serde(default)]
+    pub timers: BTreeMap<String, TimerSpec>,
 }
 
 /// One problem in one spec file.
@@ -225,6 +229,17 @@ impl SpecSet {
                             insert_once(&mut self.provisioners, name.clone(), provisioner);
                         }
                         ("Provisioner", name, problems)
+                    }
+                    "Timer" => {
+                        let Some(timer) = decode::<TimerSpec>(file, document, errors) else {
+                            continue;
+                        };
+                        let name = timer.name.clone();
+                        let problems = timer.problems();
+                        if problems.is_empty() && check_name(&name).is_ok() {
+                            insert_once(&mut self.timers, name.clone(), timer);
+                        }
+                        ("Timer", name, problems)
                     }
                     other => {
                         errors.push(SpecError::whole_file(

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::module::ModuleSpec;
 use super::rule::{ProvisionerSpec, RuleSpec};
 use super::service::ServiceSpec;
+use super::timer::TimerSpec;
 
 /// One schema for any document: `oneOf` the kinds, told apart by `kind`.
 pub fn spec_schema() -> Value {
@@ -22,6 +23,7 @@ pub fn spec_schema() -> Value {
             "Provisioner",
             kind_schema::<ProvisionerSpec>(&mut generator),
         ),
+        ("Timer", kind_schema::<TimerSpec>(&mut generator)),
     ] {
         schema["properties"]["kind"] = json!({ "const": kind });
         schema["title"] = json!(kind);
@@ -76,7 +78,7 @@ mod tests {
             .iter()
             .map(|kind| kind["properties"]["kind"]["const"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["Service", "Module", "Rule", "Provisioner"]);
+        assert_eq!(kinds, ["Service", "Module", "Rule", "Provisioner", "Timer"]);
         let service = &schema["oneOf"][0];
         assert_eq!(
             service["additionalProperties"],

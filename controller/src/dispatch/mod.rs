@@ -6,7 +6,9 @@
 //!   stamped with the leader's current term.
 //! - [`lost`]: declares agents lost after `[agents] lost_after_ms` without
 //!   a session to the leader.
+//! - [`timers`]: fires `Timer`s on their cron schedule while this node leads.
 
 pub mod dispatcher;
 pub mod lost;
 pub mod sessions;
+pub mod timers;

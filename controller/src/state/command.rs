@@ -66,6 +66,12 @@ pub enum Command {
         by: String,
         at_ms: i64,
     },
+    /// A timer's scheduled time came (the leader's clock decided).
+    TimerFired {
+        timer: String,
+        scheduled_ms: i64,
+        at_ms: i64,
+    },
     /// The leader has not heard from an agent for too long.
     AgentLost {
         agent_id: AgentId,
@@ -147,6 +153,7 @@ impl fmt::Display for Command {
             }
             Command::NodeRemoved { node_id, .. } => write!(f, "node-removed({node_id})"),
             Command::AgentLost { agent_id, .. } => write!(f, "agent-lost({agent_id})"),
+            Command::TimerFired { timer, .. } => write!(f, "timer-fired({timer})"),
             Command::Answer { id, approve, .. } => write!(f, "answer({id}, {approve})"),
         }
     }

@@ -2,7 +2,7 @@
 //! events the controllers raise about hosts themselves.
 
 use levee_common::event::Event;
-use levee_common::event::types::HOST_LOST;
+use levee_common::event::types::{HOST_LOST, TIMER_FIRED};
 use levee_common::ids::{AgentId, EventKey};
 use serde_json::{Value, json};
 
@@ -47,6 +47,31 @@ impl ClusterState {
         Response::Nothing
     }
 
+    /// Raises `timer.fired` once per scheduled time of a declared timer:
+    /// a repeated or late proposal (a new leader, a retry) changes nothing.
+    pub(super) fn timer_fired(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        timer: &str,
+        scheduled_ms: i64,
+    ) -> Response {
+        let Some(spec) = self.specs.timers.get(timer) else {
+            return Response::Nothing;
+        };
+        if self
+            .timers_fired
+            .get(timer)
+            .is_some_and(|last| *last >= scheduled_ms)
+        {
+            return Response::Nothing;
+        }
+        self.timers_fired.insert(timer.to_owned(), scheduled_ms);
+        let data = json!({ "timer": timer, "scheduled_ms": scheduled_ms, "data": spec.data });
+        self.raise_event(at, at_ms, TIMER_FIRED, timer, data);
+        Response::Nothing
+    }
+
     /// Commits an event raised by the controllers about `agent` (its
     /// subject), so rules and `levee events` see it like any other.
     pub(super) fn raise_host_event(
@@ -55,6 +80,18 @@ impl ClusterState {
         at_ms: i64,
         event_type: &str,
         agent: &AgentId,
+        data: Value,
+    ) {
+        self.raise_event(at, at_ms, event_type, agent.as_str(), data);
+    }
+
+    /// Commits an event the controllers raise, about `subject`.
+    fn raise_event(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        event_type: &str,
+        subject: &str,
         data: Value,
     ) {
         self.controller_events += 1;
@@ -66,7 +103,7 @@ impl ClusterState {
             },
             source: CONTROLLER_SOURCE.to_owned(),
             event_type: event_type.to_owned(),
-            subject: agent.to_string(),
+            subject: subject.to_owned(),
             time_unix_ms: at_ms,
             data,
         };

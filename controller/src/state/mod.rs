@@ -65,6 +65,9 @@ pub struct ClusterState {
     /// What each rule did recently, for its guardrails.
     #[serde(default)]
     pub rule_state: BTreeMap<String, RuleState>,
+    /// The last scheduled time each timer fired for.
+    #[serde(default)]
+    pub timers_fired: BTreeMap<String, i64>,
     /// Rule actions waiting for `levee approve`, by id.
     #[serde(default)]
     pub approvals: BTreeMap<String, PendingApproval>,
@@ -200,6 +203,11 @@ impl ClusterState {
                 silent_ms,
                 at_ms,
             } => self.agent_lost(at, at_ms, &agent_id, silent_ms),
+            Command::TimerFired {
+                timer,
+                scheduled_ms,
+                at_ms,
+            } => self.timer_fired(at, at_ms, &timer, scheduled_ms),
             Command::Answer {
                 id,
                 approve,

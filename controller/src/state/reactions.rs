@@ -316,12 +316,12 @@ impl ClusterState {
         };
         let next = spec.replicas.clamp(wanted);
         if next == current {
-            let bound = if wanted > current { "max" } else { "min" };
-            return (
-                format!("{service} stays at {current} (its {bound})"),
-                None,
-                false,
-            );
+            let why = match wanted.cmp(&current) {
+                std::cmp::Ordering::Greater => " (its max)",
+                std::cmp::Ordering::Less => " (its min)",
+                std::cmp::Ordering::Equal => " already",
+            };
+            return (format!("{service} stays at {current}{why}"), None, false);
         }
         if dry_run {
             return (

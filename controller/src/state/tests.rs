@@ -996,3 +996,40 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     assert_eq!(log.target(), 4);
     assert!(log.state.approvals.is_empty());
 }
+
+#[test]
+fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
+    let mut log = fleet("{}");
+    let mut yaml = scaling_specs("{}");
+    yaml.push_str("---\nkind: Timer\nname: morning\ncron: \"0 7 * * *\"\ndata: { shift: day }\n---\nkind: Rule\nname: morning-scale\nmatch: { type: [timer.fired], subject: [morning] }\naction: { scale: { service: web, to: 6 } }\n");
+    log.put_specs(&yaml);
+    let fire = |log: &mut Log, scheduled_ms: i64| {
+        log.apply(Command::TimerFired {
+            timer: "morning".into(),
+            scheduled_ms,
+            at_ms: scheduled_ms + 5,
+        });
+        log.state
+            .events
+            .iter()
+            .filter(|record| record.event.event_type == "timer.fired")
+            .count()
+    };
+    assert_eq!(fire(&mut log, 25_200_000), 1);
+    assert_eq!(log.target(), 6);
+    let record = log.state.events.back().unwrap();
+    assert_eq!(record.event.subject, "morning");
+    assert_eq!(record.event.data["data"]["shift"], "day");
+    assert_eq!(
+        fire(&mut log, 25_200_000),
+        1,
+        "the same time again (a new leader) raises nothing"
+    );
+    assert_eq!(fire(&mut log, 1_000), 1, "nor an older one");
+    log.apply(Command::TimerFired {
+        timer: "ghost".into(),
+        scheduled_ms: 1,
+        at_ms: 1,
+    });
+    assert!(!log.state.timers_fired.contains_key("ghost"));
+}
