@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use levee_tests::json::millis;
 use levee_tests::{AgentProcess, ControllerProcess, TestEnv, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -83,14 +84,6 @@ fn rows(controller: &ControllerProcess, args: &[&str]) -> Vec<Value> {
         Ok(Value::Array(rows)) => rows,
         other => panic!("levee {args:?}: {other:?}"),
     }
-}
-
-/// RFC 3339 (as the CLI prints it) to milliseconds since the epoch.
-fn millis(value: &Value) -> i64 {
-    let text = value.as_str().expect("a timestamp");
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339");
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn starts(agent: &AgentProcess) -> Vec<u32> {

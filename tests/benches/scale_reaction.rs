@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use levee_tests::json::millis;
 use levee_tests::{ControllerProcess, TestEnv, wait_until};
 use serde_json::Value;
 
@@ -41,15 +42,7 @@ fn main() {
     let _workers: Vec<_> = (1..=2)
         .map(|n| env.start_agent(&format!("worker-{n}"), &[("role", "worker")], &controllers))
         .collect();
-    wait_until("three agents connected", TIMEOUT, || {
-        let agents = rows(controller, &["agents"]);
-        let connected = agents.iter().filter(|a| a["connected"] == true).count();
-        if connected == 3 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(3);
 
     let mut latencies_ms = Vec::with_capacity(runs);
     for run in 1..=runs {
@@ -103,12 +96,4 @@ fn rows(controller: &ControllerProcess, args: &[&str]) -> Vec<Value> {
         Ok(Value::Array(rows)) => rows,
         other => panic!("levee {args:?}: {other:?}"),
     }
-}
-
-/// RFC 3339 (as the CLI prints it) to milliseconds since the epoch.
-fn millis(value: &Value) -> i64 {
-    let text = value.as_str().expect("a timestamp");
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339");
-    (at.unix_timestamp_nanos() / 1_000_000) as i64
 }

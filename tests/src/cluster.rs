@@ -383,6 +383,21 @@ impl ControllerProcess {
         )
     }
 
+    /// Waits until `count` agents have a session to the leader.
+    pub fn wait_for_connected_agents(&self, count: usize) {
+        wait_until(&format!("{count} agent(s) connected"), STARTUP, || {
+            let agents = self.cli(&["agents"])?;
+            let connected = agents.as_array().map_or(0, |agents| {
+                agents.iter().filter(|a| a["connected"] == true).count()
+            });
+            if connected >= count {
+                Ok(())
+            } else {
+                Err(format!("{connected} connected: {agents}"))
+            }
+        });
+    }
+
     /// This node's own view (`levee cluster status`), asked of it directly.
     pub fn status(&self) -> Result<Value, String> {
         self.cli(&["cluster", "status"])

@@ -6,6 +6,7 @@
 //! names what was awaited.
 
 pub mod cluster;
+pub mod json;
 pub mod load;
 pub mod process;
 pub mod proxy;

@@ -106,17 +106,7 @@ fn plan_apply_scale_history_and_rollback() {
         &[("role", "worker"), ("site", "a")],
         &[&controller],
     );
-    wait_until("three agents connected", TIMEOUT, || {
-        let connected = rows(&controller, "agents")
-            .iter()
-            .filter(|a| a["connected"] == true)
-            .count();
-        if connected == 3 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(3);
     let v1 = env.write_specs("v1", &[("web.yaml", &web("v1"))]);
     let v2 = env.write_specs("v2", &[("web.yaml", &web("v2"))]);
 
@@ -260,17 +250,7 @@ fn a_rollout_that_fails_its_health_check_rolls_back_by_itself() {
     let b = env.start_agent("worker-2", &[], &[&controller]);
     let good = env.write_specs("good", &[("web.yaml", &checked("v1", "ok"))]);
     let bad = env.write_specs("bad", &[("web.yaml", &checked("v2", "never-created"))]);
-    wait_until("two agents connected", TIMEOUT, || {
-        let connected = rows(&controller, "agents")
-            .iter()
-            .filter(|a| a["connected"] == true)
-            .count();
-        if connected == 2 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(2);
     let (code, _, stderr) = controller.run_with_code(&["apply", "-f", good.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
 

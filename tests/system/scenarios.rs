@@ -99,17 +99,7 @@ fn flash_sale_scales_up_to_max_and_back_under_guardrails() {
         })
         .collect();
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", RULES)]);
-    wait_until("six agents connected", TIMEOUT, || {
-        let connected = rows(&controller, "agents")
-            .iter()
-            .filter(|a| a["connected"] == true)
-            .count();
-        if connected == 6 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(6);
     controller.apply(&specs).expect("levee apply");
     wait_for_web(&controller, 2);
     let hot = r#"{"cpu": 95}"#;
@@ -230,17 +220,7 @@ fn a_lost_host_s_workloads_run_again_on_other_agents() {
             )
         })
         .collect();
-    wait_until("three agents connected", TIMEOUT, || {
-        let connected = rows(&controller, "agents")
-            .iter()
-            .filter(|a| a["connected"] == true)
-            .count();
-        if connected == 3 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(3);
     let specs = env.write_specs(
         "specs",
         &[("web.yaml", &WEB.replace("{ min: 2, max: 6 }", "2"))],
@@ -311,17 +291,7 @@ fn rule_trials_and_dry_runs_change_nothing_anywhere() {
             )
         })
         .collect();
-    wait_until("four agents connected", TIMEOUT, || {
-        let connected = rows(&controller, "agents")
-            .iter()
-            .filter(|a| a["connected"] == true)
-            .count();
-        if connected == 4 {
-            Ok(())
-        } else {
-            Err(format!("{connected} connected"))
-        }
-    });
+    controller.wait_for_connected_agents(4);
     let dry_rules = RULES.replace("window_ms: 120000 }", "window_ms: 120000, dry_run: true }");
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", &dry_rules)]);
     controller.apply(&specs).expect("levee apply");

@@ -5,9 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use levee_tests::{TestEnv, cluster::free_port, wait_until};
-
-use crate::common::{TIMEOUT, rows};
+use levee_tests::{TestEnv, cluster::free_port};
 
 const MODULE: &str = include_str!("../../deploy/examples/stack/static-site.yaml");
 
@@ -52,16 +50,7 @@ fn a_module_based_service_is_planned_rolled_out_health_checked_and_served() {
     let env = TestEnv::new();
     let controller = env.start_controller(1);
     let agent = env.start_agent("web-1", &[("role", "web"), ("site", "ams")], &[&controller]);
-    wait_until("the agent to connect", TIMEOUT, || {
-        if rows(&controller, "agents")
-            .iter()
-            .any(|a| a["connected"] == true)
-        {
-            Ok(())
-        } else {
-            Err("not yet".into())
-        }
-    });
+    controller.wait_for_connected_agents(1);
     let port = free_port();
     let specs = env.write_specs(
         "stack",
