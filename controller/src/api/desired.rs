@@ -312,9 +312,9 @@ pub async fn test_rules(
             .map(|log_id| log_id.leader_id.term)
             .unwrap_or_default(),
     };
-    let trial = service
-        .state
-        .read(|state| state.trial(specs, events, after));
+    // Copy, then run outside the lock: a long trial must not hold up apply.
+    let copy = service.state.read(|state| state.clone());
+    let trial = copy.trial(specs, events, after);
     Ok(pb::TestRulesResponse {
         events: trial
             .events

@@ -47,20 +47,21 @@ impl LostMonitor {
             }
             let connected: std::collections::HashSet<AgentId> =
                 self.sessions.connected().into_iter().collect();
-            let watched: Vec<AgentId> = self.state.read(|state| {
+            let watched: HashMap<AgentId, i64> = self.state.read(|state| {
                 state
                     .agents
                     .values()
                     .filter(|agent| !agent.lost)
-                    .map(|agent| agent.agent_id.clone())
+                    .map(|agent| (agent.agent_id.clone(), agent.last_hello_ms))
                     .collect()
             });
-            silent_since.retain(|agent, _| watched.contains(agent) && !connected.contains(agent));
+            silent_since
+                .retain(|agent, _| watched.contains_key(agent) && !connected.contains(agent));
             let now = Instant::now();
-            for agent in watched
+            let silent_agents = watched
                 .into_iter()
-                .filter(|agent| !connected.contains(agent))
-            {
+                .filter(|(agent, _)| !connected.contains(agent));
+            for (agent, last_hello_ms) in silent_agents {
                 let since = *silent_since.entry(agent.clone()).or_insert(now);
                 let silent = now.duration_since(since);
                 if silent < self.lost_after {
@@ -70,6 +71,7 @@ impl LostMonitor {
                 let command = Command::AgentLost {
                     agent_id: agent.clone(),
                     silent_ms: silent.as_millis() as u64,
+                    last_hello_ms,
                     at_ms: now_ms(),
                 };
                 match self.proposer.propose(command).await {

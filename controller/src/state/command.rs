@@ -76,6 +76,10 @@ pub enum Command {
     AgentLost {
         agent_id: AgentId,
         silent_ms: u64,
+        /// The agent's last hello as the leader saw it when deciding; a
+        /// later hello (it came back meanwhile) voids the decision.
+        #[serde(default)]
+        last_hello_ms: i64,
         at_ms: i64,
     },
     /// A controller node is being removed; its id may never be reused.

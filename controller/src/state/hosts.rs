@@ -24,13 +24,14 @@ impl ClusterState {
         at_ms: i64,
         agent_id: &AgentId,
         silent_ms: u64,
+        last_hello_ms: i64,
     ) -> Response {
         let Some(record) = self.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id}"),
             };
         };
-        if record.lost {
+        if record.lost || record.last_hello_ms > last_hello_ms {
             return Response::Nothing;
         }
         record.lost = true;
@@ -43,6 +44,18 @@ impl ClusterState {
             rule: None,
             depth: 0,
         };
+        // Its unfinished tasks cannot be delivered; its replicas are
+        // placed elsewhere below, so they are superseded (and a rollout
+        // waiting on them goes on).
+        let stranded: Vec<levee_common::ids::TaskId> = self
+            .tasks
+            .values()
+            .filter(|task| &task.agent_id == agent_id && !task.state.is_finished())
+            .map(|task| task.task_id.clone())
+            .collect();
+        for task_id in stranded {
+            self.supersede(&task_id);
+        }
         self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
         Response::Nothing
     }

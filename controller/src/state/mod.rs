@@ -71,6 +71,9 @@ pub struct ClusterState {
     /// Rule actions waiting for `levee approve`, by id.
     #[serde(default)]
     pub approvals: BTreeMap<String, PendingApproval>,
+    /// How many approvals were ever asked for: the next id.
+    #[serde(default)]
+    pub approvals_asked: u64,
     /// When each service was last scaled up and down.
     #[serde(default)]
     pub scaling: BTreeMap<String, ScalingRecord>,
@@ -101,6 +104,18 @@ impl ClusterState {
                 // the cluster last heard: its store was lost. Forget what
                 // it ran so the planner creates it all again.
                 let forgot = highest_term_seen == 0 && self.deployments.remove(&agent_id).is_some();
+                if forgot {
+                    // Its unfinished tasks are for a state it no longer has.
+                    let stale: Vec<TaskId> = self
+                        .tasks
+                        .values()
+                        .filter(|task| task.agent_id == agent_id && !task.state.is_finished())
+                        .map(|task| task.task_id.clone())
+                        .collect();
+                    for task_id in stale {
+                        self.supersede(&task_id);
+                    }
+                }
                 let record = self
                     .agents
                     .entry(agent_id.clone())
@@ -201,8 +216,9 @@ impl ClusterState {
             Command::AgentLost {
                 agent_id,
                 silent_ms,
+                last_hello_ms,
                 at_ms,
-            } => self.agent_lost(at, at_ms, &agent_id, silent_ms),
+            } => self.agent_lost(at, at_ms, &agent_id, silent_ms, last_hello_ms),
             Command::TimerFired {
                 timer,
                 scheduled_ms,

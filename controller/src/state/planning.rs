@@ -141,11 +141,21 @@ impl ClusterState {
         else {
             return;
         };
-        if let Some(task) = self.tasks.get_mut(&task_id)
-            && !task.state.is_finished()
-        {
-            task.state = TaskState::Superseded;
+        self.supersede(&task_id);
+    }
+
+    /// Marks an unfinished task superseded and lets its rollout go on: a
+    /// superseded task counts as done for its batch.
+    pub(super) fn supersede(&mut self, task_id: &TaskId) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        if task.state.is_finished() {
+            return;
         }
+        task.state = TaskState::Superseded;
+        let (plan_id, service, batch) = (task.plan_id.clone(), task.service.clone(), task.batch);
+        self.release_next_batch(&plan_id, &service, batch);
     }
 
     /// Commits `specs` as a new version and plans it.
@@ -247,6 +257,12 @@ impl ClusterState {
         }
         let from = planner::target_of(spec, &self.targets);
         self.targets.insert(service.to_owned(), replicas);
+        let scaling = self.scaling.entry(service.to_owned()).or_default();
+        if replicas > from {
+            scaling.last_up_ms = Some(at_ms);
+        } else if replicas < from {
+            scaling.last_down_ms = Some(at_ms);
+        }
         let cause = Cause {
             reason: format!(
                 "scale {service} from {from} to {replicas} by {requested_by}: {reason}"

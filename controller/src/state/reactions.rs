@@ -8,6 +8,7 @@ use levee_common::spec::{Guardrails, RuleAction};
 
 use super::ClusterState;
 use super::command::Response;
+use super::hosts::CONTROLLER_SOURCE;
 use super::records::{Cause, LogPosition, PendingApproval};
 use crate::engine::planner::{self, Trigger};
 use crate::engine::rules;
@@ -92,7 +93,8 @@ impl ClusterState {
                     format!("held: {reason}")
                 }
                 Verdict::Act if guardrails.approval && !guardrails.dry_run => {
-                    let id = format!("a{}.{}", at.index, reaction.rules.len());
+                    self.approvals_asked += 1;
+                    let id = format!("a{}", self.approvals_asked);
                     self.approvals.insert(
                         id.clone(),
                         PendingApproval {
@@ -144,6 +146,11 @@ impl ClusterState {
         dry_run: bool,
     ) -> (String, Option<PlanId>) {
         let (outcome, plan_id, acted) = match &pending.action {
+            RuleAction::Repair { service } if pending.agent.as_str() == CONTROLLER_SOURCE => (
+                format!("cannot repair {service}: the event is not from an agent"),
+                None,
+                false,
+            ),
             RuleAction::Repair { service } if dry_run => (
                 format!("dry run: would repair {service} on {}", pending.agent),
                 None,
@@ -202,12 +209,20 @@ impl ClusterState {
                 plan_id: None,
             };
         }
-        let guardrails = self
-            .specs
-            .rules
-            .get(&pending.rule)
-            .map(|rule| rule.guardrails.clone())
-            .unwrap_or_default();
+        // The rule may have changed while the action waited.
+        let Some(rule) = self.specs.rules.get(&pending.rule) else {
+            return Response::Answered {
+                outcome: format!("{}: dropped: the rule no longer exists", pending.rule),
+                plan_id: None,
+            };
+        };
+        if rule.action != pending.action {
+            return Response::Answered {
+                outcome: format!("{}: dropped: the rule's action changed since", pending.rule),
+                plan_id: None,
+            };
+        }
+        let guardrails = rule.guardrails.clone();
         if let Verdict::Hold(reason) =
             self.verdict(&pending.rule, &pending.action, &guardrails, at_ms)
         {
@@ -219,7 +234,7 @@ impl ClusterState {
         let mut cause = pending.cause.clone();
         cause.reason = format!("{} (approved by {by})", cause.reason);
         let pending = PendingApproval { cause, ..pending };
-        let (outcome, plan_id) = self.act(at, at_ms, 0, &pending, false);
+        let (outcome, plan_id) = self.act(at, at_ms, 0, &pending, guardrails.dry_run);
         Response::Answered {
             outcome: format!("{}: approved by {by}: {outcome}", pending.rule),
             plan_id,

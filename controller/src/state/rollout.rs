@@ -32,7 +32,11 @@ impl ClusterState {
             return Response::TaskReportRecorded { known: true };
         }
         let superseded = task.state == TaskState::Superseded;
-        task.state = report.state;
+        // A superseded task stays superseded (its rollout already went
+        // on); its report is kept for the record.
+        if !superseded {
+            task.state = report.state;
+        }
         task.outcomes = report.outcomes;
         task.error = report.error;
         task.finished_ms = report.finished_ms;
@@ -123,7 +127,7 @@ impl ClusterState {
     }
 
     /// Sends the next batch once every task of this one is fine.
-    fn release_next_batch(&mut self, plan_id: &PlanId, service: &str, batch: u32) {
+    pub(super) fn release_next_batch(&mut self, plan_id: &PlanId, service: &str, batch: u32) {
         let ids = self.rollout_tasks(plan_id, service);
         let batch_done = ids
             .iter()
@@ -180,10 +184,9 @@ impl ClusterState {
             .is_some_and(|spec| spec.update.auto_rollback);
         // Only the rollout of the current version, made by `apply`, rolls
         // back: never a rollback (no ping-pong), never a stale version.
-        let from_apply = self
-            .versions
-            .get(&version)
-            .is_some_and(|record| record.origin == VersionOrigin::Apply);
+        let from_apply = self.versions.get(&version).is_some_and(|record| {
+            record.origin == VersionOrigin::Apply && record.plan_ids.contains(plan_id)
+        });
         if !asks || !from_apply || version != self.spec_version || plan.rolled_back_by.is_some() {
             return;
         }

@@ -782,6 +782,7 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
     log.apply(Command::AgentLost {
         agent_id: lost.clone(),
         silent_ms: 30_000,
+        last_hello_ms: 1,
         at_ms: 9,
     });
     assert!(log.state.agents[&lost].lost);
@@ -946,12 +947,12 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     let outcomes = log.load("a1", 1, 95, 1_000);
     assert_eq!(
         outcomes,
-        ["scale-up: awaiting approval: `levee approve a10.0` to scale web by 2"]
+        ["scale-up: awaiting approval: `levee approve a1` to scale web by 2"]
     );
     assert_eq!(log.target(), 2, "nothing happens yet");
     // Another reading while one waits is held, not queued.
     let held = log.load("a1", 2, 95, 2_000);
-    assert!(held[0].contains("held: a10.0 awaits approval"), "{held:?}");
+    assert!(held[0].contains("held: a1 awaits approval"), "{held:?}");
     let answer = |log: &mut Log, id: &str, approve: bool| {
         log.apply(Command::Answer {
             id: id.into(),
@@ -963,7 +964,7 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     let Response::Answered {
         outcome,
         plan_id: Some(plan),
-    } = answer(&mut log, "a10.0", true)
+    } = answer(&mut log, "a1", true)
     else {
         panic!()
     };
@@ -979,7 +980,7 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
             .contains("approved by operator/alice")
     );
     assert!(
-        matches!(answer(&mut log, "a10.0", true), Response::Rejected { .. }),
+        matches!(answer(&mut log, "a1", true), Response::Rejected { .. }),
         "answered once"
     );
     // A rejected one is dropped.
@@ -1032,4 +1033,105 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
         at_ms: 1,
     });
     assert!(!log.state.timers_fired.contains_key("ghost"));
+}
+
+#[test]
+fn a_rollout_goes_on_when_a_batch_agent_is_lost() {
+    let mut log = Log::running_web_v1(false);
+    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+        panic!()
+    };
+    let tasks = log.tasks_of(&plan_ids[0]);
+    let first_agent = log.state.tasks[&tasks[0].0].agent_id.clone();
+    log.apply(Command::AgentLost {
+        agent_id: first_agent,
+        silent_ms: 30_000,
+        last_hello_ms: 1,
+        at_ms: 9,
+    });
+    let after = log.tasks_of(&plan_ids[0]);
+    assert_eq!(after[0].1, TaskState::Superseded);
+    assert_eq!(
+        after[1].1,
+        TaskState::Pending,
+        "the next batch was released"
+    );
+}
+
+#[test]
+fn only_the_version_s_own_rollout_rolls_back() {
+    let mut log = Log::running_web_v1(true);
+    log.put_specs(&web("v2", true));
+    let version = log.state.spec_version;
+    let plan = log.state.versions[&version].plan_ids[0].clone();
+    for (task_id, _, _) in log.tasks_of(&plan) {
+        if log.state.tasks[&task_id].state == TaskState::Pending {
+            log.report(&task_id, TaskState::Succeeded);
+        }
+        for (task_id, state, _) in log.tasks_of(&plan) {
+            if state == TaskState::Pending {
+                log.report(&task_id, TaskState::Succeeded);
+            }
+        }
+    }
+    // A later reconcile (a new agent) fails: no rollback of the service.
+    let Response::AgentRegistered { reconcile_plans } = log.hello("a4", 1) else {
+        panic!()
+    };
+    assert!(reconcile_plans.is_empty(), "web is full at 3");
+    log.apply(Command::Scale {
+        service: "web".into(),
+        replicas: 4,
+        reason: String::new(),
+        requested_by: "operator/alice".into(),
+        at_ms: 20,
+    });
+    let scale_plan = log.state.plans.keys().last().unwrap().clone();
+    let task = log.state.plans[&scale_plan].task_ids[0].clone();
+    log.report(&task, TaskState::Failed);
+    assert_eq!(
+        log.state.spec_version, version,
+        "a failed scale-out is not the version's rollout"
+    );
+}
+
+#[test]
+fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
+    let mut log = fleet("{ approval: true }");
+    let reading = |seq, cpu| Event {
+        key: EventKey {
+            agent_id: "a1".into(),
+            boot_epoch: 1,
+            seq,
+        },
+        source: "agent/a1".into(),
+        event_type: "app.load".into(),
+        subject: "web".into(),
+        time_unix_ms: 0,
+        data: json!({ "cpu": cpu }),
+    };
+    log.apply(Command::RecordEvents {
+        agent_id: "a1".into(),
+        events: vec![reading(1, 95), reading(2, 5)],
+        at_ms: 1_000,
+    });
+    let ids: Vec<&String> = log.state.approvals.keys().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    // The leader decided a2 was lost, but a2 said hello since.
+    log.apply(Command::AgentHello {
+        agent_id: "a2".into(),
+        boot_epoch: 2,
+        labels: BTreeMap::new(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: 1,
+        at_ms: 50,
+    });
+    log.apply(Command::AgentLost {
+        agent_id: "a2".into(),
+        silent_ms: 30_000,
+        last_hello_ms: 1,
+        at_ms: 60,
+    });
+    assert!(!log.state.agents[&AgentId::from("a2")].lost);
 }
