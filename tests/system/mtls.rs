@@ -287,6 +287,32 @@ fn an_agent_cannot_speak_for_another_agent() {
     );
 }
 
+#[test]
+fn the_name_controller_is_reserved_for_the_controllers_own_events() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let ca_pem = read(&env.pki.dir.join("ca.crt"));
+    let agent = with_cert(&env.pki.issue("agent", "controller"));
+    let runtime = runtime();
+    let _context = runtime.enter();
+    let result = runtime.block_on(open_session(
+        channel(&controller, &ca_pem, agent),
+        hello("controller"),
+    ));
+    match result {
+        Err(status) => {
+            assert_eq!(status.code(), Code::PermissionDenied);
+            assert!(
+                status.message().contains("reserved"),
+                "{}",
+                status.message()
+            );
+        }
+        Ok(reply) => panic!("an agent named controller was accepted: {reply:?}"),
+    }
+    assert!(rows(&controller, "agents").is_empty());
+}
+
 /// Sends one batch on a fresh session and returns the acknowledgement.
 async fn send_batch(channel: Channel, agent_id: &str, seqs: &[u64]) -> pb::EventAck {
     let (tx, rx) = mpsc::channel(8);

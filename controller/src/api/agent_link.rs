@@ -77,6 +77,14 @@ impl AgentLink for AgentLinkService {
             ))
             .into());
         }
+        if identity.name == crate::state::hosts::CONTROLLER_SOURCE {
+            // The controllers' own events are keyed by this name.
+            return Err(ApiError::PermissionDenied(format!(
+                "`{}` is reserved for events the controllers raise; issue this host a certificate with another name",
+                crate::state::hosts::CONTROLLER_SOURCE
+            ))
+            .into());
+        }
         let term = self
             .proposer
             .leader_term()

@@ -8,7 +8,7 @@
 //! a new leader finds every task its predecessor created.
 
 pub mod command;
-mod hosts;
+pub mod hosts;
 mod planning;
 pub mod reactions;
 pub mod records;
