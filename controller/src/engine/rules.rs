@@ -4,9 +4,24 @@ use levee_common::event::Event;
 use levee_common::pattern::Pattern;
 use levee_common::spec::{RuleSpec, SpecSet};
 
+use crate::state::records::AgentRecord;
+
 /// The rules of `specs` whose pattern matches `event`, in name order.
-pub fn matching_rules<'a>(specs: &'a SpecSet, event: &Event) -> Vec<&'a RuleSpec> {
-    let document = event.to_match_document();
+/// `agent` is the agent the event is about (its sender, or for the
+/// controllers' own events the agent they concern): patterns can match its
+/// id and labels as `agent: { id: [...], labels: { site: [...] } }`.
+pub fn matching_rules<'a>(
+    specs: &'a SpecSet,
+    event: &Event,
+    agent: Option<&AgentRecord>,
+) -> Vec<&'a RuleSpec> {
+    let mut document = event.to_match_document();
+    if let (Some(agent), Some(fields)) = (agent, document.as_object_mut()) {
+        fields.insert(
+            "agent".into(),
+            serde_json::json!({ "id": agent.agent_id.as_str(), "labels": agent.labels }),
+        );
+    }
     specs
         .rules
         .values()
@@ -64,7 +79,7 @@ action: { repair: { service: clock } }
     fn rules_match_on_type_data_and_source() {
         let specs = specs();
         let names = |event: &Event| {
-            matching_rules(&specs, event)
+            matching_rules(&specs, event, None)
                 .iter()
                 .map(|rule| rule.name.clone())
                 .collect::<Vec<_>>()
@@ -92,6 +107,39 @@ action: { repair: { service: clock } }
                 json!({"service": "web"})
             ))
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn rules_match_on_the_agent_s_labels() {
+        let yaml = r#"
+kind: Service
+name: clock
+process: { argv: [/bin/true] }
+---
+kind: Rule
+name: ams-only
+match: { type: [host.process.exited], agent: { labels: { site: [ams] } } }
+action: { repair: { service: clock } }
+"#;
+        let specs = SpecSet::parse([("s.yaml", yaml)]).unwrap();
+        let agent = |site: &str| AgentRecord {
+            agent_id: "edge-1".into(),
+            boot_epoch: 1,
+            labels: [("site".to_owned(), site.to_owned())].into(),
+            cpu_millis: 0,
+            memory_bytes: 0,
+            first_seen_ms: 0,
+            last_hello_ms: 0,
+            events_committed: 0,
+            lost: false,
+        };
+        let exit = event("edge-1", "host.process.exited", json!({}));
+        assert_eq!(matching_rules(&specs, &exit, Some(&agent("ams"))).len(), 1);
+        assert!(matching_rules(&specs, &exit, Some(&agent("fra"))).is_empty());
+        assert!(
+            matching_rules(&specs, &exit, None).is_empty(),
+            "no agent, no labels"
         );
     }
 }

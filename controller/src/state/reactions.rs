@@ -3,13 +3,13 @@
 //! comes from the command, so every node decides the same.
 
 use levee_common::event::Event;
-use levee_common::ids::PlanId;
+use levee_common::ids::{AgentId, PlanId};
 use levee_common::spec::{Guardrails, RuleAction};
 
 use super::ClusterState;
 use super::command::Response;
 use super::hosts::CONTROLLER_SOURCE;
-use super::records::{Cause, LogPosition, PendingApproval};
+use super::records::{AgentRecord, Cause, LogPosition, PendingApproval};
 use crate::engine::planner::{self, Trigger};
 use crate::engine::rules;
 
@@ -51,7 +51,7 @@ impl ClusterState {
         event: &Event,
     ) -> Reaction {
         let matched: Vec<(String, RuleAction, Guardrails)> =
-            rules::matching_rules(&self.specs, event)
+            rules::matching_rules(&self.specs, event, self.agent_of(event))
                 .into_iter()
                 .map(|rule| {
                     (
@@ -133,6 +133,16 @@ impl ClusterState {
             reaction.rules.push(rule);
         }
         reaction
+    }
+
+    /// The agent an event is about: its sender, or for the controllers'
+    /// own events (`host.lost`...) the agent named as their subject.
+    fn agent_of(&self, event: &Event) -> Option<&AgentRecord> {
+        self.agents.get(&event.key.agent_id).or_else(|| {
+            (event.source == CONTROLLER_SOURCE)
+                .then(|| self.agents.get(&AgentId::from(event.subject.as_str())))
+                .flatten()
+        })
     }
 
     /// Carries out a rule's action (or, dry, says what it would do).

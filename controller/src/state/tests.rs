@@ -1135,3 +1135,34 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
     });
     assert!(!log.state.agents[&AgentId::from("a2")].lost);
 }
+
+#[test]
+fn a_rule_on_host_lost_sees_the_lost_agent_s_labels() {
+    let mut log = Log::new();
+    for (agent, site) in [("a1", "ams"), ("a2", "ams"), ("a3", "fra")] {
+        log.apply(Command::AgentHello {
+            agent_id: agent.into(),
+            boot_epoch: 1,
+            labels: [("site".to_owned(), site.to_owned())].into(),
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            highest_term_seen: 1,
+            at_ms: 1,
+        });
+    }
+    log.put_specs(&format!(
+        "{}---\nkind: Rule\nname: ams-down\nmatch: {{ type: [host.lost], agent: {{ labels: {{ site: [ams] }} }} }}\naction: {{ scale: {{ service: web, to: 1 }} }}\n",
+        web("v1", false)
+    ));
+    let lose = |log: &mut Log, agent: &str| {
+        log.apply(Command::AgentLost {
+            agent_id: agent.into(),
+            silent_ms: 1,
+            last_hello_ms: 1,
+            at_ms: 5,
+        });
+        log.state.events.back().unwrap().rules.clone()
+    };
+    assert!(lose(&mut log, "a3").is_empty(), "fra is not matched");
+    assert_eq!(lose(&mut log, "a1"), ["ams-down"]);
+}
