@@ -36,6 +36,7 @@ mod testing;
 pub mod threshold;
 pub mod user;
 pub mod util;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -120,6 +121,9 @@ async fn run_as(
         )
         .in_current_span(),
     );
+    let watch_task = tokio::spawn(
+        watch::run(config.watches.clone(), outbox.clone(), shutdown.clone()).in_current_span(),
+    );
     let mut metric_tasks = Vec::new();
     for threshold in config.metrics.clone() {
         metric_tasks.push(tokio::spawn(
@@ -143,6 +147,7 @@ async fn run_as(
     for task in metric_tasks {
         let _ = task.await;
     }
+    let _ = watch_task.await;
     if let Ok(Err(err)) = emit_task.await {
         warn!(error = %err, "the local event socket failed");
     }

@@ -66,6 +66,7 @@ pub fn fixture() -> Fixture {
         logs: LogsConfig::default(),
         drift: DriftConfig::default(),
         metrics: Vec::new(),
+        watches: Vec::new(),
     };
     let db = crate::store::open(&config.data_dir.join("agent.redb")).unwrap();
     let outbox = Outbox::open(db.clone(), 1000, 0).unwrap();

@@ -32,6 +32,23 @@ pub struct AgentConfig {
     /// Thresholds on this host's metrics, each turned into events.
     #[serde(default, rename = "metric")]
     pub metrics: Vec<MetricThreshold>,
+    /// Files and directories whose changes become `host.file.changed`.
+    #[serde(default, rename = "watch")]
+    pub watches: Vec<FileWatch>,
+}
+
+/// A file, or a directory's entries (not recursive), to watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWatch {
+    pub path: PathBuf,
+    /// Changes to one path within this window make one event.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+}
+
+fn default_debounce_ms() -> u64 {
+    200
 }
 
 /// Which host metric a threshold watches.
@@ -193,6 +210,14 @@ impl AgentConfig {
         if self.logs.max_bytes == 0 {
             return Err("logs.max_bytes must be at least 1".into());
         }
+        for watch in &self.watches {
+            if !watch.path.is_absolute() {
+                return Err(format!(
+                    "watch `{}`: the path must be absolute",
+                    watch.path.display()
+                ));
+            }
+        }
         for threshold in &self.metrics {
             let name = &threshold.name;
             if threshold.above.is_some() == threshold.below.is_some() {
@@ -285,6 +310,10 @@ mod tests {
                 sustained_ms: 30_000,
                 interval_ms: 1_000,
                 path: None,
+            }],
+            watches: vec![FileWatch {
+                path: "/etc/app.conf".into(),
+                debounce_ms: 100,
             }],
         };
         assert_eq!(

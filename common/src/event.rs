@@ -29,6 +29,9 @@ pub mod types {
     /// Raised by the controllers on a `Timer`'s schedule (subject: the
     /// timer; data: timer, scheduled, and the timer's `data`).
     pub const TIMER_FIRED: &str = "timer.fired";
+    /// A watched file was created, modified or removed (subject: its path;
+    /// data: path, change).
+    pub const FILE_CHANGED: &str = "host.file.changed";
     /// A metric threshold held past its limit for its sustained time
     /// (subject: the threshold's name; data: metric, value, limit).
     pub const METRIC_EXCEEDED: &str = "host.metric.exceeded";

@@ -237,6 +237,7 @@ impl TestEnv {
             logs: Default::default(),
             drift: Default::default(),
             metrics: Vec::new(),
+            watches: Vec::new(),
         };
         let mut config = config;
         configure(&mut config);

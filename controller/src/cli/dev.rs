@@ -103,6 +103,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
             correct: true,
         },
         metrics: Vec::new(),
+        watches: Vec::new(),
     };
     let agent_config_path = data_dir.join("agent.toml");
     std::fs::write(&agent_config_path, agent_config.to_toml()).context("writing agent.toml")?;
