@@ -58,14 +58,26 @@ fn wait_for_web(controller: &ControllerProcess, target: u64) {
 
 /// Outcomes of the committed load events, e.g. `scale-up: scaled web 2 -> 4: plan p9.1`.
 fn outcomes(controller: &ControllerProcess) -> Vec<String> {
+    outcomes_of(controller, Some("app.load"))
+}
+
+/// Rule outcomes of every committed event, or of events of one type.
+fn outcomes_of(controller: &ControllerProcess, event_type: Option<&str>) -> Vec<String> {
     let events = controller.cli(&["events", "--limit", "10000"]).unwrap();
     events
         .as_array()
         .unwrap()
         .iter()
-        .filter(|event| event["type"] == "app.load")
+        .filter(|event| event_type.is_none_or(|wanted| event["type"] == wanted))
         .flat_map(|event| event["outcomes"].as_array().cloned().unwrap_or_default())
         .map(|outcome| outcome.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `count` agents `worker-1`.. with the label `role=worker`.
+fn start_workers(env: &TestEnv, controller: &ControllerProcess, count: usize) -> Vec<AgentProcess> {
+    (1..=count)
+        .map(|n| env.start_agent(&format!("worker-{n}"), &[("role", "worker")], &[controller]))
         .collect()
 }
 
@@ -89,15 +101,7 @@ fn running_replicas(agents: &[AgentProcess]) -> usize {
 fn flash_sale_scales_up_to_max_and_back_under_guardrails() {
     let env = TestEnv::new();
     let controller = env.start_controller(1);
-    let agents: Vec<AgentProcess> = (1..=6)
-        .map(|n| {
-            env.start_agent(
-                &format!("worker-{n}"),
-                &[("role", "worker")],
-                &[&controller],
-            )
-        })
-        .collect();
+    let agents = start_workers(&env, &controller, 6);
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", RULES)]);
     controller.wait_for_connected_agents(6);
     controller.apply(&specs).expect("levee apply");
@@ -211,15 +215,7 @@ fn a_lost_host_s_workloads_run_again_on_other_agents() {
     let mut env = TestEnv::new();
     env.agents_options = "lost_after_ms = 1500".into();
     let controller = env.start_controller(1);
-    let mut agents: Vec<AgentProcess> = (1..=3)
-        .map(|n| {
-            env.start_agent(
-                &format!("worker-{n}"),
-                &[("role", "worker")],
-                &[&controller],
-            )
-        })
-        .collect();
+    let mut agents = start_workers(&env, &controller, 3);
     controller.wait_for_connected_agents(3);
     let specs = env.write_specs(
         "specs",
@@ -282,15 +278,7 @@ fn a_lost_host_s_workloads_run_again_on_other_agents() {
 fn rule_trials_and_dry_runs_change_nothing_anywhere() {
     let env = TestEnv::new();
     let controller = env.start_controller(1);
-    let agents: Vec<AgentProcess> = (1..=4)
-        .map(|n| {
-            env.start_agent(
-                &format!("worker-{n}"),
-                &[("role", "worker")],
-                &[&controller],
-            )
-        })
-        .collect();
+    let agents = start_workers(&env, &controller, 4);
     controller.wait_for_connected_agents(4);
     let dry_rules = RULES.replace("window_ms: 120000 }", "window_ms: 120000, dry_run: true }");
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", &dry_rules)]);
@@ -412,30 +400,16 @@ fn a_workload_that_crashes_each_repair_is_repaired_only_to_the_chain_limit() {
 }
 
 fn outcomes_with(controller: &ControllerProcess, needle: &str) -> Vec<String> {
-    let events = controller.cli(&["events", "--limit", "10000"]).unwrap();
-    events
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|event| event["outcomes"].as_array().cloned().unwrap_or_default())
-        .filter_map(|outcome| outcome.as_str().map(str::to_owned))
-        .filter(|outcome| outcome.contains(needle))
-        .collect()
+    let mut found = outcomes_of(controller, None);
+    found.retain(|outcome| outcome.contains(needle));
+    found
 }
 
 #[test]
 fn a_rule_needing_approval_acts_when_an_operator_approves() {
     let env = TestEnv::new();
     let controller = env.start_controller(1);
-    let agents: Vec<AgentProcess> = (1..=4)
-        .map(|n| {
-            env.start_agent(
-                &format!("worker-{n}"),
-                &[("role", "worker")],
-                &[&controller],
-            )
-        })
-        .collect();
+    let agents = start_workers(&env, &controller, 4);
     let rules = RULES.replace("window_ms: 120000 }", "window_ms: 120000, approval: true }");
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("rules.yaml", &rules)]);
     controller.apply(&specs).expect("levee apply");
@@ -470,15 +444,7 @@ fn a_rule_needing_approval_acts_when_an_operator_approves() {
 fn a_timer_fires_on_its_schedule_and_a_rule_scales_on_it() {
     let env = TestEnv::new();
     let controller = env.start_controller(1);
-    let agents: Vec<AgentProcess> = (1..=3)
-        .map(|n| {
-            env.start_agent(
-                &format!("worker-{n}"),
-                &[("role", "worker")],
-                &[&controller],
-            )
-        })
-        .collect();
+    let agents = start_workers(&env, &controller, 3);
     let timer = "kind: Timer\nname: every-second\ncron: \"* * * * * *\"\n---\nkind: Rule\nname: scheduled-scale\nmatch: { type: [timer.fired], subject: [every-second] }\naction: { scale: { service: web, to: 3 } }\n";
     let specs = env.write_specs("specs", &[("web.yaml", WEB), ("timer.yaml", timer)]);
     controller.apply(&specs).expect("levee apply");

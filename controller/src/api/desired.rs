@@ -314,7 +314,7 @@ pub async fn test_rules(
     };
     // Copy, then run outside the lock: a long trial must not hold up apply.
     let copy = service.state.read(|state| state.clone());
-    let trial = copy.trial(specs, events, after);
+    let trial = copy.into_trial(specs, events, after);
     Ok(pb::TestRulesResponse {
         events: trial
             .events

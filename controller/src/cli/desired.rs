@@ -11,8 +11,8 @@ use levee_common::pb;
 use serde_json::{Value, json};
 
 use super::client::{Client, ClientArgs};
-use super::output::{OutputFormat, Row, print_rows, timestamp};
-use super::specs::{parse_specs, read_spec_files};
+use super::output::{OutputFormat, Row, listed, print_rows, timestamp};
+use super::specs::{parse_specs, read_spec_files, wire_files};
 
 /// How often a rollout's progress is polled.
 const POLL: Duration = Duration::from_millis(250);
@@ -100,7 +100,7 @@ async fn plan_inner(args: SpecsArgs) -> Result<u8> {
     parse_specs(&files)?;
     let client = args.client.connect()?;
     let request = pb::PlanSpecsRequest {
-        files: spec_files(files),
+        files: wire_files(files),
         stale: false,
     };
     let response = client
@@ -158,7 +158,7 @@ pub async fn apply(args: ApplyArgs) -> Result<u8> {
     parse_specs(&files)?;
     let client = args.specs.client.connect()?;
     let request = pb::ApplySpecsRequest {
-        files: spec_files(files),
+        files: wire_files(files),
         reason: args.reason,
     };
     let response = client
@@ -420,21 +420,6 @@ pub async fn status(args: super::query::QueryArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn spec_files(files: Vec<(String, String)>) -> Vec<pb::SpecFile> {
-    files
-        .into_iter()
-        .map(|(name, content)| pb::SpecFile { name, content })
-        .collect()
-}
-
-fn dash(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join(", ")
-    }
-}
-
 impl Row for pb::PlannedStep {
     const HEADERS: &'static [&'static str] = &["ACTION", "SERVICE", "AGENT", "BATCH", "CHANGES"];
 
@@ -444,7 +429,7 @@ impl Row for pb::PlannedStep {
             self.service.clone(),
             self.agent_id.clone(),
             (self.batch + 1).to_string(),
-            dash(&self.changes),
+            listed(&self.changes, ", "),
         ]
     }
 
@@ -474,8 +459,8 @@ impl Row for pb::VersionInfo {
             } else {
                 self.reason.clone()
             },
-            dash(&self.services),
-            dash(&self.plan_ids),
+            listed(&self.services, ", "),
+            listed(&self.plan_ids, ", "),
         ]
     }
 

@@ -43,6 +43,15 @@ pub fn print_rows<R: Row>(rows: &[R], format: OutputFormat, empty_hint: &str) {
     }
 }
 
+/// A list for a table cell: the items joined by `separator`, or `-`.
+pub fn listed(items: &[String], separator: &str) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(separator)
+    }
+}
+
 /// Milliseconds since the epoch as RFC 3339 UTC, or `-` for none.
 pub fn timestamp(unix_ms: i64) -> String {
     if unix_ms <= 0 {

@@ -5,7 +5,7 @@ use levee_common::pb;
 use serde_json::{Value, json};
 
 use super::client::ClientArgs;
-use super::output::{OutputFormat, Row, print_rows, timestamp};
+use super::output::{OutputFormat, Row, listed, print_rows, timestamp};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueryArgs {
@@ -67,14 +67,6 @@ pub async fn tasks(args: QueryArgs) -> Result<()> {
     Ok(())
 }
 
-fn join(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join(", ")
-    }
-}
-
 impl Row for pb::AgentInfo {
     const HEADERS: &'static [&'static str] = &[
         "AGENT",
@@ -97,8 +89,8 @@ impl Row for pb::AgentInfo {
             self.agent_id.clone(),
             if self.connected { "yes" } else { "no" }.into(),
             self.boot_epoch.to_string(),
-            join(&labels),
-            join(&self.services),
+            listed(&labels, ", "),
+            listed(&self.services, ", "),
             self.events_committed.to_string(),
             timestamp(self.last_connected_unix_ms),
         ]
@@ -130,8 +122,8 @@ impl Row for pb::EventInfo {
             self.r#type.clone(),
             self.subject.clone(),
             timestamp(self.time_unix_ms),
-            join(&self.outcomes),
-            join(&self.plan_ids),
+            listed(&self.outcomes, ", "),
+            listed(&self.plan_ids, ", "),
             self.log_index.to_string(),
         ]
     }
@@ -164,7 +156,7 @@ impl Row for pb::PlanInfo {
             } else {
                 self.rule.clone()
             },
-            join(&self.task_ids),
+            listed(&self.task_ids, ", "),
             self.term.to_string(),
         ]
     }
@@ -185,7 +177,7 @@ impl Row for pb::TaskInfo {
 
     fn cells(&self) -> Vec<String> {
         let outcome = if self.error.is_empty() {
-            join(&self.outcomes)
+            listed(&self.outcomes, ", ")
         } else {
             self.error.clone()
         };

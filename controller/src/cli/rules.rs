@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::client::ClientArgs;
-use super::output::{OutputFormat, Row, print_rows};
-use super::specs::{parse_specs, read_spec_files};
+use super::output::{OutputFormat, Row, listed, print_rows};
+use super::specs::{parse_specs, read_spec_files, wire_files};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCommand {
@@ -79,10 +79,7 @@ pub async fn run(command: RulesCommand) -> Result<()> {
         Some(path) => {
             let files = read_spec_files(path)?;
             parse_specs(&files)?;
-            files
-                .into_iter()
-                .map(|(name, content)| pb::SpecFile { name, content })
-                .collect()
+            wire_files(files)
         }
         None => Vec::new(),
     };
@@ -122,14 +119,6 @@ pub async fn run(command: RulesCommand) -> Result<()> {
     Ok(())
 }
 
-fn dash(items: &[String]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items.join("; ")
-    }
-}
-
 impl Row for pb::TrialOutcome {
     const HEADERS: &'static [&'static str] = &["TYPE", "AGENT", "OUTCOMES", "CHANGES"];
 
@@ -137,8 +126,8 @@ impl Row for pb::TrialOutcome {
         vec![
             self.r#type.clone(),
             self.agent_id.clone(),
-            dash(&self.outcomes),
-            dash(&self.changes),
+            listed(&self.outcomes, "; "),
+            listed(&self.changes, "; "),
         ]
     }
 

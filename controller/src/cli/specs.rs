@@ -37,6 +37,14 @@ pub fn read_spec_files(path: &Path) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Spec files as the Control API takes them.
+pub fn wire_files(files: Vec<(String, String)>) -> Vec<levee_common::pb::SpecFile> {
+    files
+        .into_iter()
+        .map(|(name, content)| levee_common::pb::SpecFile { name, content })
+        .collect()
+}
+
 pub fn parse_specs(files: &[(String, String)]) -> Result<SpecSet> {
     SpecSet::parse(
         files

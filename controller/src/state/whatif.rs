@@ -55,7 +55,17 @@ impl ClusterState {
         events: Vec<TrialEvent>,
         after: LogPosition,
     ) -> Trial {
-        let mut copy = self.clone();
+        self.clone().into_trial(specs, events, after)
+    }
+
+    /// As [`ClusterState::trial`], on this state itself (already a copy).
+    pub fn into_trial(
+        self,
+        specs: Option<SpecSet>,
+        events: Vec<TrialEvent>,
+        after: LogPosition,
+    ) -> Trial {
+        let mut copy = self;
         if let Some(specs) = specs {
             copy.specs = specs;
         }
