@@ -8,7 +8,11 @@
 //! - [`apply`]: converging resources, fenced by term, once per task id.
 //! - [`supervisor`]: workload processes and their exit events; [`logs`]
 //!   their rotated output, [`user`] who they run as.
-//! - [`health`]: health checks a (re)started workload must pass.
+//! - [`health`]: health checks a (re)started workload must pass, through
+//!   [`probe`], which [`check`] also uses for `[[check]]`s (with the pure
+//!   [`check_state`]).
+//! - [`metrics`] (with the pure [`threshold`]), [`watch`] and [`logwatch`]:
+//!   host metrics, file changes and log lines as events.
 //! - [`drift`]: periodic comparison of the host with the desired state.
 //! - [`exec`]: short-lived commands with a timeout.
 //! - [`group`]: signalling process groups, never the agent's own.
@@ -18,6 +22,8 @@
 //! controller's store; it speaks to controllers only through `levee.v1`.
 
 pub mod apply;
+pub mod check;
+pub mod check_state;
 pub mod drift;
 pub mod emit;
 pub mod exec;
@@ -26,9 +32,11 @@ pub mod health;
 pub mod journal;
 pub mod link;
 pub mod logs;
+pub mod logwatch;
 pub mod metrics;
 pub mod outbox;
 pub mod paths;
+pub mod probe;
 pub mod store;
 pub mod supervisor;
 #[cfg(test)]
@@ -41,7 +49,7 @@ pub mod watch;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use levee_common::agent_config::AgentConfig;
+use levee_common::agent_config::{AgentConfig, AgentConfigError};
 use levee_common::identity::{Identity, Role};
 use levee_common::pb;
 use rustls_pki_types::CertificateDer;
@@ -61,6 +69,14 @@ use crate::supervisor::Supervisor;
 /// How long shutdown waits for an in-flight task to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Loads and checks the agent's config file, including what only the agent
+/// can check (log patterns' regexes).
+pub fn load_config(path: &std::path::Path) -> Result<AgentConfig, AgentConfigError> {
+    let config = AgentConfig::load(path)?;
+    logwatch::validate(&config, path)?;
+    Ok(config)
+}
+
 /// Runs the agent until `shutdown` is cancelled.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<()> {
     let tls = config.tls.load().context("loading TLS files")?;
@@ -77,6 +93,7 @@ async fn run_as(
     identity: Identity,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let log_patterns = logwatch::Pattern::compile_all(&config.log_patterns)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
@@ -124,10 +141,27 @@ async fn run_as(
     let watch_task = tokio::spawn(
         watch::run(config.watches.clone(), outbox.clone(), shutdown.clone()).in_current_span(),
     );
-    let mut metric_tasks = Vec::new();
+    // One task per configured item, each stopped by `shutdown`.
+    let mut source_tasks = Vec::new();
     for threshold in config.metrics.clone() {
-        metric_tasks.push(tokio::spawn(
+        source_tasks.push(tokio::spawn(
             metrics::watch(threshold, outbox.clone(), shutdown.clone()).in_current_span(),
+        ));
+    }
+    for item in config.checks.clone() {
+        source_tasks.push(tokio::spawn(
+            check::run(
+                item,
+                config.data_dir.clone(),
+                outbox.clone(),
+                shutdown.clone(),
+            )
+            .in_current_span(),
+        ));
+    }
+    for pattern in log_patterns {
+        source_tasks.push(tokio::spawn(
+            logwatch::run(pattern, outbox.clone(), shutdown.clone()).in_current_span(),
         ));
     }
     let link = Link {
@@ -144,7 +178,7 @@ async fn run_as(
     shutdown.cancelled().await;
     info!("agent stopping");
     let _ = link_task.await;
-    for task in metric_tasks {
+    for task in source_tasks {
         let _ = task.await;
     }
     let _ = watch_task.await;

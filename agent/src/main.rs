@@ -64,7 +64,7 @@ async fn main() -> ExitCode {
         eprintln!("error: no config given: pass --config FILE or set LEVEE_AGENT_CONFIG");
         return ExitCode::from(2);
     };
-    let config = match AgentConfig::load(&config_path) {
+    let config = match levee_agent::load_config(&config_path) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");

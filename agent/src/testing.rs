@@ -1,10 +1,14 @@
 //! Helpers for the agent's tests: waiting on conditions instead of
 //! sleeping for a fixed time.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use levee_common::agent_config::{AgentConfig, DriftConfig, LinkConfig, LogsConfig};
 use levee_common::tls::TlsFiles;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::apply::Applier;
 use crate::journal::Journal;
@@ -67,6 +71,8 @@ pub fn fixture() -> Fixture {
         drift: DriftConfig::default(),
         metrics: Vec::new(),
         watches: Vec::new(),
+        checks: Vec::new(),
+        log_patterns: Vec::new(),
     };
     let db = crate::store::open(&config.data_dir.join("agent.redb")).unwrap();
     let outbox = Outbox::open(db.clone(), 1000, 0).unwrap();
@@ -96,4 +102,40 @@ pub fn events(outbox: &Outbox, event_type: &str) -> Vec<(String, serde_json::Val
             )
         })
         .collect()
+}
+
+/// Serves HTTP on 127.0.0.1: the n-th request (from 1) gets `status(n)`,
+/// or 400 unless it is `GET /healthz`. Returns the port.
+pub async fn http_server(status: impl Fn(u32) -> u16 + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicU32::new(0));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+            let code = status(n);
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let expected = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+            let code = if request.starts_with(expected) {
+                code
+            } else {
+                400
+            };
+            let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    port
+}
+
+/// A port nobody listens on, for as long as the returned socket lives: it
+/// is bound but not listening, so connections to it are refused and no
+/// other process can take the port meanwhile (as one could a port whose
+/// listener was dropped).
+pub fn closed_port() -> (TcpSocket, u16) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::event::MAX_EVENT_FIELD_BYTES;
+use crate::event::types::LOG_MATCHED;
+use crate::resource::Probe;
 use crate::tls::TlsFiles;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +38,94 @@ pub struct AgentConfig {
     /// Files and directories whose changes become `host.file.changed`.
     #[serde(default, rename = "watch")]
     pub watches: Vec<FileWatch>,
+    /// Probes run on a schedule: `host.check.failed` when one starts
+    /// failing, `host.check.recovered` when it passes again.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Check>,
+    /// Files followed like `tail -F`, whose lines matching a regex become
+    /// events.
+    #[serde(default, rename = "log_pattern")]
+    pub log_patterns: Vec<LogPattern>,
+}
+
+/// A health check of something on this host, probed every `interval_ms`.
+/// It becomes failing after `unhealthy_threshold` failures in a row, which
+/// sends one `host.check.failed`, and recovers after `healthy_threshold`
+/// passes in a row, which sends one `host.check.recovered`. A check that is
+/// healthy from the start sends nothing. Command probes run in `data_dir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Names the check in its events (the subject).
+    pub name: String,
+    /// `{ http = { port, path } }` (2xx or 3xx passes), `{ tcp = { port } }`
+    /// (a connection is accepted) or `{ command = { argv } }` (exit 0), all
+    /// against 127.0.0.1.
+    pub probe: Probe,
+    #[serde(default = "default_check_interval_ms")]
+    pub interval_ms: u64,
+    /// A probe not answered within this fails.
+    #[serde(default = "default_check_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Failures in a row that make the check failing.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: u32,
+    /// Passes in a row that make a failing check healthy again.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: u32,
+}
+
+fn default_check_interval_ms() -> u64 {
+    10_000
+}
+
+fn default_check_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_unhealthy_threshold() -> u32 {
+    3
+}
+
+fn default_healthy_threshold() -> u32 {
+    1
+}
+
+/// A file followed like `tail -F`: from its end when the agent starts (old
+/// lines are not replayed), across rename rotation and truncation, and
+/// waited for while it does not exist. Each complete line matching `regex`
+/// becomes an event, at most `max_events_per_minute`; matches past that
+/// are counted, and the next event carries the count as `suppressed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogPattern {
+    /// Names the pattern in its events (the subject).
+    pub name: String,
+    /// The file to follow; absolute.
+    pub path: PathBuf,
+    /// A Rust `regex`; named groups (`(?P<code>\d+)`) go into the event's
+    /// `captures`. Checked when the agent loads its config.
+    pub regex: String,
+    /// The events' type; must not start with `levee.`.
+    #[serde(default = "default_log_event_type")]
+    pub event_type: String,
+    #[serde(default = "default_max_events_per_minute")]
+    pub max_events_per_minute: u32,
+    /// How often the file is checked for new lines, rotation and truncation.
+    #[serde(default = "default_log_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_log_event_type() -> String {
+    LOG_MATCHED.to_owned()
+}
+
+fn default_max_events_per_minute() -> u32 {
+    60
+}
+
+fn default_log_poll_ms() -> u64 {
+    250
 }
 
 /// A file, or a directory's entries (not recursive), to watch.
@@ -160,6 +251,23 @@ impl Default for DriftConfig {
     }
 }
 
+/// Names become event subjects: non-empty, short enough, and unique
+/// within their kind so events say which one they are about.
+fn check_names(kind: &str, names: &[&str]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in names {
+        if name.is_empty() || name.len() > MAX_EVENT_FIELD_BYTES {
+            return Err(format!(
+                "{kind} `{name}`: the name must be 1 to {MAX_EVENT_FIELD_BYTES} bytes"
+            ));
+        }
+        if !seen.insert(*name) {
+            return Err(format!("{kind} `{name}`: the name is used twice"));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Error)]
 pub enum AgentConfigError {
     #[error("cannot read {path}: {source}")]
@@ -242,6 +350,78 @@ impl AgentConfig {
                 ));
             }
         }
+        self.validate_checks()?;
+        self.validate_log_patterns()
+    }
+
+    fn validate_checks(&self) -> Result<(), String> {
+        let names: Vec<&str> = self
+            .checks
+            .iter()
+            .map(|check| check.name.as_str())
+            .collect();
+        check_names("check", &names)?;
+        for check in &self.checks {
+            let name = &check.name;
+            if check.interval_ms == 0 || check.timeout_ms == 0 {
+                return Err(format!(
+                    "check `{name}`: `interval_ms` and `timeout_ms` must be at least 1"
+                ));
+            }
+            if check.unhealthy_threshold == 0 || check.healthy_threshold == 0 {
+                return Err(format!(
+                    "check `{name}`: `unhealthy_threshold` and `healthy_threshold` must be at least 1"
+                ));
+            }
+            match &check.probe {
+                Probe::Http { port: 0, .. } | Probe::Tcp { port: 0 } => {
+                    return Err(format!("check `{name}`: the probe's port must not be 0"));
+                }
+                Probe::Command { argv } if argv.is_empty() => {
+                    return Err(format!(
+                        "check `{name}`: the command probe's `argv` is empty"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything but the regex itself, which the agent compiles (this
+    /// crate has no regex engine).
+    fn validate_log_patterns(&self) -> Result<(), String> {
+        let names: Vec<&str> = self
+            .log_patterns
+            .iter()
+            .map(|pattern| pattern.name.as_str())
+            .collect();
+        check_names("log_pattern", &names)?;
+        for pattern in &self.log_patterns {
+            let name = &pattern.name;
+            if !pattern.path.is_absolute() {
+                return Err(format!("log_pattern `{name}`: the path must be absolute"));
+            }
+            if pattern.regex.is_empty() {
+                return Err(format!("log_pattern `{name}`: `regex` is empty"));
+            }
+            let event_type = &pattern.event_type;
+            if event_type.is_empty() || event_type.len() > MAX_EVENT_FIELD_BYTES {
+                return Err(format!(
+                    "log_pattern `{name}`: `event_type` must be 1 to {MAX_EVENT_FIELD_BYTES} bytes"
+                ));
+            }
+            if event_type.starts_with("levee.") {
+                return Err(format!(
+                    "log_pattern `{name}`: `event_type` `{event_type}` is reserved (`levee.*`)"
+                ));
+            }
+            if pattern.max_events_per_minute == 0 || pattern.poll_ms == 0 {
+                return Err(format!(
+                    "log_pattern `{name}`: `max_events_per_minute` and `poll_ms` must be at least 1"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -314,6 +494,25 @@ mod tests {
             watches: vec![FileWatch {
                 path: "/etc/app.conf".into(),
                 debounce_ms: 100,
+            }],
+            checks: vec![Check {
+                name: "web".into(),
+                probe: Probe::Http {
+                    port: 8080,
+                    path: "/healthz".into(),
+                },
+                interval_ms: 1_000,
+                timeout_ms: 500,
+                unhealthy_threshold: 2,
+                healthy_threshold: 2,
+            }],
+            log_patterns: vec![LogPattern {
+                name: "oom".into(),
+                path: "/var/log/kern.log".into(),
+                regex: r"Out of memory: Killed process (?P<pid>\d+)".into(),
+                event_type: "app.oom".into(),
+                max_events_per_minute: 5,
+                poll_ms: 100,
             }],
         };
         assert_eq!(
@@ -388,6 +587,69 @@ mod tests {
             assert!(err.contains(problem), "{table}: {err}");
         }
         let typo = format!("{MINIMAL}\n[[metric]]\nname = \"x\"\nmetric = \"gpu\"\nabove = 1.0\n");
+        assert!(toml::from_str::<AgentConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn checks_and_log_patterns_take_their_defaults() {
+        let text = format!(
+            "{MINIMAL}\n[[check]]\nname = \"db\"\nprobe = {{ tcp = {{ port = 5432 }} }}\n\
+             [[log_pattern]]\nname = \"errors\"\npath = \"/var/log/app.log\"\nregex = \"ERROR\"\n"
+        );
+        let config: AgentConfig = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        let check = &config.checks[0];
+        assert_eq!(check.probe, Probe::Tcp { port: 5432 });
+        assert_eq!(
+            (
+                check.interval_ms,
+                check.timeout_ms,
+                check.unhealthy_threshold,
+                check.healthy_threshold
+            ),
+            (10_000, 2_000, 3, 1)
+        );
+        let pattern = &config.log_patterns[0];
+        assert_eq!(pattern.event_type, "host.log.matched");
+        assert_eq!((pattern.max_events_per_minute, pattern.poll_ms), (60, 250));
+    }
+
+    #[test]
+    fn bad_checks_and_log_patterns_are_refused_with_their_name() {
+        let check = "[[check]]\nname = \"web\"\nprobe = { tcp = { port = 80 } }";
+        let pattern = "[[log_pattern]]\nname = \"errors\"\npath = \"/var/log/a\"\nregex = \"E\"";
+        for (table, problem) in [
+            (format!("{check}\nunhealthy_threshold = 0"), "check `web`"),
+            (format!("{check}\ntimeout_ms = 0"), "check `web`"),
+            (
+                "[[check]]\nname = \"web\"\nprobe = { tcp = { port = 0 } }".into(),
+                "port must not be 0",
+            ),
+            (
+                "[[check]]\nname = \"web\"\nprobe = { command = { argv = [] } }".into(),
+                "`argv` is empty",
+            ),
+            (format!("{check}\n{check}"), "`web`: the name is used twice"),
+            (
+                format!("{pattern}\nevent_type = \"levee.fake\""),
+                "log_pattern `errors`: `event_type` `levee.fake` is reserved",
+            ),
+            (
+                pattern.replace("/var/log/a", "log/a"),
+                "log_pattern `errors`: the path must be absolute",
+            ),
+            (
+                format!("{pattern}\nmax_events_per_minute = 0"),
+                "at least 1",
+            ),
+            (pattern.replace("\"errors\"", "\"\""), "the name must be"),
+        ] {
+            let text = format!("{MINIMAL}\n{table}\n");
+            let config: AgentConfig = toml::from_str(&text).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(err.contains(problem), "{table}: {err}");
+        }
+        let typo = format!("{MINIMAL}\n{check}\nintervall_ms = 5\n");
         assert!(toml::from_str::<AgentConfig>(&typo).is_err());
     }
 }

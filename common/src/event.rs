@@ -35,8 +35,29 @@ pub mod types {
     /// A metric threshold held past its limit for its sustained time
     /// (subject: the threshold's name; data: metric, value, limit).
     pub const METRIC_EXCEEDED: &str = "host.metric.exceeded";
+    /// Raised by the controllers: a rule's signal (the events it matches)
+    /// stopped coming for its `signal.silent_after_ms` (subject: the rule;
+    /// data: rule, silent_ms, on_silent, fallback: what the fallback did).
+    pub const RULE_SILENT: &str = "levee.rule.silent";
+    /// Raised by the controllers: a service has fewer replicas placed than
+    /// its target because no matching agent has room (subject: the
+    /// service; data: service, target, placed, short). Raised again only
+    /// when the shortfall changes.
+    pub const SERVICE_UNPLACED: &str = "levee.service.unplaced";
     /// The metric came back past the threshold's `clear` value.
     pub const METRIC_CLEARED: &str = "host.metric.cleared";
+    /// A `[[check]]` probe failed `unhealthy_threshold` times in a row
+    /// (subject: the check's name; data: check, probe, failures, error).
+    /// Sent once per outage, not per failed probe.
+    pub const CHECK_FAILED: &str = "host.check.failed";
+    /// A failing check passed `healthy_threshold` times in a row (subject:
+    /// the check's name; data: check, probe, failures, failing_ms).
+    pub const CHECK_RECOVERED: &str = "host.check.recovered";
+    /// A line of a `[[log_pattern]]` file matched its regex, unless the
+    /// pattern names its own type (subject: the pattern's name; data:
+    /// pattern, path, line, captures, and `suppressed` when matches were
+    /// held back by the pattern's rate limit).
+    pub const LOG_MATCHED: &str = "host.log.matched";
 }
 
 /// A validated event, as stored in the replicated state.

@@ -45,6 +45,7 @@ fn agents() -> BTreeMap<AgentId, AgentRecord> {
                 last_hello_ms: 0,
                 events_committed: 0,
                 lost: false,
+                avoid: Default::default(),
             };
             (id, record)
         })

@@ -7,6 +7,8 @@ use levee_common::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::sources::config::{MqttConfig, WebhooksConfig};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
@@ -34,6 +36,12 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     #[serde(default)]
     pub agents: AgentsConfig,
+    /// The HTTPS webhook receiver (off when absent).
+    #[serde(default)]
+    pub webhooks: Option<WebhooksConfig>,
+    /// MQTT subscriptions (the leader subscribes).
+    #[serde(default)]
+    pub mqtt: Vec<MqttConfig>,
 }
 
 /// How the leader watches its agents.
@@ -138,7 +146,7 @@ impl NodeConfig {
         if raft.snapshot_every == 0 {
             return Err("raft.snapshot_every must be at least 1".into());
         }
-        Ok(())
+        crate::sources::config::validate(self.webhooks.as_ref(), &self.mqtt)
     }
 }
 

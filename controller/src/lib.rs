@@ -5,6 +5,7 @@
 //! - [`raft`]: openraft wiring: durable log, state machine, transport.
 //! - [`api`]: the gRPC services agents and operators call.
 //! - [`dispatch`]: the leader's delivery of tasks to connected agents.
+//! - [`sources`]: webhooks and MQTT, turned into events the leader commits.
 //! - [`node`]: starts and stops one controller node.
 //! - [`cli`]: the `levee` commands.
 
@@ -15,4 +16,5 @@ pub mod dispatch;
 pub mod engine;
 pub mod node;
 pub mod raft;
+pub mod sources;
 pub mod state;

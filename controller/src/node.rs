@@ -27,7 +27,9 @@ use crate::api::control::ControlService;
 use crate::config::NodeConfig;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::lost::LostMonitor;
+use crate::dispatch::provisioner::ProvisionRunner;
 use crate::dispatch::sessions::Sessions;
+use crate::dispatch::silence::SilenceWatch;
 use crate::dispatch::timers::TimerClock;
 use crate::raft::log_store::LogStore;
 use crate::raft::membership::Membership;
@@ -36,6 +38,9 @@ use crate::raft::proposer::Proposer;
 use crate::raft::service::RaftService;
 use crate::raft::state_machine::{SharedState, StateMachine};
 use crate::raft::{LeveeRaft, store};
+use crate::sources;
+use crate::sources::mqtt::MqttSource;
+use crate::sources::sink::InboundSink;
 
 /// Largest gRPC message accepted from agents and operators.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -205,6 +210,48 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         proposer: proposer.clone(),
     };
     tracker.spawn(clock.run(shutdown.clone()));
+    let silence = SilenceWatch {
+        state: state.clone(),
+        proposer: proposer.clone(),
+    };
+    tracker.spawn(silence.run(shutdown.clone()));
+    let provisioner = ProvisionRunner {
+        state: state.clone(),
+        proposer: proposer.clone(),
+    };
+    tracker.spawn(provisioner.run(shutdown.clone()));
+    let sink = InboundSink::new(proposer.clone(), network.clone());
+    if let Some(webhooks) = &config.webhooks {
+        sources::http::start(
+            webhooks,
+            &config.tls,
+            &config.data_dir,
+            sink.clone(),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await?;
+    }
+    for subscription in &config.mqtt {
+        let password = match &subscription.password_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!("mqtt `{}`: reading {}", subscription.name, path.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let source = MqttSource {
+            config: subscription.clone(),
+            password,
+            sink: sink.clone(),
+            proposer: proposer.clone(),
+        };
+        tracker.spawn(source.run(shutdown.clone()));
+    }
     let dispatcher = Dispatcher {
         state: state.clone(),
         sessions,

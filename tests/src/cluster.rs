@@ -27,6 +27,9 @@ pub struct TestEnv {
     pub raft_options: String,
     /// Lines for the `[agents]` table of every controller config.
     pub agents_options: String,
+    /// Tables appended to every controller config (`[webhooks]`,
+    /// `[[mqtt]]`).
+    pub controller_options: String,
 }
 
 /// The cluster CA and certificates, made with `levee ca`.
@@ -75,6 +78,7 @@ impl TestEnv {
             pki,
             raft_options: String::new(),
             agents_options: String::new(),
+            controller_options: String::new(),
         }
     }
 
@@ -176,7 +180,7 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n\n{}\n",
             data_dir.display(),
             tls.ca.display(),
             tls.cert.display(),
@@ -184,11 +188,13 @@ impl TestEnv {
             bootstrap,
             self.raft_options,
             self.agents_options,
+            self.controller_options,
         );
         std::fs::write(&config_path, config).expect("write controller config");
         let operator = self.pki.issue("operator", "tester");
         ControllerProcess {
             node_id,
+            data_dir,
             addr: format!("127.0.0.1:{port}"),
             config_path,
             log: self.path().join(format!("{name}.log")),
@@ -216,6 +222,27 @@ impl TestEnv {
         controllers: &[&ControllerProcess],
         configure: impl FnOnce(&mut AgentConfig),
     ) -> AgentProcess {
+        let (config, config_path) = self.write_agent_config(name, labels, controllers, configure);
+        let mut agent = AgentProcess {
+            name: name.to_owned(),
+            config,
+            config_path,
+            log: self.path().join(format!("agent-{name}.log")),
+            process: None,
+        };
+        agent.start();
+        agent
+    }
+
+    /// Writes the config (and issues the certificate) of an agent named
+    /// `name` without starting it; returns the config and its path.
+    pub fn write_agent_config(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        controllers: &[&ControllerProcess],
+        configure: impl FnOnce(&mut AgentConfig),
+    ) -> (AgentConfig, PathBuf) {
         let tls = self.pki.issue("agent", name);
         let config = AgentConfig {
             controllers: controllers
@@ -238,20 +265,14 @@ impl TestEnv {
             drift: Default::default(),
             metrics: Vec::new(),
             watches: Vec::new(),
+            checks: Vec::new(),
+            log_patterns: Vec::new(),
         };
         let mut config = config;
         configure(&mut config);
         let config_path = self.path().join(format!("agent-{name}.toml"));
         std::fs::write(&config_path, config.to_toml()).expect("write agent config");
-        let mut agent = AgentProcess {
-            name: name.to_owned(),
-            config,
-            config_path,
-            log: self.path().join(format!("agent-{name}.log")),
-            process: None,
-        };
-        agent.start();
-        agent
+        (config, config_path)
     }
 
     /// Writes spec files into a fresh directory and returns it.
@@ -286,6 +307,7 @@ impl Drop for TestEnv {
 pub struct ControllerProcess {
     pub node_id: u64,
     pub addr: String,
+    data_dir: PathBuf,
     config_path: PathBuf,
     log: PathBuf,
     operator: TlsFiles,
@@ -329,6 +351,17 @@ impl ControllerProcess {
             command,
             &self.log,
         ));
+    }
+
+    /// The address its webhook receiver bound (`[webhooks] listen` with
+    /// port 0), once it has.
+    pub fn webhook_addr(&self) -> String {
+        let path = self.data_dir.join("webhook.addr");
+        wait_until(
+            &format!("controller {} to serve webhooks", self.node_id),
+            STARTUP,
+            || std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display())),
+        )
     }
 
     /// Starts the node without waiting for membership; returns once it

@@ -6,8 +6,10 @@
 //! names what was awaited.
 
 pub mod cluster;
+pub mod https;
 pub mod json;
 pub mod load;
+pub mod mosquitto;
 pub mod process;
 pub mod proxy;
 pub mod wait;

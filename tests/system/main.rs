@@ -9,6 +9,7 @@ mod dev;
 mod drift;
 mod durability;
 mod end_to_end;
+mod inbound;
 mod membership;
 mod mtls;
 mod scenarios;

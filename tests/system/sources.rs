@@ -1,10 +1,29 @@
 //! Agent event sources with real inputs: a metric threshold read from
-//! /proc, and events emitted by an application on the host.
+//! /proc, events emitted by an application on the host, a health check of
+//! a real listener, and lines written to a real log file.
 
-use levee_common::agent_config::{Metric, MetricThreshold};
-use levee_tests::{TestEnv, wait_until};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+
+use levee_common::agent_config::{Check, LogPattern, Metric, MetricThreshold};
+use levee_common::resource::Probe;
+use levee_tests::process::binary;
+use levee_tests::{ControllerProcess, TestEnv, wait_until};
+use serde_json::Value;
 
 use crate::common::{TIMEOUT, rows};
+
+/// The committed events of `event_type`, in commit order.
+fn events_of(controller: &ControllerProcess, event_type: &str) -> Vec<Value> {
+    let mut events: Vec<Value> = rows(controller, "events")
+        .into_iter()
+        .filter(|event| event["type"] == event_type)
+        .collect();
+    events.sort_by_key(|event| event["log_index"].as_u64());
+    events
+}
 
 #[test]
 fn a_metric_past_its_threshold_makes_one_event_not_one_per_sample() {
@@ -57,4 +76,177 @@ fn a_metric_past_its_threshold_makes_one_event_not_one_per_sample() {
     assert_eq!(events.len(), 1, "{events:#?}");
     assert_eq!(events[0]["subject"], "memory-used");
     assert!(events[0]["data"]["value"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn a_check_sends_one_failed_event_when_its_listener_stops_and_one_recovered_when_it_is_back() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("local address").port();
+    listener.set_nonblocking(true).expect("non-blocking");
+    let agent = env.start_agent_with("worker-1", &[], &[&controller], |config| {
+        config.checks.push(Check {
+            name: "db".into(),
+            probe: Probe::Tcp { port },
+            interval_ms: 100,
+            timeout_ms: 1_000,
+            unhealthy_threshold: 3,
+            healthy_threshold: 1,
+        });
+    });
+    // Healthy first: the agent's probe connects.
+    wait_until("the agent's first probe", TIMEOUT, || {
+        listener
+            .accept()
+            .map(drop)
+            .map_err(|err| format!("{err}\nagent log:\n{}", agent.log_tail()))
+    });
+    drop(listener);
+    let failed = || events_of(&controller, "host.check.failed");
+    let recovered = || events_of(&controller, "host.check.recovered");
+    wait_until("host.check.failed", TIMEOUT, || {
+        if failed().is_empty() {
+            Err(agent.log_tail())
+        } else {
+            Ok(())
+        }
+    });
+    // The same port again (std listeners reuse the address).
+    let _listener = TcpListener::bind(("127.0.0.1", port)).expect("listen again");
+    wait_until("host.check.recovered", TIMEOUT, || {
+        if recovered().is_empty() {
+            Err(agent.log_tail())
+        } else {
+            Ok(())
+        }
+    });
+    // Events are committed in the agent's order, so any repeat of the
+    // failure would be committed by now.
+    let (failed, recovered) = (failed(), recovered());
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    assert!(failed[0]["log_index"].as_u64() < recovered[0]["log_index"].as_u64());
+    let data = &failed[0]["data"];
+    assert_eq!(failed[0]["subject"], "db");
+    assert_eq!(data["check"], "db");
+    assert_eq!(data["probe"], format!("tcp probe 127.0.0.1:{port}"));
+    assert_eq!(data["failures"], 3);
+    assert!(
+        data["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("connect:")),
+        "{data}"
+    );
+    assert_eq!(recovered[0]["subject"], "db");
+}
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .expect("append to the log file");
+}
+
+#[test]
+fn matching_log_lines_become_events_with_their_captures_across_a_rotation() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let log = env.path().join("app.log");
+    append(&log, "ERROR code=1 history from before the agent started\n");
+    let agent = env.start_agent_with("worker-1", &[], &[&controller], |config| {
+        config.log_patterns.push(LogPattern {
+            name: "errors".into(),
+            path: log.clone(),
+            regex: r"^ERROR code=(?P<code>\d+)".into(),
+            event_type: "host.log.matched".into(),
+            max_events_per_minute: 60,
+            poll_ms: 50,
+        });
+    });
+    // Lines written from now on are new to the agent.
+    wait_until("the agent to follow the log file", TIMEOUT, || {
+        if agent.log_lines_with(&["following a log file", r#""pattern":"errors""#]) > 0 {
+            Ok(())
+        } else {
+            Err(agent.log_tail())
+        }
+    });
+    let codes = || -> Vec<Value> {
+        events_of(&controller, "host.log.matched")
+            .iter()
+            .map(|event| event["data"]["captures"]["code"].clone())
+            .collect()
+    };
+    let wait_for_codes = |count: usize| {
+        wait_until(&format!("{count} log event(s)"), TIMEOUT, || {
+            let codes = codes();
+            if codes.len() >= count {
+                Ok(())
+            } else {
+                Err(format!("codes {codes:?}\nagent log:\n{}", agent.log_tail()))
+            }
+        })
+    };
+    // The line that does not match comes first: were it an event, it would
+    // be committed before the matching one.
+    append(
+        &log,
+        "INFO code=2 all fine\nERROR code=500 upstream timed out\n",
+    );
+    wait_for_codes(1);
+    let events = events_of(&controller, "host.log.matched");
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["subject"], "errors");
+    assert_eq!(
+        events[0]["data"]["line"],
+        "ERROR code=500 upstream timed out"
+    );
+    assert_eq!(events[0]["data"]["path"], log.display().to_string());
+    assert_eq!(events[0]["data"]["captures"]["code"], "500");
+
+    // Rename rotation: the old file moves aside, a new one takes its name.
+    std::fs::rename(&log, env.path().join("app.log.1")).expect("rotate");
+    append(&log, "WARN code=3 slow\nERROR code=503 unavailable\n");
+    wait_for_codes(2);
+    assert_eq!(codes(), ["500", "503"]);
+}
+
+#[test]
+fn a_log_pattern_whose_regex_does_not_compile_stops_the_agent_with_a_config_error() {
+    let env = TestEnv::new();
+    let config = env.path().join("agent-broken.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+controllers = ["127.0.0.1:1"]
+data_dir = "{}"
+[tls]
+ca = "ca"
+cert = "cert"
+key = "key"
+[[log_pattern]]
+name = "broken"
+path = "/var/log/app.log"
+regex = "ERROR (unclosed"
+"#,
+            env.path().join("agent-broken").display()
+        ),
+    )
+    .expect("write the config");
+    // Even past the config, the missing TLS files end the agent at once.
+    let output = Command::new(binary("levee-agent"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run levee-agent");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("log_pattern `broken`: `regex` does not compile"),
+        "{stderr}"
+    );
 }

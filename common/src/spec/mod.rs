@@ -22,7 +22,9 @@ use crate::pattern::{Pattern, PatternError};
 
 pub use self::module::{ModuleSpec, ModuleUse, ParameterSpec, ParameterType};
 pub use self::replicas::Replicas;
-pub use self::rule::{Guardrails, ProvisionerSpec, RuleAction, RuleSpec};
+pub use self::rule::{
+    Guardrails, OnSilent, ProvisionerSpec, RuleAction, RuleSpec, Signal, Window, WindowScope,
+};
 pub use self::schema::spec_schema;
 pub use self::service::{
     HealthSpec, Placement, ResourceRequests, ServiceCommand, ServiceDirectory, ServiceFile,
@@ -209,10 +211,11 @@ impl SpecSet {
                             continue;
                         };
                         let name = rule.name.clone();
-                        let problems = match Pattern::compile(&rule.pattern) {
+                        let mut problems = match Pattern::compile(&rule.pattern) {
                             Ok(_) => Vec::new(),
                             Err(err) => vec![("match", format!("rule `{name}`: `match`: {err}"))],
                         };
+                        problems.extend(rule.problems());
                         if problems.is_empty() && check_name(&name).is_ok() {
                             insert_once(&mut self.rules, name.clone(), rule);
                         }
@@ -335,42 +338,38 @@ impl SpecSet {
 
     fn check_references(&self, sources: &Sources<'_>, errors: &mut Vec<SpecError>) {
         for rule in self.rules.values() {
-            let service = rule.action.service();
-            if let RuleAction::Scale { by, to, .. } = &rule.action
-                && by.is_some() == to.is_some()
-            {
-                errors.push(sources.error(
-                    "Rule",
-                    &rule.name,
-                    "scale",
-                    format!(
-                        "rule `{}`: action `scale` needs exactly one of `by` or `to`",
-                        rule.name
-                    ),
-                ));
-            }
-            if rule.guardrails.max_actions > 0 && rule.guardrails.window_ms == 0 {
-                errors.push(sources.error(
-                    "Rule",
-                    &rule.name,
-                    "max_actions",
-                    format!(
-                        "rule `{}`: `guardrails.max_actions` needs a `window_ms`",
-                        rule.name
-                    ),
-                ));
-            }
-            if !self.services.contains_key(service) {
-                errors.push(sources.error(
-                    "Rule",
-                    &rule.name,
-                    "service",
-                    format!(
-                        "rule `{}`: action `{}` names service `{service}`, which no spec defines",
-                        rule.name,
-                        rule.action.name()
-                    ),
-                ));
+            let fallback = rule
+                .signal
+                .as_ref()
+                .and_then(|signal| signal.fallback.as_ref());
+            for action in std::iter::once(&rule.action).chain(fallback) {
+                if let Some(service) = action.service()
+                    && !self.services.contains_key(service)
+                {
+                    errors.push(sources.error(
+                        "Rule",
+                        &rule.name,
+                        "service",
+                        format!(
+                            "rule `{}`: action `{}` names service `{service}`, which no spec defines",
+                            rule.name,
+                            action.name()
+                        ),
+                    ));
+                }
+                if let RuleAction::Provision { provisioner, .. } = action
+                    && !self.provisioners.contains_key(provisioner)
+                {
+                    errors.push(sources.error(
+                        "Rule",
+                        &rule.name,
+                        "provisioner",
+                        format!(
+                            "rule `{}`: action `provision` names provisioner `{provisioner}`, which no spec defines",
+                            rule.name
+                        ),
+                    ));
+                }
             }
         }
     }

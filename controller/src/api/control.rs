@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::auth::caller;
+use super::automation;
 use super::desired;
 use super::error::ApiError;
 use crate::dispatch::sessions::Sessions;
@@ -98,6 +99,7 @@ impl Control for ControlService {
                         .map(|(service, _)| service.clone())
                         .collect(),
                     events_committed: agent.events_committed,
+                    avoid: agent.avoid.iter().cloned().collect(),
                 })
                 .collect()
         });
@@ -271,6 +273,31 @@ impl Control for ControlService {
             StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
             _ => Err(Status::internal("unexpected response to an approval")),
         }
+    }
+
+    async fn drain(
+        &self,
+        request: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        automation::drain(self, request).await.map(Response::new)
+    }
+
+    async fn list_rules(
+        &self,
+        request: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        self.read_barrier(request.get_ref().stale).await?;
+        let rules = self.state.read(automation::rules);
+        Ok(Response::new(pb::ListRulesResponse { rules }))
+    }
+
+    async fn list_provisions(
+        &self,
+        request: Request<pb::ListProvisionsRequest>,
+    ) -> Result<Response<pb::ListProvisionsResponse>, Status> {
+        self.read_barrier(request.get_ref().stale).await?;
+        let provisions = self.state.read(automation::provisions);
+        Ok(Response::new(pb::ListProvisionsResponse { provisions }))
     }
 
     async fn test_rules(

@@ -4,6 +4,7 @@
 
 pub mod agent_link;
 pub mod auth;
+mod automation;
 pub mod control;
 mod desired;
 pub mod error;

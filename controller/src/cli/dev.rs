@@ -79,6 +79,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
             ..RaftConfig::default()
         },
         agents: Default::default(),
+        webhooks: None,
+        mqtt: Vec::new(),
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
@@ -97,6 +99,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         tls: TlsFiles::in_dir(&pki, AGENT_NAME),
         link: LinkConfig::default(),
         logs: LogsConfig::default(),
+        checks: Vec::new(),
+        log_patterns: Vec::new(),
         // Short, so a hand edit of the example's files is undone quickly.
         drift: DriftConfig {
             interval_ms: 5_000,

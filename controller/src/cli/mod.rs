@@ -1,6 +1,7 @@
 //! The `levee` command line: parsing, then one module per command family.
 
 mod approve;
+mod automation;
 mod ca;
 mod client;
 mod cluster;
@@ -100,9 +101,16 @@ pub enum Command {
     Approvals(query::QueryArgs),
     /// Carry out (or, with --reject, drop) a rule action awaiting approval.
     Approve(approve::ApproveArgs),
-    /// Try rules against recorded events without changing anything.
+    /// List rules with what they did, or try them against recorded events.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// Move everything (or one service) off an agent and place nothing
+    /// there until `levee undrain`.
+    Drain(automation::DrainArgs),
+    /// Let a drained agent take work again.
+    Undrain(automation::UndrainArgs),
+    /// List hosts asked of provisioners and what became of them.
+    Provisions(query::QueryArgs),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -122,6 +130,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Rules(command) => rules::run(command).await,
         Command::Approvals(args) => approve::list(args).await,
         Command::Approve(args) => approve::approve(args).await,
+        Command::Drain(args) => automation::drain(args).await,
+        Command::Undrain(args) => automation::undrain(args).await,
+        Command::Provisions(args) => automation::provisions(args).await,
         Command::Plan(args) => return desired::plan(args).await,
         Command::Apply(args) => return desired::apply(args).await,
         Command::History(args) => return desired::history(args).await,

@@ -74,6 +74,7 @@ impl Row for pb::AgentInfo {
         "EPOCH",
         "LABELS",
         "SERVICES",
+        "DRAINED OF",
         "EVENTS",
         "LAST HELLO",
     ];
@@ -91,6 +92,7 @@ impl Row for pb::AgentInfo {
             self.boot_epoch.to_string(),
             listed(&labels, ", "),
             listed(&self.services, ", "),
+            listed(&self.avoid, ", "),
             self.events_committed.to_string(),
             timestamp(self.last_connected_unix_ms),
         ]
@@ -99,7 +101,8 @@ impl Row for pb::AgentInfo {
     fn json(&self) -> Value {
         json!({
             "agent_id": self.agent_id, "connected": self.connected, "boot_epoch": self.boot_epoch,
-            "labels": self.labels, "services": self.services, "events_committed": self.events_committed,
+            "labels": self.labels, "services": self.services, "drained_of": self.avoid,
+            "events_committed": self.events_committed,
             "last_hello": timestamp(self.last_connected_unix_ms),
         })
     }

@@ -15,6 +15,9 @@ use super::specs::{parse_specs, read_spec_files, wire_files};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCommand {
+    /// Each rule: its action, how often it acted or held back, its signal
+    /// and window.
+    List(super::query::QueryArgs),
     /// Run recorded events through the rules and the planner, changing
     /// nothing, and print what would have happened.
     ///
@@ -54,7 +57,10 @@ struct Line {
 }
 
 pub async fn run(command: RulesCommand) -> Result<()> {
-    let RulesCommand::Test(args) = command;
+    let args = match command {
+        RulesCommand::List(args) => return super::automation::rules(args).await,
+        RulesCommand::Test(args) => args,
+    };
     let text = std::fs::read_to_string(&args.events)
         .with_context(|| format!("reading {}", args.events.display()))?;
     let mut events = Vec::new();

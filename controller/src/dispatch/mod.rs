@@ -7,8 +7,13 @@
 //! - [`lost`]: declares agents lost after `[agents] lost_after_ms` without
 //!   a session to the leader.
 //! - [`timers`]: fires `Timer`s on their cron schedule while this node leads.
+//! - [`silence`]: reports rules whose signal went silent.
+//! - [`provisioner`]: runs provisioners for the hosts rules asked for, at
+//!   most once each.
 
 pub mod dispatcher;
 pub mod lost;
+pub mod provisioner;
 pub mod sessions;
+pub mod silence;
 pub mod timers;

@@ -15,13 +15,7 @@ pub fn matching_rules<'a>(
     event: &Event,
     agent: Option<&AgentRecord>,
 ) -> Vec<&'a RuleSpec> {
-    let mut document = event.to_match_document();
-    if let (Some(agent), Some(fields)) = (agent, document.as_object_mut()) {
-        fields.insert(
-            "agent".into(),
-            serde_json::json!({ "id": agent.agent_id.as_str(), "labels": agent.labels }),
-        );
-    }
+    let document = match_document(event, agent);
     specs
         .rules
         .values()
@@ -32,6 +26,19 @@ pub fn matching_rules<'a>(
             Pattern::compile(&rule.pattern).is_ok_and(|pattern| pattern.matches(&document))
         })
         .collect()
+}
+
+/// The document patterns match: the event's fields, plus `agent: { id,
+/// labels }` when the event is about a known agent.
+pub fn match_document(event: &Event, agent: Option<&AgentRecord>) -> serde_json::Value {
+    let mut document = event.to_match_document();
+    if let (Some(agent), Some(fields)) = (agent, document.as_object_mut()) {
+        fields.insert(
+            "agent".into(),
+            serde_json::json!({ "id": agent.agent_id.as_str(), "labels": agent.labels }),
+        );
+    }
+    document
 }
 
 #[cfg(test)]
@@ -133,6 +140,7 @@ action: { repair: { service: clock } }
             last_hello_ms: 0,
             events_committed: 0,
             lost: false,
+            avoid: Default::default(),
         };
         let exit = event("edge-1", "host.process.exited", json!({}));
         assert_eq!(matching_rules(&specs, &exit, Some(&agent("ams"))).len(), 1);

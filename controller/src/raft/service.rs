@@ -12,8 +12,10 @@ use tonic::{Request, Response, Status};
 
 use super::membership::Membership;
 use super::network::SnapshotHeader;
+use super::proposer::Proposer;
 use super::{LeveeRaft, SnapshotData};
 use crate::api::error::ApiError;
+use crate::sources::sink::{self, Forwarded};
 
 pub struct RaftService {
     pub node_id: u64,
@@ -97,5 +99,16 @@ impl RaftTransport for RaftService {
         Ok(Response::new(pb::JoinResponse {
             leader_id: self.node_id,
         }))
+    }
+
+    async fn record_inbound(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let Forwarded { source, events } = decode(request.get_ref())?;
+        // Forwarded once only: a node that is not the leader either says
+        // so instead of passing the events on again.
+        let proposer = Proposer::new(self.raft.clone());
+        encode(sink::commit(&proposer, &source, events).await)
     }
 }

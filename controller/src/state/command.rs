@@ -9,6 +9,7 @@ use levee_common::ids::{AgentId, PlanId};
 use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
 
+use super::inbound::InboundEvent;
 use super::records::TaskReport;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,13 @@ pub enum Command {
     RecordEvents {
         agent_id: AgentId,
         events: Vec<Event>,
+        at_ms: i64,
+    },
+    /// Events from outside the fleet, received by the leader from the
+    /// named source (`webhook/<endpoint>`, `mqtt/<subscription>`).
+    RecordInbound {
+        source: String,
+        events: Vec<InboundEvent>,
         at_ms: i64,
     },
     /// A new desired-state version.
@@ -82,6 +90,33 @@ pub enum Command {
         last_hello_ms: i64,
         at_ms: i64,
     },
+    /// The leader found a rule's signal silent since `last_signal_ms`.
+    SignalSilent {
+        rule: String,
+        last_signal_ms: i64,
+        at_ms: i64,
+    },
+    /// The leader of `term` is about to run a provision's command.
+    ProvisionStarted { id: String, term: u64, at_ms: i64 },
+    /// A provision's command ended: its output, or why it failed.
+    ProvisionFinished {
+        id: String,
+        result: Result<String, String>,
+        at_ms: i64,
+    },
+    /// Keep `service` (or, without one, everything) off an agent.
+    Drain {
+        agent_id: AgentId,
+        service: Option<String>,
+        by: String,
+        at_ms: i64,
+    },
+    /// Let a drained agent take work again.
+    Undrain {
+        agent_id: AgentId,
+        by: String,
+        at_ms: i64,
+    },
     /// A controller node is being removed; its id may never be reused.
     NodeRemoved { node_id: u64, at_ms: i64 },
 }
@@ -101,6 +136,12 @@ pub enum Response {
         duplicates: u32,
         acks: Vec<(u64, u64)>,
     },
+    /// Inbound events committed, and repeats of ones already committed
+    /// (by their sender's id) skipped.
+    InboundRecorded {
+        accepted: u32,
+        duplicates: u32,
+    },
     SpecsApplied {
         version: u64,
         plan_ids: Vec<PlanId>,
@@ -115,6 +156,10 @@ pub enum Response {
     /// What an approved (or rejected) rule action did.
     Answered {
         outcome: String,
+        plan_id: Option<PlanId>,
+    },
+    /// A drain or undrain, and its plan if it moved anything.
+    Drained {
         plan_id: Option<PlanId>,
     },
     Scaled {
@@ -140,6 +185,9 @@ impl fmt::Display for Command {
             Command::RecordEvents {
                 agent_id, events, ..
             } => write!(f, "record-events({agent_id}, {})", events.len()),
+            Command::RecordInbound { source, events, .. } => {
+                write!(f, "record-inbound({source}, {})", events.len())
+            }
             Command::PutSpecs { specs, .. } => {
                 write!(
                     f,
@@ -159,6 +207,19 @@ impl fmt::Display for Command {
             Command::AgentLost { agent_id, .. } => write!(f, "agent-lost({agent_id})"),
             Command::TimerFired { timer, .. } => write!(f, "timer-fired({timer})"),
             Command::Answer { id, approve, .. } => write!(f, "answer({id}, {approve})"),
+            Command::SignalSilent { rule, .. } => write!(f, "signal-silent({rule})"),
+            Command::ProvisionStarted { id, .. } => write!(f, "provision-started({id})"),
+            Command::ProvisionFinished { id, result, .. } => {
+                write!(f, "provision-finished({id}, {})", result.is_ok())
+            }
+            Command::Drain {
+                agent_id, service, ..
+            } => write!(
+                f,
+                "drain({agent_id}, {})",
+                service.as_deref().unwrap_or("*")
+            ),
+            Command::Undrain { agent_id, .. } => write!(f, "undrain({agent_id})"),
         }
     }
 }

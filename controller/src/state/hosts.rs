@@ -107,6 +107,31 @@ impl ClusterState {
         subject: &str,
         data: Value,
     ) {
+        self.raise_from(
+            at,
+            at_ms,
+            CONTROLLER_SOURCE,
+            event_type,
+            subject,
+            data,
+            at_ms,
+        );
+    }
+
+    /// Commits an event that no agent sent: the controllers' own, or one
+    /// received from outside (`source` names which). Keyed
+    /// `controller/0/<seq>` in one sequence shared by all of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn raise_from(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        source: &str,
+        event_type: &str,
+        subject: &str,
+        data: Value,
+        time_unix_ms: i64,
+    ) {
         self.controller_events += 1;
         let event = Event {
             key: EventKey {
@@ -114,14 +139,17 @@ impl ClusterState {
                 boot_epoch: 0,
                 seq: self.controller_events,
             },
-            source: CONTROLLER_SOURCE.to_owned(),
+            source: source.to_owned(),
             event_type: event_type.to_owned(),
             subject: subject.to_owned(),
-            time_unix_ms: at_ms,
+            time_unix_ms,
             data,
         };
-        // Ordinals from 100 keep clear of the entry's own plan (0).
-        let mut ordinal = 100;
+        // Each raised event reacts with plan ordinals of its own block of
+        // 100, clear of the entry's own plans (below 100) and of other
+        // events raised in the same entry (a reaction may raise more).
+        self.raised_in_entry.0 += 1;
+        let mut ordinal = 100 * self.raised_in_entry.0;
         self.commit_event(at, &mut ordinal, event, at_ms);
     }
 }

@@ -9,7 +9,9 @@
 
 pub mod command;
 pub mod hosts;
+pub mod inbound;
 mod planning;
+mod provisions;
 pub mod reactions;
 pub mod records;
 mod rollout;
@@ -80,6 +82,22 @@ pub struct ClusterState {
     /// Sequence of events the controllers raise themselves (`host.lost`...).
     #[serde(default)]
     pub controller_events: u64,
+    /// Hosts asked of provisioners, by id.
+    #[serde(default)]
+    pub provisions: BTreeMap<String, records::ProvisionRecord>,
+    /// How many provisions were ever asked for: the next id.
+    #[serde(default)]
+    pub provisions_asked: u64,
+    /// Services last found short of replicas (no agent with room), and by
+    /// how many, so `levee.service.unplaced` is raised once per change.
+    #[serde(default)]
+    pub shortfalls: BTreeMap<String, u32>,
+    /// Recent sender ids of inbound events, per source, so a retried
+    /// webhook or a redelivered MQTT message is committed once.
+    #[serde(default)]
+    pub inbound_seen: BTreeMap<String, inbound::SeenIds>,
+    #[serde(skip)]
+    pub(crate) raised_in_entry: records::RaisedInEntry,
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
@@ -89,6 +107,7 @@ impl ClusterState {
     /// Applies one committed command. Must stay deterministic: no clock,
     /// no randomness, no iteration over unordered collections.
     pub fn apply(&mut self, at: LogPosition, command: Command) -> Response {
+        self.raised_in_entry = records::RaisedInEntry(0);
         match command {
             Command::AgentHello {
                 agent_id,
@@ -129,6 +148,7 @@ impl ClusterState {
                         last_hello_ms: at_ms,
                         events_committed: 0,
                         lost: false,
+                        avoid: Default::default(),
                     });
                 let recovered = std::mem::take(&mut record.lost);
                 // A new agent, or one whose labels or capacity changed, may
@@ -168,12 +188,25 @@ impl ClusterState {
                 events,
                 at_ms,
             } => self.record_events(at, &agent_id, events, at_ms),
+            Command::RecordInbound {
+                source,
+                events,
+                at_ms,
+            } => self.record_inbound(at, at_ms, &source, events),
             Command::PutSpecs {
                 specs,
                 reason,
                 applied_by,
                 at_ms,
-            } => self.put_specs(at, at_ms, specs, reason, applied_by, VersionOrigin::Apply),
+            } => self.put_specs(
+                at,
+                at_ms,
+                0,
+                specs,
+                reason,
+                applied_by,
+                VersionOrigin::Apply,
+            ),
             Command::Rollback {
                 version,
                 reason,
@@ -190,6 +223,7 @@ impl ClusterState {
                     self.put_specs(
                         at,
                         at_ms,
+                        0,
                         specs,
                         reason,
                         requested_by,
@@ -230,6 +264,28 @@ impl ClusterState {
                 by,
                 at_ms,
             } => self.answer_approval(at, at_ms, &id, approve, &by),
+            Command::SignalSilent {
+                rule,
+                last_signal_ms,
+                at_ms,
+            } => self.signal_silent(at, at_ms, &rule, last_signal_ms),
+            Command::ProvisionStarted { id, term, at_ms } => {
+                self.provision_started(&id, term, at_ms)
+            }
+            Command::ProvisionFinished { id, result, at_ms } => {
+                self.provision_finished(&id, result, at_ms)
+            }
+            Command::Drain {
+                agent_id,
+                service,
+                by,
+                at_ms,
+            } => self.drain(at, at_ms, &agent_id, service.as_deref(), &by),
+            Command::Undrain {
+                agent_id,
+                by,
+                at_ms,
+            } => self.undrain(at, at_ms, &agent_id, &by),
             Command::NodeRemoved { node_id, .. } => {
                 self.removed_nodes.insert(node_id);
                 Response::Nothing
@@ -237,7 +293,7 @@ impl ClusterState {
         }
     }
 
-    fn version_range(&self) -> String {
+    pub(super) fn version_range(&self) -> String {
         match (self.versions.keys().next(), self.versions.keys().last()) {
             (Some(first), Some(last)) => format!("{first} to {last}"),
             _ => "none yet".into(),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use levee_common::event::types::SERVICE_UNPLACED;
 use levee_common::ids::{AgentId, PlanId, TaskId};
 use levee_common::resource::Resource;
 use levee_common::spec::SpecSet;
@@ -56,8 +57,67 @@ impl ClusterState {
     }
 
     /// Runs the planner and records its plan and tasks. Returns the plan
-    /// id, or `None` when there is nothing to do.
+    /// id, or `None` when there is nothing to do. A service left short of
+    /// replicas raises `levee.service.unplaced` (once the plan is recorded,
+    /// so a rule reacting to it plans on top of this plan).
     pub(super) fn plan(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        ordinal: usize,
+        cause: Cause,
+        trigger: &Trigger,
+    ) -> Option<PlanId> {
+        let plan_id = self.record_plan(at, at_ms, ordinal, cause, trigger);
+        self.note_shortfalls(at, at_ms);
+        plan_id
+    }
+
+    /// Compares each service's placements with its target and raises
+    /// `levee.service.unplaced` for each shortfall that changed.
+    fn note_shortfalls(&mut self, at: LogPosition, at_ms: i64) {
+        let mut changed = Vec::new();
+        for (name, spec) in &self.specs.services {
+            let target = planner::target_of(spec, &self.targets);
+            let placed = self.placements.get(name).map_or(0, |agents| agents.len()) as u32;
+            let short = target.saturating_sub(placed);
+            let before = self.shortfalls.get(name).copied().unwrap_or(0);
+            if short != before {
+                changed.push((name.clone(), target, placed, short));
+            }
+        }
+        let specs = &self.specs;
+        self.shortfalls
+            .retain(|name, _| specs.services.contains_key(name));
+        for (name, _, _, short) in &changed {
+            if *short == 0 {
+                self.shortfalls.remove(name);
+            } else {
+                self.shortfalls.insert(name.clone(), *short);
+            }
+        }
+        for (name, target, placed, short) in changed {
+            if short > 0 {
+                let data = serde_json::json!({
+                    "service": name,
+                    "target": target,
+                    "placed": placed,
+                    "short": short,
+                });
+                self.raise_from(
+                    at,
+                    at_ms,
+                    super::hosts::CONTROLLER_SOURCE,
+                    SERVICE_UNPLACED,
+                    &name,
+                    data,
+                    at_ms,
+                );
+            }
+        }
+    }
+
+    fn record_plan(
         &mut self,
         at: LogPosition,
         at_ms: i64,
@@ -159,10 +219,12 @@ impl ClusterState {
     }
 
     /// Commits `specs` as a new version and plans it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn put_specs(
         &mut self,
         at: LogPosition,
         at_ms: i64,
+        ordinal: usize,
         specs: SpecSet,
         reason: String,
         applied_by: String,
@@ -181,7 +243,7 @@ impl ClusterState {
                 depth: 0,
             };
             let plan_ids = self
-                .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+                .plan(at, at_ms, ordinal, cause, &Trigger::Reconcile)
                 .into_iter()
                 .collect();
             return Response::SpecsApplied {
@@ -192,6 +254,7 @@ impl ClusterState {
         }
         self.targets = clamped_targets(&self.targets, &specs);
         self.specs = specs;
+        self.start_signals(at_ms);
         self.spec_version += 1;
         let version = self.spec_version;
         let cause = Cause {
@@ -204,7 +267,7 @@ impl ClusterState {
             depth: 0,
         };
         let plan_ids: Vec<PlanId> = self
-            .plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+            .plan(at, at_ms, ordinal, cause, &Trigger::Reconcile)
             .into_iter()
             .collect();
         self.versions.insert(

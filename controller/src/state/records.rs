@@ -1,6 +1,6 @@
 //! The records the replicated state keeps: agents, events, plans, tasks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use levee_common::event::Event;
 use levee_common::ids::{AgentId, PlanId, TaskId};
@@ -34,6 +34,20 @@ pub struct AgentRecord {
     /// new replicas until it says hello again.
     #[serde(default)]
     pub lost: bool,
+    /// Services this agent must not run (`*`: none at all, it is drained),
+    /// set by `drain`/`reschedule` and cleared by `levee undrain`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub avoid: BTreeSet<String>,
+}
+
+/// The `avoid` entry that drains an agent of everything.
+pub const DRAINED: &str = "*";
+
+impl AgentRecord {
+    /// Whether `service` may be placed on this agent.
+    pub fn takes(&self, service: &str) -> bool {
+        !self.lost && !self.avoid.contains(DRAINED) && !self.avoid.contains(service)
+    }
 }
 
 /// A committed event with what it caused.
@@ -51,13 +65,78 @@ pub struct EventRecord {
 
 /// What the replicated state remembers of a rule's actions, for its
 /// guardrails.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
     pub last_action_ms: Option<i64>,
     /// Times of recent actions, within the rule's window.
-    pub recent: std::collections::VecDeque<i64>,
+    pub recent: VecDeque<i64>,
     pub actions: u64,
     pub held: u64,
+    /// Samples of the rule's `window`, per window key (`*`, an agent, a
+    /// label value): (time, value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, VecDeque<(i64, f64)>>,
+    /// When a matching event last came (or the rule was added), for
+    /// `signal.silent_after_ms`.
+    #[serde(default)]
+    pub last_signal_ms: Option<i64>,
+    /// The signal went silent and has not come back.
+    #[serde(default)]
+    pub silent: bool,
+    /// Hosts the rule's actions sent tasks to, with when: its blast radius.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub touched: VecDeque<(i64, AgentId)>,
+}
+
+/// How many events the controllers raised while applying the current log
+/// entry: each gets its own block of plan ordinals. Not replicated (every
+/// `apply` starts it at 0), and never part of equality.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RaisedInEntry(pub usize);
+
+impl PartialEq for RaisedInEntry {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A host a `Provisioner` was asked to make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionRecord {
+    pub id: String,
+    pub provisioner: String,
+    pub cause: Cause,
+    pub requested_ms: i64,
+    pub state: ProvisionState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionState {
+    /// Waiting for the leader to run the provisioner.
+    Pending,
+    /// The leader of `term` started the command. A later leader finding it
+    /// so never runs it again (that could make a second host): it is
+    /// marked failed for an operator to check.
+    Running {
+        term: u64,
+        started_ms: i64,
+    },
+    Succeeded {
+        finished_ms: i64,
+        output: String,
+    },
+    Failed {
+        finished_ms: i64,
+        error: String,
+    },
+}
+
+impl ProvisionState {
+    /// Counts against the provisioner's `max_hosts`.
+    pub fn holds_a_host(&self) -> bool {
+        !matches!(self, ProvisionState::Failed { .. })
+    }
 }
 
 /// A rule's action waiting for an operator (`guardrails.approval`).

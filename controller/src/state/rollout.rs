@@ -207,7 +207,7 @@ impl ClusterState {
             failed_task: failed_task.clone(),
         };
         if let Response::SpecsApplied { version, .. } =
-            self.put_specs(at, at_ms, specs, reason, AUTOMATIC.to_owned(), origin)
+            self.put_specs(at, at_ms, 0, specs, reason, AUTOMATIC.to_owned(), origin)
             && let Some(plan) = self.plans.get_mut(plan_id)
         {
             plan.rolled_back_by = Some(version);

@@ -44,10 +44,10 @@ pub fn fits(
         && (memory == 0 || used_memory.saturating_add(memory) <= agent.memory_bytes)
 }
 
-/// Whether `agent` may run `service`: not lost, and its labels match the
-/// service's selector.
+/// Whether `agent` may run `service`: not lost, not drained of it, and
+/// its labels match the service's selector.
 pub fn selects(service: &ServiceSpec, agent: &AgentRecord) -> bool {
-    !agent.lost
+    agent.takes(&service.name)
         && service
             .placement
             .selector

@@ -22,6 +22,7 @@ fn agent(name: &str, labels: &[(&str, &str)], cpu_millis: u32) -> AgentRecord {
         last_hello_ms: 0,
         events_committed: 0,
         lost: false,
+        avoid: Default::default(),
     }
 }
 

@@ -6,6 +6,9 @@ use super::records::{ResourceOutcome, TaskReport};
 use super::*;
 use crate::engine::planner::Action;
 
+mod actions;
+mod windows;
+
 const SPECS: &str = r#"
 kind: Service
 name: clock

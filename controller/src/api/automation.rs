@@ -1,0 +1,109 @@
+//! The Control API's view of automation: draining agents by hand, rules
+//! with their guardrail state, and provisions.
+
+use levee_common::pb;
+use tonic::{Request, Status};
+use tracing::info;
+
+use super::auth::caller;
+use super::control::ControlService;
+use super::error::ApiError;
+use crate::state::ClusterState;
+use crate::state::command::{Command, Response as StateResponse};
+use crate::state::reactions::describe;
+use crate::state::records::ProvisionState;
+
+pub async fn drain(
+    service: &ControlService,
+    request: Request<pb::DrainRequest>,
+) -> Result<pb::DrainResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    if request.agent_id.is_empty() {
+        return Err(ApiError::InvalidArgument("name the agent to drain".into()).into());
+    }
+    let agent_id = request.agent_id.as_str().into();
+    let by = identity.to_string();
+    let at_ms = super::agent_link::now_ms();
+    let command = if request.undo {
+        Command::Undrain {
+            agent_id,
+            by,
+            at_ms,
+        }
+    } else {
+        Command::Drain {
+            agent_id,
+            service: (!request.service.is_empty()).then_some(request.service),
+            by,
+            at_ms,
+        }
+    };
+    let (_, response) = service
+        .proposer
+        .propose(command)
+        .await
+        .map_err(ApiError::from)?;
+    match response {
+        StateResponse::Drained { plan_id } => {
+            info!(caller = %identity, agent = %request.agent_id, undo = request.undo, "drain");
+            Ok(pb::DrainResponse {
+                plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+            })
+        }
+        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
+        _ => Err(Status::internal("unexpected response to a drain")),
+    }
+}
+
+pub fn rules(state: &ClusterState) -> Vec<pb::RuleInfo> {
+    state
+        .specs
+        .rules
+        .values()
+        .map(|rule| {
+            let rule_state = state.rule_state.get(&rule.name);
+            let signal = match (&rule.signal, rule_state) {
+                (None, _) => "",
+                (Some(_), Some(rule_state)) if rule_state.silent => "silent",
+                (Some(_), _) => "live",
+            };
+            pb::RuleInfo {
+                name: rule.name.clone(),
+                action: describe(&rule.action),
+                actions: rule_state.map_or(0, |s| s.actions),
+                held: rule_state.map_or(0, |s| s.held),
+                last_action_unix_ms: rule_state.and_then(|s| s.last_action_ms).unwrap_or(0),
+                signal: signal.into(),
+                window_samples: rule_state
+                    .map_or(0, |s| s.windows.values().map(|w| w.len() as u32).sum()),
+                dry_run: rule.guardrails.dry_run,
+            }
+        })
+        .collect()
+}
+
+pub fn provisions(state: &ClusterState) -> Vec<pb::ProvisionInfo> {
+    state
+        .provisions
+        .values()
+        .map(|record| {
+            let (name, detail) = match &record.state {
+                ProvisionState::Pending => ("pending", String::new()),
+                ProvisionState::Running { term, .. } => {
+                    ("running", format!("by the leader of term {term}"))
+                }
+                ProvisionState::Succeeded { output, .. } => ("succeeded", output.clone()),
+                ProvisionState::Failed { error, .. } => ("failed", error.clone()),
+            };
+            pb::ProvisionInfo {
+                id: record.id.clone(),
+                provisioner: record.provisioner.clone(),
+                state: name.into(),
+                requested_unix_ms: record.requested_ms,
+                cause: record.cause.reason.clone(),
+                detail,
+            }
+        })
+        .collect()
+}

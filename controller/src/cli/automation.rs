@@ -1,0 +1,154 @@
+//! `levee rules list`, `levee drain`, `levee undrain` and `levee
+//! provisions`: what the automation is doing, and taking a host out of
+//! service by hand.
+
+use anyhow::Result;
+use levee_common::pb;
+use serde_json::{Value, json};
+
+use super::client::ClientArgs;
+use super::output::{Row, print_rows, timestamp};
+use super::query::QueryArgs;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The agent to take work off.
+    pub agent: String,
+    /// Move only this service off the agent.
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UndrainArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The agent that may take work again.
+    pub agent: String,
+}
+
+pub async fn drain(args: DrainArgs) -> Result<()> {
+    let request = pb::DrainRequest {
+        agent_id: args.agent.clone(),
+        service: args.service.clone().unwrap_or_default(),
+        undo: false,
+    };
+    let plan = send(&args.client, request).await?;
+    let what = args.service.unwrap_or_else(|| "everything".into());
+    match plan {
+        Some(plan) => println!(
+            "moving {what} off {}: plan {plan} (see `levee tasks`)",
+            args.agent
+        ),
+        None => println!("{} runs none of {what} already", args.agent),
+    }
+    Ok(())
+}
+
+pub async fn undrain(args: UndrainArgs) -> Result<()> {
+    let request = pb::DrainRequest {
+        agent_id: args.agent.clone(),
+        service: String::new(),
+        undo: true,
+    };
+    match send(&args.client, request).await? {
+        Some(plan) => println!("{} takes work again: plan {plan}", args.agent),
+        None => println!("{} takes work again", args.agent),
+    }
+    Ok(())
+}
+
+async fn send(client: &ClientArgs, request: pb::DrainRequest) -> Result<Option<String>> {
+    let client = client.connect()?;
+    let response = client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.drain(request).await }
+        })
+        .await?;
+    Ok((!response.plan_id.is_empty()).then_some(response.plan_id))
+}
+
+pub async fn rules(args: QueryArgs) -> Result<()> {
+    let client = args.client.connect()?;
+    let stale = args.stale;
+    let response = client
+        .call(|mut c| async move { c.list_rules(pb::ListRulesRequest { stale }).await })
+        .await?;
+    print_rows(&response.rules, args.output, "no rules in the specs");
+    Ok(())
+}
+
+pub async fn provisions(args: QueryArgs) -> Result<()> {
+    let client = args.client.connect()?;
+    let stale = args.stale;
+    let response = client
+        .call(|mut c| async move { c.list_provisions(pb::ListProvisionsRequest { stale }).await })
+        .await?;
+    print_rows(&response.provisions, args.output, "no host was provisioned");
+    Ok(())
+}
+
+impl Row for pb::RuleInfo {
+    const HEADERS: &'static [&'static str] = &[
+        "RULE",
+        "ACTION",
+        "ACTED",
+        "HELD",
+        "LAST ACTION",
+        "SIGNAL",
+        "WINDOW",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        let action = if self.dry_run {
+            format!("{} (dry run)", self.action)
+        } else {
+            self.action.clone()
+        };
+        vec![
+            self.name.clone(),
+            action,
+            self.actions.to_string(),
+            self.held.to_string(),
+            timestamp(self.last_action_unix_ms),
+            if self.signal.is_empty() {
+                "-".into()
+            } else {
+                self.signal.clone()
+            },
+            self.window_samples.to_string(),
+        ]
+    }
+
+    fn json(&self) -> Value {
+        json!({ "name": self.name, "action": self.action, "dry_run": self.dry_run,
+                "actions": self.actions, "held": self.held,
+                "last_action": timestamp(self.last_action_unix_ms),
+                "signal": self.signal, "window_samples": self.window_samples })
+    }
+}
+
+impl Row for pb::ProvisionInfo {
+    const HEADERS: &'static [&'static str] =
+        &["ID", "PROVISIONER", "STATE", "REQUESTED", "CAUSE", "DETAIL"];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.provisioner.clone(),
+            self.state.clone(),
+            timestamp(self.requested_unix_ms),
+            self.cause.clone(),
+            self.detail.clone(),
+        ]
+    }
+
+    fn json(&self) -> Value {
+        json!({ "id": self.id, "provisioner": self.provisioner, "state": self.state,
+                "requested": timestamp(self.requested_unix_ms), "cause": self.cause,
+                "detail": self.detail })
+    }
+}

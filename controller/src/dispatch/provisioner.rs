@@ -1,0 +1,180 @@
+//! The leader runs provisioners: for each pending provision it commits
+//! `ProvisionStarted` (with its term), runs the provisioner's argv, and
+//! commits the result. A provision found started by an older term is
+//! never run again: it is closed as failed, for an operator to check,
+//! since its command may have made a host before the leader changed.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use levee_common::spec::ProvisionerSpec;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::api::agent_link::now_ms;
+use crate::raft::proposer::Proposer;
+use crate::raft::state_machine::SharedState;
+use crate::state::command::{Command, Response};
+
+const TICK: Duration = Duration::from_millis(250);
+/// How much of a provisioner's output is kept in the record.
+const OUTPUT_TAIL: usize = 4096;
+
+pub struct ProvisionRunner {
+    pub state: SharedState,
+    pub proposer: Proposer,
+}
+
+impl ProvisionRunner {
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Dropping the set at shutdown aborts the runs, which kills their
+        // commands (kill_on_drop).
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut started: BTreeSet<String> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(TICK) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+            let Some(term) = self.proposer.leader_term() else {
+                continue;
+            };
+            let work = self.state.read(|state| {
+                state
+                    .provisions_to_handle(term)
+                    .into_iter()
+                    .filter_map(|(id, pending)| {
+                        let record = state.provisions.get(&id)?;
+                        let spec = state.specs.provisioners.get(&record.provisioner).cloned();
+                        Some((id, pending, spec))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            for (id, pending, spec) in work {
+                if !pending {
+                    let error = "the controller running it lost leadership before it finished; check whether the host was made".to_owned();
+                    self.finish(&id, Err(error)).await;
+                    continue;
+                }
+                let Some(spec) = spec else {
+                    self.finish(&id, Err("its provisioner is no longer in the specs".into()))
+                        .await;
+                    continue;
+                };
+                if !started.insert(id.clone()) {
+                    continue;
+                }
+                let command = Command::ProvisionStarted {
+                    id: id.clone(),
+                    term,
+                    at_ms: now_ms(),
+                };
+                match self.proposer.propose(command).await {
+                    Ok((_, Response::Nothing)) => {}
+                    Ok((_, other)) => {
+                        warn!(%id, answer = ?other, "provision not started");
+                        continue;
+                    }
+                    Err(err) => {
+                        warn!(%id, error = %err, "could not start a provision");
+                        started.remove(&id);
+                        continue;
+                    }
+                }
+                let proposer = self.proposer.clone();
+                let span = info_span!("provision", %id, provisioner = %spec.name);
+                running.spawn(
+                    async move {
+                        info!(argv = ?spec.argv, "running the provisioner");
+                        let result = run_provisioner(&spec, &id).await;
+                        match &result {
+                            Ok(_) => info!("provisioner succeeded"),
+                            Err(err) => warn!(error = %err, "provisioner failed"),
+                        }
+                        let command = Command::ProvisionFinished {
+                            id: id.clone(),
+                            result,
+                            at_ms: now_ms(),
+                        };
+                        if let Err(err) = proposer.propose(command).await {
+                            warn!(error = %err, "could not record the provision's result");
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+
+    async fn finish(&self, id: &str, result: Result<String, String>) {
+        let command = Command::ProvisionFinished {
+            id: id.to_owned(),
+            result,
+            at_ms: now_ms(),
+        };
+        if let Err(err) = self.proposer.propose(command).await {
+            warn!(%id, error = %err, "could not close a provision");
+        }
+    }
+}
+
+/// Runs the provisioner's argv (never through a shell) with its env plus
+/// `LEVEE_PROVISION_ID`, `LEVEE_PROVISIONER` and `LEVEE_LABELS`
+/// (`k=v,...`), in its own process group, killed on timeout.
+async fn run_provisioner(spec: &ProvisionerSpec, id: &str) -> Result<String, String> {
+    let labels = spec
+        .labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut child = tokio::process::Command::new(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .envs(&spec.env)
+        .env("LEVEE_PROVISION_ID", id)
+        .env("LEVEE_PROVISIONER", &spec.name)
+        .env("LEVEE_LABELS", labels)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| format!("cannot run {:?}: {err}", spec.argv[0]))?;
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let output = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let (_, _) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        let status = child.wait().await;
+        (out, err, status)
+    };
+    let timeout = Duration::from_millis(u64::from(spec.timeout_ms));
+    let result = tokio::time::timeout(timeout, output).await;
+    // Whatever the command left behind in its group goes with it; a host
+    // it started must have detached into a group of its own.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    let (out, err, status) =
+        result.map_err(|_| format!("timed out after {} ms", spec.timeout_ms))?;
+    let status = status.map_err(|err| format!("waiting for it: {err}"))?;
+    if status.success() {
+        Ok(tail(&out))
+    } else {
+        Err(format!("{status}: {}", tail(&err)))
+    }
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let start = bytes.len().saturating_sub(OUTPUT_TAIL);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}

@@ -1,0 +1,171 @@
+//! Configuration of the inbound sources, part of a node's TOML config:
+//! `[webhooks]` with its `[[webhooks.endpoint]]`s, and `[[mqtt]]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use levee_common::ids::is_valid_name;
+use serde::{Deserialize, Serialize};
+
+use super::webhook::Format;
+
+/// The HTTPS webhook receiver. Every controller serves it; a follower
+/// hands what it receives to the leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Port 0 picks a free port, written to `<data_dir>/webhook.addr`.
+    pub listen: SocketAddr,
+    /// Certificate and key served to senders; the node's own when unset
+    /// (senders must then trust the cluster CA).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Largest request body accepted.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Each is served at `POST /hooks/<name>`.
+    #[serde(default, rename = "endpoint")]
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+/// One webhook endpoint: its payload format and how senders prove who
+/// they are (exactly one of a token or an HMAC secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    pub name: String,
+    pub format: Format,
+    /// A file holding the shared token (Bearer, Basic password or
+    /// `?token=`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A file holding the HMAC-SHA256 key; the signature of the body is
+    /// expected, in hex, in `hmac_header`.
+    #[serde(default)]
+    pub hmac_secret_file: Option<PathBuf>,
+    #[serde(default = "default_hmac_header")]
+    pub hmac_header: String,
+}
+
+fn default_hmac_header() -> String {
+    "x-levee-signature".into()
+}
+
+/// A subscription on an MQTT broker. Only the leader subscribes, with one
+/// client id for the whole cluster, so the broker keeps one session whose
+/// unacknowledged messages a new leader receives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub name: String,
+    /// `host:port` of the broker (plain TCP; keep it on a trusted network
+    /// or behind a local TLS tunnel).
+    pub broker: String,
+    /// Topic filters, `+` and `#` wildcards allowed; subscribed with QoS 1.
+    pub topics: Vec<String>,
+    /// Defaults to `levee-<name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The events' type.
+    #[serde(default = "default_mqtt_event_type")]
+    pub event_type: String,
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+}
+
+fn default_mqtt_event_type() -> String {
+    "mqtt.message".into()
+}
+
+fn default_keep_alive_s() -> u64 {
+    30
+}
+
+impl MqttConfig {
+    pub fn client_id(&self) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("levee-{}", self.name))
+    }
+}
+
+/// Event types only agents and the controllers themselves may raise.
+pub fn is_reserved_type(event_type: &str) -> bool {
+    event_type.starts_with("host.") || event_type.starts_with("levee.")
+}
+
+/// Checks what serde cannot; the message names the entry at fault.
+pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Result<(), String> {
+    if let Some(webhooks) = webhooks {
+        if webhooks.cert.is_some() != webhooks.key.is_some() {
+            return Err("webhooks: set both `cert` and `key`, or neither".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for endpoint in &webhooks.endpoints {
+            let at = format!("webhooks.endpoint `{}`", endpoint.name);
+            if !is_valid_name(&endpoint.name) {
+                return Err(format!("{at}: a name is lowercase letters, digits and '-'"));
+            }
+            if !names.insert(&endpoint.name) {
+                return Err(format!("{at}: the name is used twice"));
+            }
+            match (&endpoint.token_file, &endpoint.hmac_secret_file) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(format!(
+                        "{at}: set exactly one of `token_file` and `hmac_secret_file`"
+                    ));
+                }
+            }
+            if http::HeaderName::from_bytes(endpoint.hmac_header.as_bytes()).is_err() {
+                return Err(format!(
+                    "{at}: `hmac_header` {:?} is not a valid header name",
+                    endpoint.hmac_header
+                ));
+            }
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for subscription in mqtt {
+        let at = format!("mqtt `{}`", subscription.name);
+        if !is_valid_name(&subscription.name) {
+            return Err(format!("{at}: a name is lowercase letters, digits and '-'"));
+        }
+        if !names.insert(&subscription.name) {
+            return Err(format!("{at}: the name is used twice"));
+        }
+        if subscription.topics.is_empty() {
+            return Err(format!("{at}: `topics` names no topic"));
+        }
+        if subscription
+            .broker
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_err())
+        {
+            return Err(format!(
+                "{at}: `broker` {:?} is not host:port",
+                subscription.broker
+            ));
+        }
+        if is_reserved_type(&subscription.event_type) || subscription.event_type.is_empty() {
+            return Err(format!(
+                "{at}: `event_type` {:?} is empty or reserved (host.*, levee.*)",
+                subscription.event_type
+            ));
+        }
+        if subscription.password_file.is_some() && subscription.username.is_none() {
+            return Err(format!("{at}: `password_file` needs a `username`"));
+        }
+    }
+    Ok(())
+}

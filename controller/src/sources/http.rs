@@ -1,0 +1,264 @@
+//! The HTTPS webhook receiver: `POST /hooks/<endpoint>`. A request is
+//! authenticated, parsed in its endpoint's format, and answered 200 only
+//! once its events are committed, so a sender that saw 200 lost nothing,
+//! and one that saw anything else may retry (repeats are committed once).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::config::{EndpointConfig, WebhooksConfig};
+use super::sink::{InboundSink, SubmitError};
+use super::webhook::auth::{self, Secret, WebhookAuth};
+use super::webhook::{self, Format};
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An endpoint ready to serve: its format and loaded secret.
+struct Endpoint {
+    format: Format,
+    auth: WebhookAuth,
+}
+
+struct Receiver {
+    endpoints: BTreeMap<String, Endpoint>,
+    sink: InboundSink,
+}
+
+/// Binds the receiver and serves it until `shutdown`. Returns the bound
+/// address (also written to `<data_dir>/webhook.addr`).
+pub async fn start(
+    config: &WebhooksConfig,
+    node_tls: &levee_common::tls::TlsFiles,
+    data_dir: &Path,
+    sink: InboundSink,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr> {
+    let endpoints = config
+        .endpoints
+        .iter()
+        .map(|endpoint| Ok((endpoint.name.clone(), load_endpoint(endpoint)?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    let cert = config.cert.as_deref().unwrap_or(&node_tls.cert);
+    let key = config.key.as_deref().unwrap_or(&node_tls.key);
+    let acceptor = TlsAcceptor::from(Arc::new(server_tls(cert, key)?));
+    let app = Router::new()
+        .route("/hooks/{endpoint}", post(receive))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(Arc::new(Receiver { endpoints, sink }));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the webhook receiver to {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    std::fs::write(data_dir.join("webhook.addr"), addr.to_string())
+        .context("writing webhook.addr")?;
+    info!(%addr, endpoints = config.endpoints.len(), "webhook receiver serving");
+    let connections = tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(error = %err, "webhook receiver: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let service = TowerToHyperService::new(app.clone());
+            let shutdown = shutdown.clone();
+            connections.spawn(
+                async move {
+                    let tls =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(err)) => {
+                                debug!(error = %err, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        result = connection.as_mut() => {
+                            if let Err(err) = result {
+                                debug!(error = %err, "webhook connection ended with an error");
+                            }
+                        }
+                        () = shutdown.cancelled() => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                }
+                .instrument(info_span!("webhook_connection", %peer)),
+            );
+        }
+    });
+    Ok(addr)
+}
+
+fn load_endpoint(config: &EndpointConfig) -> Result<Endpoint> {
+    let read = |path: &Path| -> Result<Secret> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "webhooks.endpoint `{}`: reading {}",
+                config.name,
+                path.display()
+            )
+        })?;
+        Secret::new(text.trim().as_bytes().to_vec()).map_err(|_| {
+            anyhow::anyhow!(
+                "webhooks.endpoint `{}`: {} is empty",
+                config.name,
+                path.display()
+            )
+        })
+    };
+    let auth = match (&config.token_file, &config.hmac_secret_file) {
+        (Some(token), _) => WebhookAuth::Token(read(token)?),
+        (None, Some(secret)) => WebhookAuth::Hmac {
+            secret: read(secret)?,
+            header: http::HeaderName::from_bytes(config.hmac_header.as_bytes())
+                .context("hmac_header")?,
+        },
+        (None, None) => anyhow::bail!(
+            "webhooks.endpoint `{}`: no token_file or hmac_secret_file",
+            config.name
+        ),
+    };
+    Ok(Endpoint {
+        format: config.format,
+        auth,
+    })
+}
+
+fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the webhook certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the webhook key {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the webhook certificate and key do not match")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Handles one delivery.
+async fn receive(
+    State(receiver): State<Arc<Receiver>>,
+    UrlPath(name): UrlPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let span = info_span!("webhook", endpoint = %name);
+    async move {
+        let Some(endpoint) = receiver.endpoints.get(&name) else {
+            return reply(
+                StatusCode::NOT_FOUND,
+                format!("no webhook endpoint named `{name}`"),
+            );
+        };
+        if let Err(err) = auth::check(&endpoint.auth, &headers, query.as_deref(), &body) {
+            warn!(error = %err, "webhook refused");
+            let mut response = reply(err.status(), err.to_string());
+            // SNS sends its Basic credentials only when challenged.
+            if err.status() == StatusCode::UNAUTHORIZED
+                && matches!(endpoint.auth, WebhookAuth::Token(_))
+            {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(auth::BASIC_CHALLENGE),
+                );
+            }
+            return response;
+        }
+        let parsed = match webhook::parse(endpoint.format, &headers, &body) {
+            Ok(parsed) => parsed,
+            Err(err) => {
+                warn!(error = %err, "webhook payload refused");
+                return reply(StatusCode::BAD_REQUEST, err.to_string());
+            }
+        };
+        if let Some(url) = &parsed.subscribe_url {
+            // Confirming means fetching the URL from AWS; an operator does
+            // it once, so the receiver makes no outbound calls.
+            warn!(%url, "SNS asks to confirm a subscription: open this URL once to confirm it");
+        }
+        if parsed.events.is_empty() {
+            return (
+                StatusCode::OK,
+                axum::Json(json!({"accepted": 0, "duplicates": 0})),
+            )
+                .into_response();
+        }
+        let source = format!("webhook/{name}");
+        match receiver.sink.submit(&source, parsed.events).await {
+            Ok(outcome) => {
+                info!(
+                    accepted = outcome.accepted,
+                    duplicates = outcome.duplicates,
+                    "webhook events committed"
+                );
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({
+                        "accepted": outcome.accepted,
+                        "duplicates": outcome.duplicates,
+                    })),
+                )
+                    .into_response()
+            }
+            Err(SubmitError::Refused(reason)) => reply(StatusCode::BAD_REQUEST, reason),
+            Err(err) => {
+                warn!(error = %err, "webhook events not committed; the sender may retry");
+                let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                response
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn reply(status: StatusCode, error: String) -> Response {
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}

@@ -1,0 +1,231 @@
+//! MQTT subscriptions for edge brokers. Only the leader subscribes, under
+//! one client id for the cluster and a persistent session (clean session
+//! off), with QoS 1 and manual acknowledgement: a message is acknowledged
+//! to the broker only after its event is committed. A message that was
+//! not acknowledged (the leader died, the commit failed) is delivered
+//! again by the broker, to whichever controller leads next.
+
+use std::time::Duration;
+
+use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::config::MqttConfig;
+use super::sink::InboundSink;
+use crate::raft::proposer::Proposer;
+use crate::state::inbound::InboundEvent;
+
+/// How often a subscriber checks that this node still leads.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(250);
+/// Pause after a failed connection before the next attempt.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct MqttSource {
+    pub config: MqttConfig,
+    pub password: Option<String>,
+    pub sink: InboundSink,
+    pub proposer: Proposer,
+}
+
+/// Why a session with the broker ended.
+enum Ended {
+    Shutdown,
+    NotLeader,
+    Failed,
+}
+
+impl MqttSource {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let span = info_span!("mqtt", subscription = %self.config.name);
+        async move {
+            loop {
+                // Followers keep no session: the broker would split the
+                // messages between them, or replay them to each.
+                while self.proposer.leader_term().is_none() {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(LEADERSHIP_CHECK) => {}
+                    }
+                }
+                match self.session(&shutdown).await {
+                    Ended::Shutdown => return,
+                    Ended::NotLeader => info!("no longer the leader: unsubscribed"),
+                    Ended::Failed => {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                        }
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn options(&self) -> MqttOptions {
+        let (host, port) = self
+            .config
+            .broker
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .unwrap_or_else(|| (self.config.broker.clone(), 1883));
+        let mut options = MqttOptions::new(self.config.client_id(), host, port);
+        options
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_keep_alive(Duration::from_secs(self.config.keep_alive_s.max(5)));
+        if let Some(username) = &self.config.username {
+            options.set_credentials(username, self.password.clone().unwrap_or_default());
+        }
+        options
+    }
+
+    /// One connection, from connect to the first failure, loss of
+    /// leadership or shutdown.
+    async fn session(&self, shutdown: &CancellationToken) -> Ended {
+        let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
+        let source = format!("mqtt/{}", self.config.name);
+        let mut leadership = tokio::time::interval(LEADERSHIP_CHECK);
+        let ended = loop {
+            let polled = tokio::select! {
+                () = shutdown.cancelled() => break Ended::Shutdown,
+                _ = leadership.tick() => {
+                    if self.proposer.leader_term().is_none() {
+                        break Ended::NotLeader;
+                    }
+                    continue;
+                }
+                polled = eventloop.poll() => polled,
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    info!(broker = %self.config.broker, session_present = ack.session_present, "connected");
+                    for topic in &self.config.topics {
+                        if let Err(err) = client.subscribe(topic, QoS::AtLeastOnce).await {
+                            warn!(%topic, error = %err, "cannot subscribe");
+                            break;
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if !self.deliver(&client, &source, &publish).await {
+                        break Ended::Failed;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    warn!(broker = %self.config.broker, error = %err, "broker connection failed");
+                    break Ended::Failed;
+                }
+            }
+        };
+        // Best effort: the broker ends the session either way.
+        let _ = client.try_disconnect();
+        ended
+    }
+
+    /// Commits one message and acknowledges it. False when the commit
+    /// failed: the message stays unacknowledged and comes again.
+    async fn deliver(&self, client: &AsyncClient, source: &str, publish: &Publish) -> bool {
+        let event = match to_event(&self.config.event_type, publish) {
+            Ok(event) => event,
+            Err(problem) => {
+                // A message that can never become an event would block the
+                // session forever if left unacknowledged.
+                warn!(topic = %publish.topic, %problem, "message dropped");
+                return client.ack(publish).await.is_ok();
+            }
+        };
+        match self.sink.submit(source, vec![event]).await {
+            Ok(outcome) => {
+                debug!(topic = %publish.topic, accepted = outcome.accepted, "message committed");
+                client.ack(publish).await.is_ok()
+            }
+            Err(err) => {
+                warn!(topic = %publish.topic, error = %err, "message not committed; the broker will deliver it again");
+                false
+            }
+        }
+    }
+}
+
+/// The event a message becomes: subject the topic, data the payload (JSON
+/// when it parses, else text). A JSON payload's string `id` deduplicates
+/// redeliveries.
+pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, String> {
+    if publish.topic.len() > MAX_EVENT_FIELD_BYTES {
+        return Err(format!(
+            "the topic is {} bytes, more than {MAX_EVENT_FIELD_BYTES}",
+            publish.topic.len()
+        ));
+    }
+    if publish.payload.len() > MAX_EVENT_DATA_BYTES {
+        return Err(format!(
+            "the payload is {} bytes, more than {MAX_EVENT_DATA_BYTES}",
+            publish.payload.len()
+        ));
+    }
+    let payload: Value = match serde_json::from_slice(&publish.payload) {
+        Ok(json) => json,
+        Err(_) => match std::str::from_utf8(&publish.payload) {
+            Ok(text) => Value::String(text.to_owned()),
+            Err(_) => return Err("the payload is neither JSON nor UTF-8 text".into()),
+        },
+    };
+    let dedup_id = payload
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|id| format!("{} {id}", publish.topic));
+    Ok(InboundEvent {
+        event_type: event_type.to_owned(),
+        subject: publish.topic.clone(),
+        data: json!({
+            "topic": publish.topic,
+            "payload": payload,
+            "retained": publish.retain,
+        }),
+        dedup_id,
+        time_unix_ms: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &str, payload: &[u8]) -> Publish {
+        Publish::new(topic, QoS::AtLeastOnce, payload.to_vec())
+    }
+
+    #[test]
+    fn a_json_payload_becomes_data_and_its_id_deduplicates() {
+        let event = to_event(
+            "mqtt.message",
+            &publish("site/a/alarm", br#"{"id":"m-1","level":3}"#),
+        )
+        .unwrap();
+        assert_eq!(event.subject, "site/a/alarm");
+        assert_eq!(event.data["payload"]["level"], 3);
+        assert_eq!(event.dedup_id.as_deref(), Some("site/a/alarm m-1"));
+    }
+
+    #[test]
+    fn a_text_payload_is_kept_as_text_without_dedup() {
+        let event = to_event("mqtt.message", &publish("t", b"door open")).unwrap();
+        assert_eq!(event.data["payload"], "door open");
+        assert_eq!(event.dedup_id, None);
+    }
+
+    #[test]
+    fn binary_and_oversized_payloads_are_refused_with_the_reason() {
+        let binary = to_event("mqtt.message", &publish("t", &[0xff, 0xfe, 0x00])).unwrap_err();
+        assert!(binary.contains("neither JSON nor UTF-8"), "{binary}");
+        let big = vec![b'a'; MAX_EVENT_DATA_BYTES + 1];
+        let oversized = to_event("mqtt.message", &publish("t", &big)).unwrap_err();
+        assert!(oversized.contains("payload is"), "{oversized}");
+    }
+}

@@ -1,0 +1,130 @@
+//! Where every inbound source hands its events: committed through Raft
+//! here when this node leads, else forwarded once to the leader. The
+//! caller acknowledges its sender only after `submit` returns `Ok`.
+
+use levee_common::pb::RaftPayload;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::raft::network::Network;
+use crate::raft::proposer::{ProposeError, Proposer};
+use crate::state::command::{Command, Response};
+use crate::state::inbound::InboundEvent;
+
+/// What the leader did with a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundOutcome {
+    pub accepted: u32,
+    pub duplicates: u32,
+}
+
+/// A submission forwarded from a follower to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub source: String,
+    pub events: Vec<InboundEvent>,
+}
+
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    /// No leader is known (an election is running): the sender should retry.
+    #[error("no leader is known yet; retry shortly")]
+    NoLeader,
+    #[error("the leader at {leader} did not take the events: {reason}")]
+    Forward { leader: String, reason: String },
+    #[error("the cluster did not commit the events: {0}")]
+    Unavailable(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+#[derive(Clone)]
+pub struct InboundSink {
+    proposer: Proposer,
+    network: Network,
+}
+
+impl InboundSink {
+    pub fn new(proposer: Proposer, network: Network) -> Self {
+        Self { proposer, network }
+    }
+
+    /// Commits `events` from `source`; returns once they are committed
+    /// (or known to be repeats).
+    pub async fn submit(
+        &self,
+        source: &str,
+        events: Vec<InboundEvent>,
+    ) -> Result<InboundOutcome, SubmitError> {
+        match commit(&self.proposer, source, events.clone()).await {
+            Err(SubmitError::Forward { leader, .. }) => self.forward(&leader, source, events).await,
+            other => other,
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &str,
+        source: &str,
+        events: Vec<InboundEvent>,
+    ) -> Result<InboundOutcome, SubmitError> {
+        let failed = |reason: String| SubmitError::Forward {
+            leader: leader.to_owned(),
+            reason,
+        };
+        let json = serde_json::to_vec(&Forwarded {
+            source: source.to_owned(),
+            events,
+        })
+        .map_err(|err| failed(err.to_string()))?;
+        let mut client = self.network.client(leader).map_err(failed)?;
+        let reply = client
+            .record_inbound(RaftPayload {
+                json,
+                data: Vec::new(),
+            })
+            .await
+            .map_err(|status| failed(status.message().to_owned()))?;
+        let result: Result<InboundOutcome, String> =
+            serde_json::from_slice(&reply.get_ref().json).map_err(|err| failed(err.to_string()))?;
+        result.map_err(failed)
+    }
+}
+
+/// Proposes the events on this node. A follower answers `Forward` with
+/// the leader's address (and an empty reason) for the caller to follow.
+pub async fn commit(
+    proposer: &Proposer,
+    source: &str,
+    events: Vec<InboundEvent>,
+) -> Result<InboundOutcome, SubmitError> {
+    let command = Command::RecordInbound {
+        source: source.to_owned(),
+        events,
+        at_ms: crate::api::agent_link::now_ms(),
+    };
+    match proposer.propose(command).await {
+        Ok((
+            _,
+            Response::InboundRecorded {
+                accepted,
+                duplicates,
+            },
+        )) => Ok(InboundOutcome {
+            accepted,
+            duplicates,
+        }),
+        Ok((_, Response::Rejected { reason })) => Err(SubmitError::Refused(reason)),
+        Ok((_, other)) => Err(SubmitError::Unavailable(format!(
+            "unexpected answer {other:?}"
+        ))),
+        Err(ProposeError::NotLeader {
+            leader_addr: Some(leader),
+        }) => Err(SubmitError::Forward {
+            leader,
+            reason: String::new(),
+        }),
+        Err(ProposeError::NotLeader { leader_addr: None }) => Err(SubmitError::NoLeader),
+        Err(ProposeError::Unavailable(reason)) => Err(SubmitError::Unavailable(reason)),
+    }
+}

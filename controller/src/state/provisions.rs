@@ -1,0 +1,129 @@
+//! Hosts asked of provisioners, and agents drained by hand. A provision
+//! runs at most once: the leader commits that it starts before running the
+//! command, and a later leader finding it started but unfinished marks it
+//! failed rather than run it again (that could make a second host).
+
+use levee_common::ids::AgentId;
+
+use super::ClusterState;
+use super::command::Response;
+use super::records::{Cause, DRAINED, LogPosition, ProvisionState};
+use crate::engine::planner::Trigger;
+
+impl ClusterState {
+    /// Provisions waiting for the leader: pending ones to run, and running
+    /// ones whose leader (an older term) can no longer finish them.
+    pub fn provisions_to_handle(&self, term: u64) -> Vec<(String, bool)> {
+        self.provisions
+            .values()
+            .filter_map(|record| match record.state {
+                ProvisionState::Pending => Some((record.id.clone(), true)),
+                ProvisionState::Running { term: started, .. } if started < term => {
+                    Some((record.id.clone(), false))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn provision_started(&mut self, id: &str, term: u64, at_ms: i64) -> Response {
+        match self.provisions.get_mut(id) {
+            Some(record) if record.state == ProvisionState::Pending => {
+                record.state = ProvisionState::Running {
+                    term,
+                    started_ms: at_ms,
+                };
+                Response::Nothing
+            }
+            Some(record) => Response::Rejected {
+                reason: format!("provision {id} is {:?}, not pending", record.state),
+            },
+            None => Response::Rejected {
+                reason: format!("no provision {id}"),
+            },
+        }
+    }
+
+    pub(super) fn provision_finished(
+        &mut self,
+        id: &str,
+        result: Result<String, String>,
+        at_ms: i64,
+    ) -> Response {
+        let Some(record) = self.provisions.get_mut(id) else {
+            return Response::Rejected {
+                reason: format!("no provision {id}"),
+            };
+        };
+        if !matches!(record.state, ProvisionState::Running { .. }) {
+            return Response::Nothing;
+        }
+        record.state = match result {
+            Ok(output) => ProvisionState::Succeeded {
+                finished_ms: at_ms,
+                output,
+            },
+            Err(error) => ProvisionState::Failed {
+                finished_ms: at_ms,
+                error,
+            },
+        };
+        Response::Nothing
+    }
+
+    /// An operator drains an agent (of one service, or everything).
+    pub(super) fn drain(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        agent_id: &AgentId,
+        service: Option<&str>,
+        by: &str,
+    ) -> Response {
+        let Some(record) = self.agents.get_mut(agent_id) else {
+            return Response::Rejected {
+                reason: format!("no agent {agent_id} (see `levee agents`)"),
+            };
+        };
+        let what = service.unwrap_or(DRAINED);
+        if !record.avoid.insert(what.to_owned()) {
+            return Response::Drained { plan_id: None };
+        }
+        let reason = match service {
+            Some(service) => format!("{service} moved off {agent_id} by {by}"),
+            None => format!("{agent_id} drained by {by}"),
+        };
+        let plan_id = self.plan(at, at_ms, 0, operator(reason), &Trigger::Reconcile);
+        Response::Drained { plan_id }
+    }
+
+    /// An operator lets an agent take work again.
+    pub(super) fn undrain(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        agent_id: &AgentId,
+        by: &str,
+    ) -> Response {
+        let Some(record) = self.agents.get_mut(agent_id) else {
+            return Response::Rejected {
+                reason: format!("no agent {agent_id} (see `levee agents`)"),
+            };
+        };
+        if std::mem::take(&mut record.avoid).is_empty() {
+            return Response::Drained { plan_id: None };
+        }
+        let reason = format!("{agent_id} undrained by {by}");
+        let plan_id = self.plan(at, at_ms, 0, operator(reason), &Trigger::Reconcile);
+        Response::Drained { plan_id }
+    }
+}
+
+fn operator(reason: String) -> Cause {
+    Cause {
+        reason,
+        event_id: None,
+        rule: None,
+        depth: 0,
+    }
+}

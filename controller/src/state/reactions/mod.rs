@@ -1,0 +1,380 @@
+//! Rules reacting to a committed event: which rules match, what each may
+//! do under its guardrails, and the plans that follow. Pure: every time
+//! comes from the command, so every node decides the same.
+//!
+//! - `window`: counts and averages over time, per key.
+//! - `act`: carrying out each kind of action, and the blast radius.
+//! - `signal`: a rule whose events stopped coming.
+
+mod act;
+mod signal;
+pub mod window;
+
+use levee_common::event::Event;
+use levee_common::ids::{AgentId, PlanId};
+use levee_common::spec::{Guardrails, RuleAction, RuleSpec};
+
+use self::window::Progress;
+use super::ClusterState;
+use super::command::Response;
+use super::hosts::CONTROLLER_SOURCE;
+use super::records::{AgentRecord, Cause, LogPosition, PendingApproval};
+use crate::engine::planner;
+use crate::engine::rules;
+
+/// What the rules did with one event.
+#[derive(Debug, Default)]
+pub struct Reaction {
+    pub rules: Vec<String>,
+    pub plan_ids: Vec<PlanId>,
+    pub outcomes: Vec<String>,
+}
+
+/// A rule's decision before it acts.
+enum Verdict {
+    Act,
+    Hold(String),
+}
+
+/// What a rule would do, in words, e.g. `scale web by 2`.
+pub fn describe(action: &RuleAction) -> String {
+    match action {
+        RuleAction::Repair { service } => format!("repair {service}"),
+        RuleAction::Scale {
+            service,
+            by: Some(by),
+            ..
+        } => format!("scale {service} by {by}"),
+        RuleAction::Scale { service, to, .. } => {
+            format!("scale {service} to {}", to.unwrap_or_default())
+        }
+        RuleAction::Reschedule { service } => format!("reschedule {service} away"),
+        RuleAction::Drain {} => "drain the host".into(),
+        RuleAction::ApplyVersion { version } => format!("apply spec version {version}"),
+        RuleAction::Provision { provisioner, count } => {
+            format!("provision {count} host(s) with {provisioner}")
+        }
+    }
+}
+
+impl ClusterState {
+    pub(super) fn react(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        next_plan_ordinal: &mut usize,
+        event: &Event,
+    ) -> Reaction {
+        let matched: Vec<RuleSpec> =
+            rules::matching_rules(&self.specs, event, self.agent_of(event))
+                .into_iter()
+                .cloned()
+                .collect();
+        let mut reaction = Reaction::default();
+        // An event a Levee change caused (a workload exiting right after a
+        // task started it) carries that task: its depth continues the chain.
+        let caused_by = event
+            .data
+            .get("caused_by_task")
+            .and_then(|task| task.as_str())
+            .and_then(|task| self.tasks.get(&levee_common::ids::TaskId::from(task)));
+        let depth = caused_by.map_or(0, |task| task.cause.depth);
+        let chain = caused_by.map(|task| format!("{} <- {}", task.task_id, task.cause.reason));
+        for rule in matched {
+            let name = rule.name.clone();
+            let outcome = self.react_one(
+                at,
+                at_ms,
+                next_plan_ordinal,
+                event,
+                &rule,
+                depth,
+                chain.as_deref(),
+                &mut reaction.plan_ids,
+            );
+            reaction.outcomes.push(format!("{name}: {outcome}"));
+            reaction.rules.push(name);
+        }
+        reaction
+    }
+
+    /// One matched rule's decision and action; returns its outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn react_one(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        next_plan_ordinal: &mut usize,
+        event: &Event,
+        rule: &RuleSpec,
+        depth: u32,
+        chain: Option<&str>,
+        plan_ids: &mut Vec<PlanId>,
+    ) -> String {
+        let returned = self.signal_seen(&rule.name, at_ms);
+        let outcome = self.decide(
+            at,
+            at_ms,
+            next_plan_ordinal,
+            event,
+            rule,
+            depth,
+            chain,
+            plan_ids,
+        );
+        match returned {
+            Some(silent_for) => format!("{outcome} (signal back after {silent_for} ms silent)"),
+            None => outcome,
+        }
+    }
+
+    /// A matched rule's window, guardrails and action, in that order.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        next_plan_ordinal: &mut usize,
+        event: &Event,
+        rule: &RuleSpec,
+        depth: u32,
+        chain: Option<&str>,
+        plan_ids: &mut Vec<PlanId>,
+    ) -> String {
+        let name = &rule.name;
+        let host = self.host_of(rule, event);
+        let mut window_key = None;
+        let mut because = String::new();
+        if let Some(window) = &rule.window {
+            let agent = host.as_ref().and_then(|host| self.agents.get(host));
+            let progress = window::key(window, agent).and_then(|key| {
+                let document = self.match_document(event);
+                let samples = self
+                    .rule_state
+                    .entry(name.clone())
+                    .or_default()
+                    .windows
+                    .entry(key.clone())
+                    .or_default();
+                let progress = window::observe(window, samples, &document, at_ms)?;
+                window_key = Some(key);
+                Ok(progress)
+            });
+            match progress {
+                Err(reason) => return self.hold(name, format!("not counted: {reason}")),
+                Ok(Progress::Gathering(so_far)) => return format!("window: {so_far}"),
+                Ok(Progress::Ready(why)) => because = format!(" ({why})"),
+            }
+        }
+        let guardrails = &rule.guardrails;
+        let verdict = if depth >= guardrails.max_chain_depth() {
+            Verdict::Hold(format!(
+                "refused: this event ends a chain of {depth} reactions (limit {}): {}",
+                guardrails.max_chain_depth(),
+                chain.unwrap_or_default()
+            ))
+        } else {
+            self.verdict(name, &rule.action, guardrails, at_ms)
+        };
+        let cause = Cause {
+            reason: format!("rule {name}{because}"),
+            event_id: Some(event.id()),
+            rule: Some(name.clone()),
+            depth: depth + 1,
+        };
+        let target = host.unwrap_or_else(|| event.key.agent_id.clone());
+        let pending = PendingApproval {
+            id: String::new(),
+            rule: name.clone(),
+            action: rule.action.clone(),
+            agent: target,
+            cause,
+            at_ms,
+        };
+        match verdict {
+            Verdict::Hold(reason) => self.hold(name, reason),
+            Verdict::Act if guardrails.approval && !guardrails.dry_run => {
+                self.approvals_asked += 1;
+                let id = format!("a{}", self.approvals_asked);
+                let described = describe(&rule.action);
+                self.approvals.insert(
+                    id.clone(),
+                    PendingApproval {
+                        id: id.clone(),
+                        ..pending
+                    },
+                );
+                format!("awaiting approval: `levee approve {id}` to {described}")
+            }
+            Verdict::Act => {
+                let acted = self.act(at, at_ms, *next_plan_ordinal, &pending, guardrails);
+                if acted.plan_id.is_some() {
+                    *next_plan_ordinal += 1;
+                }
+                plan_ids.extend(acted.plan_id);
+                if acted.counted
+                    && let Some(key) = &window_key
+                    && let Some(state) = self.rule_state.get_mut(name)
+                {
+                    // The next action needs a window of its own.
+                    state.windows.remove(key);
+                }
+                acted.outcome
+            }
+        }
+    }
+
+    fn hold(&mut self, rule: &str, reason: String) -> String {
+        self.rule_state.entry(rule.to_owned()).or_default().held += 1;
+        format!("held: {reason}")
+    }
+
+    /// The event as rule patterns and windows see it: its fields, plus the
+    /// agent it is about.
+    fn match_document(&self, event: &Event) -> serde_json::Value {
+        rules::match_document(event, self.agent_of(event))
+    }
+
+    /// The agent an event is about: its sender, or for the controllers'
+    /// own events (`host.lost`...) the agent named as their subject.
+    fn agent_of(&self, event: &Event) -> Option<&AgentRecord> {
+        self.agents.get(&event.key.agent_id).or_else(|| {
+            (event.source == CONTROLLER_SOURCE)
+                .then(|| self.agents.get(&AgentId::from(event.subject.as_str())))
+                .flatten()
+        })
+    }
+
+    /// The host a rule acts on for an event: the agent named at the rule's
+    /// `agent_from` path, else the agent the event is about.
+    fn host_of(&self, rule: &RuleSpec, event: &Event) -> Option<AgentId> {
+        match &rule.agent_from {
+            Some(path) => {
+                let document = self.match_document(event);
+                window::field(&document, path)
+                    .and_then(serde_json::Value::as_str)
+                    .map(AgentId::from)
+                    .filter(|agent| self.agents.contains_key(agent))
+            }
+            None => self.agent_of(event).map(|agent| agent.agent_id.clone()),
+        }
+    }
+
+    /// An operator's answer to a rule awaiting approval: approved, it acts
+    /// now (its guardrails are checked again); rejected, it is dropped.
+    pub(super) fn answer_approval(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        id: &str,
+        approve: bool,
+        by: &str,
+    ) -> Response {
+        let Some(pending) = self.approvals.remove(id) else {
+            return Response::Rejected {
+                reason: format!("nothing awaits approval as {id} (see `levee approvals`)"),
+            };
+        };
+        if !approve {
+            return Response::Answered {
+                outcome: format!("{}: rejected by {by}", pending.rule),
+                plan_id: None,
+            };
+        }
+        // The rule may have changed while the action waited.
+        let Some(rule) = self.specs.rules.get(&pending.rule) else {
+            return Response::Answered {
+                outcome: format!("{}: dropped: the rule no longer exists", pending.rule),
+                plan_id: None,
+            };
+        };
+        if rule.action != pending.action {
+            return Response::Answered {
+                outcome: format!("{}: dropped: the rule's action changed since", pending.rule),
+                plan_id: None,
+            };
+        }
+        let guardrails = rule.guardrails.clone();
+        if let Verdict::Hold(reason) =
+            self.verdict(&pending.rule, &pending.action, &guardrails, at_ms)
+        {
+            return Response::Answered {
+                outcome: format!("{}: approved by {by}, but held: {reason}", pending.rule),
+                plan_id: None,
+            };
+        }
+        let mut cause = pending.cause.clone();
+        cause.reason = format!("{} (approved by {by})", cause.reason);
+        let pending = PendingApproval { cause, ..pending };
+        let acted = self.act(at, at_ms, 0, &pending, &guardrails);
+        Response::Answered {
+            outcome: format!("{}: approved by {by}: {}", pending.rule, acted.outcome),
+            plan_id: acted.plan_id,
+        }
+    }
+
+    /// Whether the rule's guardrails let it act now.
+    fn verdict(
+        &mut self,
+        rule: &str,
+        action: &RuleAction,
+        guardrails: &Guardrails,
+        at_ms: i64,
+    ) -> Verdict {
+        if let Some(waiting) = self.approvals.values().find(|pending| pending.rule == rule) {
+            return Verdict::Hold(format!("{} awaits approval", waiting.id));
+        }
+        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        if guardrails.window_ms > 0 {
+            let since = at_ms.saturating_sub(guardrails.window_ms as i64);
+            while state.recent.front().is_some_and(|time| *time <= since) {
+                state.recent.pop_front();
+            }
+        } else {
+            state.recent.clear();
+        }
+        if let Some(last) = state.last_action_ms {
+            let ready = last.saturating_add(guardrails.cooldown_ms as i64);
+            if guardrails.cooldown_ms > 0 && at_ms < ready {
+                return Verdict::Hold(format!("cooldown, {} ms left", ready - at_ms));
+            }
+        }
+        if guardrails.max_actions > 0 && state.recent.len() >= guardrails.max_actions as usize {
+            return Verdict::Hold(format!(
+                "{} actions in the last {} ms, the most allowed",
+                state.recent.len(),
+                guardrails.window_ms
+            ));
+        }
+        if let RuleAction::Scale { service, by, to } = action
+            && guardrails.scale_down_after_up_ms > 0
+        {
+            let current = self
+                .specs
+                .services
+                .get(service)
+                .map(|spec| planner::target_of(spec, &self.targets));
+            let down = match (current, by, to) {
+                (Some(_), Some(by), _) => *by < 0,
+                (Some(current), None, Some(to)) => *to < current,
+                _ => false,
+            };
+            let last_up = self
+                .scaling
+                .get(service)
+                .and_then(|record| record.last_up_ms);
+            if let Some(last_up) = last_up
+                && down
+            {
+                let ready = last_up.saturating_add(guardrails.scale_down_after_up_ms as i64);
+                if at_ms < ready {
+                    return Verdict::Hold(format!(
+                        "{service} was scaled up {} ms ago",
+                        at_ms - last_up
+                    ));
+                }
+            }
+        }
+        Verdict::Act
+    }
+}

@@ -1,0 +1,117 @@
+//! A rule's signal: the events it matches. When they stop coming for the
+//! rule's `signal.silent_after_ms`, the signal is silent, a state of its
+//! own: the rule's windows are emptied (no decision rests on stale
+//! samples), and it holds, alerts or falls back as its spec says. The
+//! leader notices the silence on its clock and commits `SignalSilent`.
+
+use levee_common::event::types::RULE_SILENT;
+use levee_common::spec::OnSilent;
+use serde_json::json;
+
+use crate::state::ClusterState;
+use crate::state::command::Response;
+use crate::state::hosts::CONTROLLER_SOURCE;
+use crate::state::records::{Cause, LogPosition, PendingApproval};
+
+use super::Verdict;
+
+impl ClusterState {
+    /// A matching event came: the signal is live. Returns for how long it
+    /// had been silent, if it was.
+    pub(super) fn signal_seen(&mut self, rule: &str, at_ms: i64) -> Option<i64> {
+        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        let was_silent = std::mem::take(&mut state.silent)
+            .then(|| at_ms - state.last_signal_ms.unwrap_or(at_ms));
+        state.last_signal_ms = Some(at_ms);
+        was_silent
+    }
+
+    /// Starts the silence clock of rules with a signal that have none yet
+    /// (new rules): silence is counted from when they were added.
+    pub(in crate::state) fn start_signals(&mut self, at_ms: i64) {
+        let watched: Vec<String> = self
+            .specs
+            .rules
+            .values()
+            .filter(|rule| rule.signal.is_some())
+            .map(|rule| rule.name.clone())
+            .collect();
+        for rule in watched {
+            let state = self.rule_state.entry(rule).or_default();
+            state.last_signal_ms.get_or_insert(at_ms);
+        }
+    }
+
+    /// Rules whose signal has been silent too long at `now_ms` and is not
+    /// marked silent yet, with when they last heard (for the leader).
+    pub fn overdue_signals(&self, now_ms: i64) -> Vec<(String, i64)> {
+        self.specs
+            .rules
+            .values()
+            .filter_map(|rule| {
+                let signal = rule.signal.as_ref()?;
+                let state = self.rule_state.get(&rule.name)?;
+                let last = state.last_signal_ms?;
+                let overdue = now_ms.saturating_sub(last) >= signal.silent_after_ms as i64;
+                (overdue && !state.silent).then(|| (rule.name.clone(), last))
+            })
+            .collect()
+    }
+
+    /// The leader found `rule`'s signal silent since `last_signal_ms`. Void
+    /// if an event came meanwhile (the time moved) or it is marked already.
+    pub(in crate::state) fn signal_silent(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        rule: &str,
+        last_signal_ms: i64,
+    ) -> Response {
+        let Some(spec) = self.specs.rules.get(rule).cloned() else {
+            return Response::Nothing;
+        };
+        let Some(signal) = spec.signal else {
+            return Response::Nothing;
+        };
+        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        if state.silent || state.last_signal_ms != Some(last_signal_ms) {
+            return Response::Nothing;
+        }
+        state.silent = true;
+        state.windows.clear();
+        let silent_ms = at_ms - last_signal_ms;
+        let fallback = match (&signal.fallback, signal.on_silent) {
+            (Some(action), OnSilent::Fallback) => {
+                let pending = PendingApproval {
+                    id: String::new(),
+                    rule: rule.to_owned(),
+                    action: action.clone(),
+                    agent: CONTROLLER_SOURCE.into(),
+                    cause: Cause {
+                        reason: format!("rule {rule}: signal silent for {silent_ms} ms: fallback"),
+                        event_id: None,
+                        rule: Some(rule.to_owned()),
+                        depth: 1,
+                    },
+                    at_ms,
+                };
+                let outcome = match self.verdict(rule, action, &spec.guardrails, at_ms) {
+                    Verdict::Hold(reason) => self.hold(rule, reason),
+                    Verdict::Act => self.act(at, at_ms, 1, &pending, &spec.guardrails).outcome,
+                };
+                Some(outcome)
+            }
+            _ => None,
+        };
+        if signal.on_silent != OnSilent::Hold {
+            let data = json!({
+                "rule": rule,
+                "silent_ms": silent_ms,
+                "on_silent": signal.on_silent,
+                "fallback": fallback,
+            });
+            self.raise_from(at, at_ms, CONTROLLER_SOURCE, RULE_SILENT, rule, data, at_ms);
+        }
+        Response::Nothing
+    }
+}

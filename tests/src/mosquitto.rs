@@ -1,0 +1,96 @@
+//! A real MQTT broker (Eclipse Mosquitto) for tests, installed from the
+//! distribution's packages when missing, on a free port of 127.0.0.1.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::cluster::free_port;
+use crate::process::Running;
+use crate::wait::wait_until;
+
+static INSTALL: Once = Once::new();
+
+/// Installs `mosquitto` and `mosquitto_pub` if they are not on the PATH.
+/// Fails the test (never skips) when that is impossible.
+fn ensure_installed() {
+    INSTALL.call_once(|| {
+        let present = |program: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .output()
+                .is_ok_and(|output| output.status.success())
+        };
+        if present("mosquitto") && present("mosquitto_pub") {
+            return;
+        }
+        let apt = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|status| status.success())
+        };
+        let packages = ["install", "-y", "-q", "mosquitto", "mosquitto-clients"];
+        if !apt(&packages) {
+            assert!(apt(&["update", "-q"]), "apt-get update failed");
+            assert!(
+                apt(&packages),
+                "cannot install mosquitto with apt-get; the MQTT tests need a real broker"
+            );
+        }
+    });
+}
+
+/// A running broker; stopped when dropped.
+pub struct Broker {
+    pub port: u16,
+    _process: Running,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Self {
+        ensure_installed();
+        let port = free_port();
+        let config = dir.join("mosquitto.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\n"
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let mut command = Command::new("mosquitto");
+        command.arg("-c").arg(&config);
+        let process = Running::spawn("mosquitto", command, &dir.join("mosquitto.log"));
+        wait_until("mosquitto to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .map(drop)
+                .map_err(|err| err.to_string())
+        });
+        Self {
+            port,
+            _process: process,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Publishes one message with QoS 1 (the broker has it once this
+    /// returns).
+    pub fn publish(&self, topic: &str, payload: &str) {
+        let output = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-q", "1", "-t", topic, "-m", payload])
+            .output()
+            .expect("mosquitto_pub runs");
+        assert!(
+            output.status.success(),
+            "mosquitto_pub failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
