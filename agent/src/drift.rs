@@ -338,6 +338,7 @@ mod tests {
             service: "web".into(),
             resources: resources.iter().map(pb::Resource::from).collect(),
             remove: false,
+            run: None,
         };
         let update = fixture.applier.handle(task).await.unwrap().unwrap();
         assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");

@@ -1,6 +1,6 @@
 //! Running a short-lived command from argv (never through a shell), bounded
-//! by a timeout. Used by the `command` applier, its `unless` guard and
-//! command health probes.
+//! by a timeout. Used by the `command` applier, its `unless` guard, command
+//! health probes and run tasks (which also keep the end of stdout).
 //!
 //! A command runs in a process group of its own, killed whenever the run
 //! ends: at the timeout, once the command exited (what it left in the
@@ -23,10 +23,12 @@ use crate::group::KillOnDrop;
 
 /// How much of a command's stderr is kept for its error message.
 pub const STDERR_TAIL_BYTES: usize = 2048;
-/// How long the end of stderr is awaited after the command exited: a
-/// child that left its process group (a daemon) may hold the pipe open
+/// How much of a command's stdout is kept, when the caller asks for it.
+pub const STDOUT_TAIL_BYTES: usize = 2048;
+/// How long the end of its output is awaited after the command exited: a
+/// child that left its process group (a daemon) may hold a pipe open
 /// indefinitely.
-const STDERR_DRAIN: Duration = Duration::from_secs(1);
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 /// A command to run.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +46,9 @@ pub struct Finished {
     pub signal: Option<i32>,
     /// The last [`STDERR_TAIL_BYTES`] of stderr.
     pub stderr_tail: Vec<u8>,
+    /// The last [`STDOUT_TAIL_BYTES`] of stdout, if kept
+    /// ([`run_keeping_stdout`]); empty otherwise.
+    pub stdout_tail: Vec<u8>,
 }
 
 impl Finished {
@@ -62,8 +67,18 @@ impl Finished {
 
     /// The stderr tail as text, trimmed, for an error message.
     pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr_tail).trim().to_owned()
+        tail_text(&self.stderr_tail)
     }
+
+    /// The stdout tail as text, trimmed.
+    pub fn stdout_text(&self) -> String {
+        tail_text(&self.stdout_tail)
+    }
+}
+
+/// A kept tail as text, trimmed; a character cut at its start becomes U+FFFD.
+pub fn tail_text(tail: &[u8]) -> String {
+    String::from_utf8_lossy(tail).trim().to_owned()
 }
 
 #[derive(Debug, Error)]
@@ -81,19 +96,37 @@ pub enum ExecError {
         source: std::io::Error,
     },
     #[error("{program:?} did not finish within {ms} ms; its process group was killed")]
-    TimedOut { program: String, ms: u128 },
+    TimedOut {
+        program: String,
+        ms: u128,
+        /// What it wrote to stderr before it was killed: often why it hung.
+        stderr_tail: Vec<u8>,
+    },
 }
 
 /// Runs `exec` to its end. Its whole process group is killed when it exits,
 /// times out or is dropped, so nothing it started outlives it.
 pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
+    run_with(exec, false).await
+}
+
+/// [`run`], also keeping the end of stdout (in [`Finished::stdout_tail`]).
+pub async fn run_keeping_stdout(exec: Exec<'_>) -> Result<Finished, ExecError> {
+    run_with(exec, true).await
+}
+
+async fn run_with(exec: Exec<'_>, keep_stdout: bool) -> Result<Finished, ExecError> {
     let (program, args) = exec.argv.split_first().ok_or(ExecError::EmptyArgv)?;
     let mut child = Command::new(program)
         .args(args)
         .envs(exec.env)
         .current_dir(exec.working_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         // Its own group, so its children can be stopped with it.
         .process_group(0)
@@ -105,11 +138,8 @@ pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
         })?;
     // Declared after `child`, so dropped (and the group killed) first.
     let mut group = KillOnDrop::new(child.id());
-    let tail = Arc::new(Mutex::new(Vec::new()));
-    let reader = child
-        .stderr
-        .take()
-        .map(|stderr| tokio::spawn(keep_tail(stderr, tail.clone())));
+    let stderr = Tail::of(child.stderr.take(), STDERR_TAIL_BYTES);
+    let stdout = Tail::of(child.stdout.take(), STDOUT_TAIL_BYTES);
     let status = match tokio::time::timeout(exec.timeout, child.wait()).await {
         Ok(status) => {
             // Whatever it left running goes with it, closing its pipes.
@@ -122,32 +152,64 @@ pub async fn run(exec: Exec<'_>) -> Result<Finished, ExecError> {
         Err(_) => {
             group.kill();
             let _ = child.wait().await;
-            if let Some(reader) = reader {
-                reader.abort();
-            }
+            drop(stdout);
             return Err(ExecError::TimedOut {
                 program: program.clone(),
                 ms: exec.timeout.as_millis(),
+                stderr_tail: stderr.finish().await,
             });
         }
     };
-    if let Some(mut reader) = reader
-        && tokio::time::timeout(STDERR_DRAIN, &mut reader)
-            .await
-            .is_err()
-    {
-        reader.abort();
-    }
-    let stderr_tail = std::mem::take(&mut *tail.lock().unwrap_or_else(|p| p.into_inner()));
+    let (stderr_tail, stdout_tail) = tokio::join!(stderr.finish(), stdout.finish());
     Ok(Finished {
         code: status.code(),
         signal: status.signal(),
         stderr_tail,
+        stdout_tail,
     })
 }
 
-/// Reads `stream` to its end, keeping only its last bytes in `tail`.
-async fn keep_tail(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>) {
+/// The end of one of a command's output pipes, read as it comes.
+struct Tail {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Tail {
+    /// Starts reading `stream` (none for an output not piped), keeping its
+    /// last `limit` bytes.
+    fn of(stream: Option<impl AsyncRead + Unpin + Send + 'static>, limit: usize) -> Self {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let reader = stream.map(|stream| tokio::spawn(keep_tail(stream, limit, bytes.clone())));
+        Self { bytes, reader }
+    }
+
+    /// What was read, once the pipe closed or [`OUTPUT_DRAIN`] passed.
+    async fn finish(mut self) -> Vec<u8> {
+        if let Some(reader) = &mut self.reader
+            && tokio::time::timeout(OUTPUT_DRAIN, reader).await.is_err()
+        {
+            self.abort();
+        }
+        std::mem::take(&mut *self.bytes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn abort(&self) {
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+    }
+}
+
+impl Drop for Tail {
+    /// A tail no one will read stops being read.
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Reads `stream` to its end, keeping only its last `limit` bytes in `tail`.
+async fn keep_tail(mut stream: impl AsyncRead + Unpin, limit: usize, tail: Arc<Mutex<Vec<u8>>>) {
     let mut buf = [0u8; 4096];
     while let Ok(read) = stream.read(&mut buf).await {
         if read == 0 {
@@ -155,7 +217,7 @@ async fn keep_tail(mut stream: impl AsyncRead + Unpin, tail: Arc<Mutex<Vec<u8>>>
         }
         let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
         tail.extend_from_slice(&buf[..read]);
-        let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
+        let excess = tail.len().saturating_sub(limit);
         tail.drain(..excess);
     }
 }
@@ -191,6 +253,53 @@ mod tests {
         assert_eq!(finished.describe(), "exit code 3");
         assert_eq!(finished.stderr_tail.len(), STDERR_TAIL_BYTES);
         assert!(finished.stderr_text().ends_with("hello-end"));
+    }
+
+    #[tokio::test]
+    async fn the_end_of_stdout_is_kept_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&[
+            "/bin/sh",
+            "-c",
+            "head -c 3000 /dev/zero | tr '\\0' a; echo out-end; echo err >&2",
+        ]);
+        let exec = Exec {
+            argv: &argv,
+            env: &BTreeMap::new(),
+            working_dir: dir.path(),
+            timeout: Duration::from_secs(30),
+        };
+        let kept = run_keeping_stdout(exec).await.unwrap();
+        assert!(kept.success());
+        assert_eq!(kept.stdout_tail.len(), STDOUT_TAIL_BYTES);
+        assert!(kept.stdout_text().ends_with("aaaout-end"));
+        assert_eq!(kept.stderr_text(), "err");
+        let plain = run(exec).await.unwrap();
+        assert!(plain.stdout_tail.is_empty());
+        assert_eq!(plain.stderr_text(), "err");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_keeps_what_stderr_said_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let argv = argv(&[
+            "/bin/sh",
+            "-c",
+            "echo waiting for the lock >&2; exec sleep 600",
+        ]);
+        let err = run(Exec {
+            argv: &argv,
+            env: &BTreeMap::new(),
+            working_dir: dir.path(),
+            // Generous, so even a loaded machine gets to `echo` first.
+            timeout: Duration::from_millis(2_000),
+        })
+        .await
+        .unwrap_err();
+        let ExecError::TimedOut { stderr_tail, .. } = err else {
+            panic!("{err}");
+        };
+        assert_eq!(tail_text(&stderr_tail), "waiting for the lock");
     }
 
     /// Reads the pid a test command wrote to `path`, once it is there.

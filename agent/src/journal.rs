@@ -30,8 +30,9 @@ pub enum JournalEntry {
 /// How finishing a task changes a service's desired state.
 #[derive(Debug, Clone)]
 pub enum DesiredChange {
-    /// The task was refused (nothing was applied): what was desired before
-    /// still is.
+    /// The task was refused (nothing was applied), or was a run task (a
+    /// command, which is no desired state): what was desired before still
+    /// is.
     Keep,
     /// The task was applied, wholly or in part: these are now the
     /// service's resources, what drift, prune and remove work from.

@@ -51,7 +51,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use levee_common::agent_config::{AgentConfig, AgentConfigError};
 use levee_common::identity::{Identity, Role};
-use levee_common::pb;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::mpsc;
@@ -128,7 +127,7 @@ async fn run_as(
     let (updates_tx, updates_rx) = mpsc::channel(64);
     let worker_stop = CancellationToken::new();
     let worker = tokio::spawn(
-        apply_tasks(applier, tasks_rx, updates_tx, worker_stop.clone()).in_current_span(),
+        apply::apply_tasks(applier, tasks_rx, updates_tx, worker_stop.clone()).in_current_span(),
     );
     let emit_task = tokio::spawn(
         emit::serve(
@@ -185,7 +184,9 @@ async fn run_as(
     if let Ok(Err(err)) = emit_task.await {
         warn!(error = %err, "the local event socket failed");
     }
-    // Cancelling waits, not work: a task being applied finishes first.
+    // Cancelling waits, not work: a task being applied finishes first. A
+    // run task's command is killed instead (it may take its whole timeout)
+    // and recorded as failed, so a resend does not run it again.
     worker_stop.cancel();
     if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
         warn!("a task was still being applied after the grace period");
@@ -201,31 +202,6 @@ async fn run_as(
     supervisor.stop_all().await;
     info!("agent stopped");
     Ok(())
-}
-
-async fn apply_tasks(
-    applier: Applier,
-    mut tasks: mpsc::UnboundedReceiver<pb::Task>,
-    updates: mpsc::Sender<pb::TaskUpdate>,
-    stop: CancellationToken,
-) {
-    loop {
-        let task = tokio::select! {
-            _ = stop.cancelled() => break,
-            task = tasks.recv() => match task { Some(task) => task, None => break },
-        };
-        match applier.handle(task).await {
-            Ok(Some(update)) => {
-                if updates.send(update).await.is_err() {
-                    break;
-                }
-            }
-            Ok(None) => {}
-            Err(err) => {
-                warn!(error = %err, "task journal error; the task will be retried when redelivered")
-            }
-        }
-    }
 }
 
 /// The agent's name, from its certificate; it must be an agent certificate.

@@ -27,6 +27,7 @@ use crate::api::control::ControlService;
 use crate::config::NodeConfig;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::lost::LostMonitor;
+use crate::dispatch::notifier::Notifier;
 use crate::dispatch::provisioner::ProvisionRunner;
 use crate::dispatch::sessions::Sessions;
 use crate::dispatch::silence::SilenceWatch;
@@ -220,6 +221,11 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         proposer: proposer.clone(),
     };
     tracker.spawn(provisioner.run(shutdown.clone()));
+    let notifier = Notifier {
+        state: state.clone(),
+        proposer: proposer.clone(),
+    };
+    tracker.spawn(notifier.run(shutdown.clone()));
     let sink = InboundSink::new(proposer.clone(), network.clone());
     if let Some(webhooks) = &config.webhooks {
         sources::http::start(

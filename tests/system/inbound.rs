@@ -274,9 +274,13 @@ fn mqtt_messages_are_committed_once_and_survive_the_leader_s_death() {
     wait_until("the leader to subscribe", TIMEOUT, || {
         broker.publish("site/a/alarm", r#"{"id":"probe","level":0}"#);
         let seen = first(cluster.any(), "probe");
-        (!seen.is_empty())
-            .then_some(())
-            .ok_or_else(|| "no probe event yet".to_owned())
+        (!seen.is_empty()).then_some(()).ok_or_else(|| {
+            let logs: Vec<String> = cluster.nodes.iter().map(|node| node.log_tail()).collect();
+            format!(
+                "no probe event yet; controller logs:\n{}",
+                logs.join("\n---\n")
+            )
+        })
     });
     broker.publish("site/a/alarm", r#"{"id":"m1","level":3}"#);
     broker.publish("site/a/alarm", r#"{"id":"m1","level":3}"#);

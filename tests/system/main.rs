@@ -1,6 +1,7 @@
 //! Whole-system tests: real processes on 127.0.0.1 over mTLS.
 //! One test binary, one module per area.
 
+mod actions;
 mod cluster;
 mod common;
 mod deploy;

@@ -1,7 +1,8 @@
 //! Applying tasks: fencing by term, at most once per task id, converging
 //! each resource idempotently, and reporting what changed. A task that
 //! drops a file or process its service had before removes it (prune), and
-//! a `remove` task takes the whole service off this host.
+//! a `remove` task takes the whole service off this host. A `run` task runs
+//! one command for a rule and sets no desired state ([`run`]).
 //!
 //! A task is refused (`Refused`) only before anything is touched: a bad
 //! service name, a resource that cannot be read, a path outside the roots.
@@ -14,6 +15,10 @@ mod command;
 mod directory;
 mod file;
 mod remove;
+pub mod run;
+mod worker;
+
+pub use worker::apply_tasks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,7 @@ use levee_common::resource::{
     CommandResource, DirectoryResource, FileResource, ProcessResource, Resource,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::health;
@@ -43,6 +49,10 @@ pub struct Applier {
     roots: Roots,
     services_dir: PathBuf,
     logs_dir: PathBuf,
+    /// Where each rule's run tasks run, one directory per rule.
+    runs_dir: PathBuf,
+    /// Cancelled when the agent stops: running commands are killed.
+    runs_stop: CancellationToken,
     /// One lock per service, held while it is converged or checked for
     /// drift, so a drift check never sees (or corrects) a task half
     /// applied. Per service, so one service's health wait never holds up
@@ -134,6 +144,8 @@ impl Applier {
             roots,
             services_dir: config.data_dir.join("services"),
             logs_dir: config.data_dir.join("logs"),
+            runs_dir: config.data_dir.join("runs"),
+            runs_stop: CancellationToken::new(),
             converging: Arc::default(),
         }
     }
@@ -141,10 +153,17 @@ impl Applier {
     /// Handles one task from the controller and returns the update to send,
     /// or `None` for a task from a deposed leader: it is refused unapplied
     /// and not reported, since the report could reach the real leader and
-    /// end a task that is still valid there.
+    /// end a task that is still valid there. A run task that arrives once
+    /// [`Applier::stop_runs`] was called is `None` too: left for a resend.
     pub async fn handle(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
-        let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term, remove = task.remove);
+        let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term, remove = task.remove, run = task.run.is_some());
         self.handle_inner(task).instrument(span).await
+    }
+
+    /// Kills the commands of run tasks still running, recording each as
+    /// failed, and starts no more: the agent is stopping.
+    pub fn stop_runs(&self) {
+        self.runs_stop.cancel();
     }
 
     async fn handle_inner(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
@@ -157,6 +176,9 @@ impl Applier {
                 "refused a task from a stale leader: its term {term} is older than term {highest} already seen"
             );
             return Ok(None);
+        }
+        if let Some(run) = &task.run {
+            return self.handle_run(&task, run).await;
         }
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();

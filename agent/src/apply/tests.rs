@@ -21,6 +21,7 @@ fn task_for(service: &str, task_id: &str, term: u64, resources: &[Resource]) -> 
         service: service.into(),
         resources: resources.iter().map(pb::Resource::from).collect(),
         remove: false,
+        run: None,
     }
 }
 

@@ -112,6 +112,18 @@ fn action_problems(rule: &str, action: &RuleAction) -> Vec<(&'static str, String
             "version",
             format!("rule `{rule}`: `apply_version.version` starts at 1"),
         )],
+        RuleAction::Run { argv, .. } if argv.first().is_none_or(String::is_empty) => vec![(
+            "argv",
+            format!("rule `{rule}`: `run.argv` must name a program"),
+        )],
+        RuleAction::Webhook { url, .. }
+            if !(url.starts_with("https://") || url.starts_with("http://")) =>
+        {
+            vec![(
+                "url",
+                format!("rule `{rule}`: `webhook.url` must start with https:// or http://"),
+            )]
+        }
         RuleAction::Provision { count: 0, .. } => vec![(
             "count",
             format!("rule `{rule}`: `provision.count` must be at least 1"),
@@ -248,6 +260,29 @@ pub enum RuleAction {
     /// Make spec version `version` current again (as a new version), e.g.
     /// a known-good release when an alert fires.
     ApplyVersion { version: u64 },
+    /// Run a command, once, on the event's host, or with `selector` on
+    /// every live agent whose labels match it (`{}`: every agent).
+    Run {
+        /// Program and arguments, never through a shell.
+        argv: Vec<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        env: BTreeMap<String, String>,
+        /// 0: the agent's default, 60 s.
+        #[serde(default)]
+        timeout_ms: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        selector: Option<BTreeMap<String, String>>,
+    },
+    /// POST the event and what the rule decided, as JSON, to `url`
+    /// (delivered by the leader at least once, retried with backoff; the
+    /// `Idempotency-Key` header lets the receiver drop repeats).
+    Webhook {
+        url: String,
+        /// A file on the controllers holding a token sent as
+        /// `Authorization: Bearer`; kept out of the specs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_file: Option<String>,
+    },
     /// Make `count` new hosts with the named `Provisioner`.
     Provision {
         provisioner: String,
@@ -265,7 +300,9 @@ impl RuleAction {
             | RuleAction::Reschedule { service } => Some(service),
             RuleAction::Drain {}
             | RuleAction::ApplyVersion { .. }
-            | RuleAction::Provision { .. } => None,
+            | RuleAction::Provision { .. }
+            | RuleAction::Run { .. }
+            | RuleAction::Webhook { .. } => None,
         }
     }
 
@@ -277,6 +314,8 @@ impl RuleAction {
             RuleAction::Drain {} => "drain",
             RuleAction::ApplyVersion { .. } => "apply_version",
             RuleAction::Provision { .. } => "provision",
+            RuleAction::Run { .. } => "run",
+            RuleAction::Webhook { .. } => "webhook",
         }
     }
 
@@ -284,7 +323,10 @@ impl RuleAction {
     pub fn needs_host(&self) -> bool {
         matches!(
             self,
-            RuleAction::Repair { .. } | RuleAction::Reschedule { .. } | RuleAction::Drain {}
+            RuleAction::Repair { .. }
+                | RuleAction::Reschedule { .. }
+                | RuleAction::Drain {}
+                | RuleAction::Run { selector: None, .. }
         )
     }
 }
@@ -349,10 +391,10 @@ impl Guardrails {
 
 /// A command that makes a new host, which then enrolls as an agent. The
 /// leader runs it once per host asked for, with `LEVEE_PROVISION_ID`,
-/// `LEVEE_PROVISIONER` and `LEVEE_LABELS` (`k=v,...`) set. It must return
-/// once the host is on its way: anything it leaves running in its process
-/// group is killed, so a local host process must detach (`setsid`) and
-/// close the command's stdout and stderr.
+/// `LEVEE_PROVISIONER` and `LEVEE_LABELS` (`k=v,...`) set. It should
+/// return once the host is on its way; on timeout its process group is
+/// killed. A local host process it starts must detach (`setsid`) and not
+/// hold the command's stdout or stderr open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProvisionerSpec {

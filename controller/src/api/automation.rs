@@ -95,6 +95,7 @@ pub fn provisions(state: &ClusterState) -> Vec<pb::ProvisionInfo> {
                 }
                 ProvisionState::Succeeded { output, .. } => ("succeeded", output.clone()),
                 ProvisionState::Failed { error, .. } => ("failed", error.clone()),
+                ProvisionState::Unknown { reason, .. } => ("unknown", reason.clone()),
             };
             pb::ProvisionInfo {
                 id: record.id.clone(),

@@ -84,7 +84,7 @@ pub async fn plan_specs(
                         .iter()
                         .map(|r| format!("+ {}", r.key()))
                         .collect(),
-                    Action::Remove => Vec::new(),
+                    Action::Remove | Action::Run => Vec::new(),
                 },
             })
             .collect();

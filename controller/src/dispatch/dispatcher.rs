@@ -90,5 +90,10 @@ fn to_wire(task: &TaskRecord, term: u64) -> pb::Task {
         service: task.service.clone(),
         resources: task.resources.iter().map(pb::Resource::from).collect(),
         remove: task.action == Action::Remove,
+        run: task.run.as_ref().map(|run| pb::RunCommand {
+            argv: run.argv.clone(),
+            env: run.env.clone().into_iter().collect(),
+            timeout_ms: run.timeout_ms,
+        }),
     }
 }

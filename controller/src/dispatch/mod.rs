@@ -8,11 +8,14 @@
 //!   a session to the leader.
 //! - [`timers`]: fires `Timer`s on their cron schedule while this node leads.
 //! - [`silence`]: reports rules whose signal went silent.
+//! - [`notifier`]: delivers rules' webhook calls, at least once.
 //! - [`provisioner`]: runs provisioners for the hosts rules asked for, at
 //!   most once each.
 
 pub mod dispatcher;
+mod http_client;
 pub mod lost;
+pub mod notifier;
 pub mod provisioner;
 pub mod sessions;
 pub mod silence;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use levee_common::spec::ProvisionerSpec;
@@ -35,7 +36,8 @@ impl ProvisionRunner {
         // Dropping the set at shutdown aborts the runs, which kills their
         // commands (kill_on_drop).
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut started: BTreeSet<String> = BTreeSet::new();
+        // Provisions this node is running now.
+        let running_here: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -57,9 +59,20 @@ impl ProvisionRunner {
                     .collect::<Vec<_>>()
             });
             for (id, pending, spec) in work {
+                // This node may lead again in a newer term while its own
+                // run goes on: that run reports for itself.
+                if lock(&running_here).contains(&id) {
+                    continue;
+                }
                 if !pending {
-                    let error = "the controller running it lost leadership before it finished; check whether the host was made".to_owned();
-                    self.finish(&id, Err(error)).await;
+                    let command = Command::ProvisionAbandoned {
+                        id: id.clone(),
+                        term,
+                        at_ms: now_ms(),
+                    };
+                    if let Err(err) = self.proposer.propose(command).await {
+                        warn!(%id, error = %err, "could not close an abandoned provision");
+                    }
                     continue;
                 }
                 let Some(spec) = spec else {
@@ -67,9 +80,7 @@ impl ProvisionRunner {
                         .await;
                     continue;
                 };
-                if !started.insert(id.clone()) {
-                    continue;
-                }
+                lock(&running_here).insert(id.clone());
                 let command = Command::ProvisionStarted {
                     id: id.clone(),
                     term,
@@ -79,15 +90,17 @@ impl ProvisionRunner {
                     Ok((_, Response::Nothing)) => {}
                     Ok((_, other)) => {
                         warn!(%id, answer = ?other, "provision not started");
+                        lock(&running_here).remove(&id);
                         continue;
                     }
                     Err(err) => {
                         warn!(%id, error = %err, "could not start a provision");
-                        started.remove(&id);
+                        lock(&running_here).remove(&id);
                         continue;
                     }
                 }
                 let proposer = self.proposer.clone();
+                let running_here = running_here.clone();
                 let span = info_span!("provision", %id, provisioner = %spec.name);
                 running.spawn(
                     async move {
@@ -105,6 +118,7 @@ impl ProvisionRunner {
                         if let Err(err) = proposer.propose(command).await {
                             warn!(error = %err, "could not record the provision's result");
                         }
+                        lock(&running_here).remove(&id);
                     }
                     .instrument(span),
                 );
@@ -126,7 +140,9 @@ impl ProvisionRunner {
 
 /// Runs the provisioner's argv (never through a shell) with its env plus
 /// `LEVEE_PROVISION_ID`, `LEVEE_PROVISIONER` and `LEVEE_LABELS`
-/// (`k=v,...`), in its own process group, killed on timeout.
+/// (`k=v,...`), in its own process group, which is killed on timeout.
+/// What it starts and leaves running when it exits is its business (a
+/// local host it started must not hold its stdout or stderr open).
 async fn run_provisioner(spec: &ProvisionerSpec, id: &str) -> Result<String, String> {
     let labels = spec
         .labels
@@ -158,20 +174,23 @@ async fn run_provisioner(spec: &ProvisionerSpec, id: &str) -> Result<String, Str
         (out, err, status)
     };
     let timeout = Duration::from_millis(u64::from(spec.timeout_ms));
-    let result = tokio::time::timeout(timeout, output).await;
-    // Whatever the command left behind in its group goes with it; a host
-    // it started must have detached into a group of its own.
-    if let Some(group) = group {
-        let _ = killpg(group, Signal::SIGKILL);
-    }
-    let (out, err, status) =
-        result.map_err(|_| format!("timed out after {} ms", spec.timeout_ms))?;
+    let Ok((out, err, status)) = tokio::time::timeout(timeout, output).await else {
+        // Timed out: the command and whatever it started in its group go.
+        if let Some(group) = group {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        return Err(format!("timed out after {} ms", spec.timeout_ms));
+    };
     let status = status.map_err(|err| format!("waiting for it: {err}"))?;
     if status.success() {
         Ok(tail(&out))
     } else {
         Err(format!("{status}: {}", tail(&err)))
     }
+}
+
+fn lock(set: &Mutex<BTreeSet<String>>) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn tail(bytes: &[u8]) -> String {

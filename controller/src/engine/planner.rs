@@ -54,6 +54,8 @@ pub enum Action {
     Update,
     Remove,
     Repair,
+    /// A rule's one-off command (`run`), outside any service.
+    Run,
 }
 
 impl Action {
@@ -63,6 +65,7 @@ impl Action {
             Action::Update => "update",
             Action::Remove => "remove",
             Action::Repair => "repair",
+            Action::Run => "run",
         }
     }
 }

@@ -99,10 +99,7 @@ impl MqttConfig {
     }
 }
 
-/// Event types only agents and the controllers themselves may raise.
-pub fn is_reserved_type(event_type: &str) -> bool {
-    event_type.starts_with("host.") || event_type.starts_with("levee.")
-}
+use crate::state::inbound::is_reserved_type;
 
 /// Checks what serde cannot; the message names the entry at fault.
 pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Result<(), String> {
@@ -159,7 +156,7 @@ pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Resul
         }
         if is_reserved_type(&subscription.event_type) || subscription.event_type.is_empty() {
             return Err(format!(
-                "{at}: `event_type` {:?} is empty or reserved (host.*, levee.*)",
+                "{at}: `event_type` {:?} is empty or reserved (host.*, levee.*, timer.*)",
                 subscription.event_type
             ));
         }

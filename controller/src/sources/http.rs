@@ -16,12 +16,13 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,8 +33,14 @@ use super::sink::{InboundSink, SubmitError};
 use super::webhook::auth::{self, Secret, WebhookAuth};
 use super::webhook::{self, Format};
 
-/// A TLS handshake that takes longer than this is dropped.
+/// A TLS handshake, or a request's headers, taking longer than this is
+/// dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed on accept, so a flood of
+/// idle clients cannot starve the node that also serves Raft.
+const MAX_CONNECTIONS: usize = 256;
+/// A kept-alive connection is closed (gracefully) after this long.
+const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
 /// An endpoint ready to serve: its format and loaded secret.
 struct Endpoint {
@@ -76,6 +83,7 @@ pub async fn start(
         .context("writing webhook.addr")?;
     info!(%addr, endpoints = config.endpoints.len(), "webhook receiver serving");
     let connections = tracker.clone();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tracker.spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -90,11 +98,16 @@ pub async fn start(
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                warn!(%peer, "webhook receiver: {MAX_CONNECTIONS} connections open; closing a new one");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let service = TowerToHyperService::new(app.clone());
             let shutdown = shutdown.clone();
             connections.spawn(
                 async move {
+                    let _slot = slot;
                     let tls =
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => tls,
@@ -108,6 +121,8 @@ pub async fn start(
                             }
                         };
                     let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HANDSHAKE_TIMEOUT)
                         .serve_connection(TokioIo::new(tls), service);
                     tokio::pin!(connection);
                     tokio::select! {
@@ -119,6 +134,10 @@ pub async fn start(
                         () = shutdown.cancelled() => {
                             connection.as_mut().graceful_shutdown();
                             let _ = connection.await;
+                        }
+                        () = tokio::time::sleep(MAX_CONNECTION_LIFETIME) => {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection).await;
                         }
                     }
                 }
@@ -247,7 +266,11 @@ async fn receive(
             Err(SubmitError::Refused(reason)) => reply(StatusCode::BAD_REQUEST, reason),
             Err(err) => {
                 warn!(error = %err, "webhook events not committed; the sender may retry");
-                let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+                // The cause (and the leader's address) stays in the log.
+                let mut response = reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the cluster could not commit the events now; retry".into(),
+                );
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

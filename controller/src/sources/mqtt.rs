@@ -8,8 +8,11 @@
 use std::time::Duration;
 
 use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode,
+};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -104,11 +107,31 @@ impl MqttSource {
             match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     info!(broker = %self.config.broker, session_present = ack.session_present, "connected");
-                    for topic in &self.config.topics {
-                        if let Err(err) = client.subscribe(topic, QoS::AtLeastOnce).await {
-                            warn!(%topic, error = %err, "cannot subscribe");
-                            break;
-                        }
+                    // Subscribing on every connection keeps the topics in
+                    // step with the config; the retained messages a
+                    // subscription brings again are deduplicated by content.
+                    let filters = self
+                        .config
+                        .topics
+                        .iter()
+                        .map(|topic| SubscribeFilter::new(topic.clone(), QoS::AtLeastOnce));
+                    if let Err(err) = client.try_subscribe_many(filters) {
+                        warn!(error = %err, "cannot subscribe");
+                        break Ended::Failed;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .filter(|code| matches!(code, SubscribeReasonCode::Failure))
+                        .count();
+                    if refused > 0 {
+                        warn!(
+                            refused,
+                            topics = ?self.config.topics,
+                            "the broker refused subscriptions (check its ACLs)"
+                        );
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -155,7 +178,11 @@ impl MqttSource {
 
 /// The event a message becomes: subject the topic, data the payload (JSON
 /// when it parses, else text). A JSON payload's string `id` deduplicates
-/// redeliveries.
+/// redeliveries. A retained message (the broker sends it again with every
+/// new subscription: each reconnect, each new leader) is deduplicated by
+/// topic and content, so one retained state is committed once; messages
+/// published while the subscriber is away are queued in its session and
+/// arrive live, not as retained.
 pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, String> {
     if publish.topic.len() > MAX_EVENT_FIELD_BYTES {
         return Err(format!(
@@ -176,11 +203,16 @@ pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, Str
             Err(_) => return Err("the payload is neither JSON nor UTF-8 text".into()),
         },
     };
-    let dedup_id = payload
-        .get("id")
-        .and_then(Value::as_str)
-        .map(|id| format!("{} {id}", publish.topic));
-    Ok(InboundEvent {
+    let dedup_id = match payload.get("id").and_then(Value::as_str) {
+        Some(id) => Some(format!("{} {id}", publish.topic)),
+        None if publish.retain => {
+            let digest = Sha256::digest(&publish.payload);
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            Some(format!("retained {} {hex}", publish.topic))
+        }
+        None => None,
+    };
+    let event = InboundEvent {
         event_type: event_type.to_owned(),
         subject: publish.topic.clone(),
         data: json!({
@@ -190,7 +222,11 @@ pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, Str
         }),
         dedup_id,
         time_unix_ms: None,
-    })
+    };
+    match event.problem() {
+        Some(problem) => Err(problem),
+        None => Ok(event),
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +247,19 @@ mod tests {
         assert_eq!(event.subject, "site/a/alarm");
         assert_eq!(event.data["payload"]["level"], 3);
         assert_eq!(event.dedup_id.as_deref(), Some("site/a/alarm m-1"));
+    }
+
+    #[test]
+    fn a_retained_message_is_deduplicated_by_its_content() {
+        let mut retained = publish("site/a/state", b"open");
+        retained.retain = true;
+        let once = to_event("mqtt.message", &retained).unwrap().dedup_id;
+        let again = to_event("mqtt.message", &retained).unwrap().dedup_id;
+        assert!(once.is_some());
+        assert_eq!(once, again);
+        let mut changed = publish("site/a/state", b"closed");
+        changed.retain = true;
+        assert_ne!(to_event("mqtt.message", &changed).unwrap().dedup_id, once);
     }
 
     #[test]

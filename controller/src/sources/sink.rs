@@ -109,6 +109,7 @@ pub async fn commit(
             Response::InboundRecorded {
                 accepted,
                 duplicates,
+                ..
             },
         )) => Ok(InboundOutcome {
             accepted,

@@ -104,6 +104,16 @@ pub enum Command {
         result: Result<String, String>,
         at_ms: i64,
     },
+    /// The leader delivered a rule's webhook call (the HTTP status), or
+    /// gave up on it.
+    NotificationDone {
+        id: String,
+        result: Result<u16, String>,
+        attempts: u32,
+        at_ms: i64,
+    },
+    /// The leader of `term` found a provision started by an older term.
+    ProvisionAbandoned { id: String, term: u64, at_ms: i64 },
     /// Keep `service` (or, without one, everything) off an agent.
     Drain {
         agent_id: AgentId,
@@ -141,6 +151,10 @@ pub enum Response {
     InboundRecorded {
         accepted: u32,
         duplicates: u32,
+        /// Events the state refused (reserved type, too large); sources
+        /// check before proposing, so this stays 0 unless one does not.
+        #[serde(default)]
+        refused: u32,
     },
     SpecsApplied {
         version: u64,
@@ -220,6 +234,8 @@ impl fmt::Display for Command {
                 service.as_deref().unwrap_or("*")
             ),
             Command::Undrain { agent_id, .. } => write!(f, "undrain({agent_id})"),
+            Command::ProvisionAbandoned { id, .. } => write!(f, "provision-abandoned({id})"),
+            Command::NotificationDone { id, .. } => write!(f, "notification-done({id})"),
         }
     }
 }

@@ -11,6 +11,11 @@ use super::command::Response;
 use super::records::{Cause, LogPosition};
 use crate::engine::planner::Trigger;
 
+/// Most events the controllers raise while applying one log entry; more
+/// means reactions feeding each other, and the rest are dropped (counted
+/// in `raised_dropped`).
+pub const MAX_RAISED_PER_ENTRY: usize = 1000;
+
 /// The identity controller-raised events carry in their key and source.
 pub const CONTROLLER_SOURCE: &str = "controller";
 
@@ -56,7 +61,7 @@ impl ClusterState {
         for task_id in stranded {
             self.supersede(&task_id);
         }
-        self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
+        self.plan(at, at_ms, cause, &Trigger::Reconcile);
         Response::Nothing
     }
 
@@ -132,6 +137,13 @@ impl ClusterState {
         data: Value,
         time_unix_ms: i64,
     ) {
+        // A runaway chain of reactions inside one entry stops here, the
+        // same way on every node.
+        self.entry.raised += 1;
+        if self.entry.raised > MAX_RAISED_PER_ENTRY {
+            self.raised_dropped += 1;
+            return;
+        }
         self.controller_events += 1;
         let event = Event {
             key: EventKey {
@@ -145,11 +157,6 @@ impl ClusterState {
             time_unix_ms,
             data,
         };
-        // Each raised event reacts with plan ordinals of its own block of
-        // 100, clear of the entry's own plans (below 100) and of other
-        // events raised in the same entry (a reaction may raise more).
-        self.raised_in_entry.0 += 1;
-        let mut ordinal = 100 * self.raised_in_entry.0;
-        self.commit_event(at, &mut ordinal, event, at_ms);
+        self.commit_event(at, event, at_ms);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
 use serde::{Deserialize, Serialize};
 
 use super::ClusterState;
@@ -28,6 +29,49 @@ pub struct InboundEvent {
     /// When the sender says it happened; the commit time when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_unix_ms: Option<i64>,
+}
+
+/// Type prefixes of events raised inside the fleet (agents' `host.*`, the
+/// controllers' `levee.*` and `timer.*`): an outsider claiming `host.lost`
+/// or `timer.fired` could make rules act when nothing happened.
+pub const RESERVED_PREFIXES: [&str; 3] = ["host.", "levee.", "timer."];
+
+pub fn is_reserved_type(event_type: &str) -> bool {
+    RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| event_type.starts_with(prefix))
+}
+
+impl InboundEvent {
+    /// Why the state would refuse this event, if it would: sources check
+    /// first and answer the sender; apply checks again, so no path (a
+    /// forwarded call, a future source) can slip one in.
+    pub fn problem(&self) -> Option<String> {
+        if self.event_type.is_empty() {
+            return Some("the event type is empty".into());
+        }
+        if is_reserved_type(&self.event_type) {
+            return Some(format!(
+                "type `{}` is reserved for events from inside the fleet",
+                self.event_type
+            ));
+        }
+        for (field, value) in [("type", &self.event_type), ("subject", &self.subject)] {
+            if value.len() > MAX_EVENT_FIELD_BYTES {
+                return Some(format!(
+                    "the {field} is {} bytes, more than {MAX_EVENT_FIELD_BYTES}",
+                    value.len()
+                ));
+            }
+        }
+        let data = self.data.to_string().len();
+        if data > MAX_EVENT_DATA_BYTES {
+            return Some(format!(
+                "the data is {data} bytes, more than {MAX_EVENT_DATA_BYTES}"
+            ));
+        }
+        None
+    }
 }
 
 /// How many sender ids per source are remembered for deduplication. A
@@ -69,7 +113,12 @@ impl ClusterState {
     ) -> Response {
         let mut accepted = 0;
         let mut duplicates = 0;
+        let mut refused = 0;
         for inbound in events {
+            if inbound.problem().is_some() {
+                refused += 1;
+                continue;
+            }
             if let Some(id) = &inbound.dedup_id
                 && !self
                     .inbound_seen
@@ -96,6 +145,7 @@ impl ClusterState {
         Response::InboundRecorded {
             accepted,
             duplicates,
+            refused,
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod command;
 pub mod hosts;
 pub mod inbound;
+mod notifications;
 mod planning;
 mod provisions;
 pub mod reactions;
@@ -92,12 +93,21 @@ pub struct ClusterState {
     /// how many, so `levee.service.unplaced` is raised once per change.
     #[serde(default)]
     pub shortfalls: BTreeMap<String, u32>,
+    /// Rules' webhook calls, pending and recent, by id.
+    #[serde(default)]
+    pub notifications: BTreeMap<String, records::NotificationRecord>,
+    /// How many webhook calls were ever made: the next id.
+    #[serde(default)]
+    pub notifications_made: u64,
     /// Recent sender ids of inbound events, per source, so a retried
     /// webhook or a redelivered MQTT message is committed once.
     #[serde(default)]
     pub inbound_seen: BTreeMap<String, inbound::SeenIds>,
+    /// Controller events dropped by `MAX_RAISED_PER_ENTRY`.
+    #[serde(default)]
+    pub raised_dropped: u64,
     #[serde(skip)]
-    pub(crate) raised_in_entry: records::RaisedInEntry,
+    pub(crate) entry: records::EntryCounters,
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
@@ -107,7 +117,7 @@ impl ClusterState {
     /// Applies one committed command. Must stay deterministic: no clock,
     /// no randomness, no iteration over unordered collections.
     pub fn apply(&mut self, at: LogPosition, command: Command) -> Response {
-        self.raised_in_entry = records::RaisedInEntry(0);
+        self.entry = records::EntryCounters::default();
         match command {
             Command::AgentHello {
                 agent_id,
@@ -175,7 +185,7 @@ impl ClusterState {
                         rule: None,
                         depth: 0,
                     };
-                    self.plan(at, at_ms, 0, cause, &Trigger::Reconcile)
+                    self.plan(at, at_ms, cause, &Trigger::Reconcile)
                         .into_iter()
                         .collect()
                 } else {
@@ -198,15 +208,7 @@ impl ClusterState {
                 reason,
                 applied_by,
                 at_ms,
-            } => self.put_specs(
-                at,
-                at_ms,
-                0,
-                specs,
-                reason,
-                applied_by,
-                VersionOrigin::Apply,
-            ),
+            } => self.put_specs(at, at_ms, specs, reason, applied_by, VersionOrigin::Apply),
             Command::Rollback {
                 version,
                 reason,
@@ -223,7 +225,6 @@ impl ClusterState {
                     self.put_specs(
                         at,
                         at_ms,
-                        0,
                         specs,
                         reason,
                         requested_by,
@@ -275,6 +276,15 @@ impl ClusterState {
             Command::ProvisionFinished { id, result, at_ms } => {
                 self.provision_finished(&id, result, at_ms)
             }
+            Command::ProvisionAbandoned { id, term, at_ms } => {
+                self.provision_abandoned(&id, term, at_ms)
+            }
+            Command::NotificationDone {
+                id,
+                result,
+                attempts,
+                at_ms,
+            } => self.notification_done(&id, result, attempts, at_ms),
             Command::Drain {
                 agent_id,
                 service,
@@ -310,9 +320,6 @@ impl ClusterState {
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
-        // Plan ordinals must be unique within this log entry; 0 is left for
-        // the reconcile plans of other commands.
-        let mut next_plan_ordinal = 1;
         for event in events {
             let epoch = event.key.boot_epoch;
             let cursor = self
@@ -326,7 +333,7 @@ impl ClusterState {
             } else {
                 *cursor = event.key.seq;
                 accepted += 1;
-                self.commit_event(at, &mut next_plan_ordinal, event, at_ms);
+                self.commit_event(at, event, at_ms);
             }
             acks.insert(epoch, self.event_cursors[agent_id][&epoch]);
         }
@@ -342,24 +349,31 @@ impl ClusterState {
     }
 
     /// Records a committed event and lets the rules react to it.
-    pub(super) fn commit_event(
-        &mut self,
-        at: LogPosition,
-        next_plan_ordinal: &mut usize,
-        event: Event,
-        at_ms: i64,
-    ) {
+    pub(super) fn commit_event(&mut self, at: LogPosition, event: Event, at_ms: i64) {
         self.track_drift(&event, at_ms);
-        let reaction = self.react(at, at_ms, next_plan_ordinal, &event);
+        // Recorded before the rules react, so an event a reaction raises
+        // (a shortfall) comes after the event that caused it.
+        let key = event.key.clone();
         self.events.push_back(EventRecord {
-            event,
+            event: event.clone(),
             log_index: at.index,
-            rules: reaction.rules,
-            plan_ids: reaction.plan_ids,
-            outcomes: reaction.outcomes,
+            rules: Vec::new(),
+            plan_ids: Vec::new(),
+            outcomes: Vec::new(),
         });
         while self.events.len() > EVENT_HISTORY {
             self.events.pop_front();
+        }
+        let reaction = self.react(at, at_ms, &event);
+        if let Some(record) = self
+            .events
+            .iter_mut()
+            .rev()
+            .find(|record| record.event.key == key)
+        {
+            record.rules = reaction.rules;
+            record.plan_ids = reaction.plan_ids;
+            record.outcomes = reaction.outcomes;
         }
     }
 

@@ -56,6 +56,13 @@ impl ClusterState {
             .map(|task| task.resources.as_slice())
     }
 
+    /// The id of the next plan made while applying the entry at `at`.
+    pub(super) fn next_plan_id(&mut self, at: LogPosition) -> PlanId {
+        let plan_id = PlanId::at(at.index, self.entry.plans);
+        self.entry.plans += 1;
+        plan_id
+    }
+
     /// Runs the planner and records its plan and tasks. Returns the plan
     /// id, or `None` when there is nothing to do. A service left short of
     /// replicas raises `levee.service.unplaced` (once the plan is recorded,
@@ -64,56 +71,58 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         cause: Cause,
         trigger: &Trigger,
     ) -> Option<PlanId> {
-        let plan_id = self.record_plan(at, at_ms, ordinal, cause, trigger);
-        self.note_shortfalls(at, at_ms);
+        let depth = cause.depth;
+        let plan_id = self.record_plan(at, at_ms, cause, trigger);
+        self.note_shortfalls(at, at_ms, depth);
         plan_id
     }
 
     /// Compares each service's placements with its target and raises
-    /// `levee.service.unplaced` for each shortfall that changed.
-    fn note_shortfalls(&mut self, at: LogPosition, at_ms: i64) {
-        let mut changed = Vec::new();
-        for (name, spec) in &self.specs.services {
-            let target = planner::target_of(spec, &self.targets);
-            let placed = self.placements.get(name).map_or(0, |agents| agents.len()) as u32;
-            let short = target.saturating_sub(placed);
-            let before = self.shortfalls.get(name).copied().unwrap_or(0);
-            if short != before {
-                changed.push((name.clone(), target, placed, short));
-            }
-        }
+    /// `levee.service.unplaced` for each shortfall that changed, carrying
+    /// the `depth` of the change that caused it (so rules reacting to it
+    /// continue that chain and stop at their `max_chain_depth`).
+    fn note_shortfalls(&mut self, at: LogPosition, at_ms: i64, depth: u32) {
         let specs = &self.specs;
         self.shortfalls
             .retain(|name, _| specs.services.contains_key(name));
-        for (name, _, _, short) in &changed {
-            if *short == 0 {
-                self.shortfalls.remove(name);
-            } else {
-                self.shortfalls.insert(name.clone(), *short);
+        let names: Vec<String> = self.specs.services.keys().cloned().collect();
+        for name in names {
+            // Measured afresh for each service: a reaction to the one
+            // before may have planned again.
+            let Some(spec) = self.specs.services.get(&name) else {
+                continue;
+            };
+            let target = planner::target_of(spec, &self.targets);
+            let placed = self.placements.get(&name).map_or(0, |agents| agents.len()) as u32;
+            let short = target.saturating_sub(placed);
+            let before = self.shortfalls.get(&name).copied().unwrap_or(0);
+            if short == before {
+                continue;
             }
-        }
-        for (name, target, placed, short) in changed {
-            if short > 0 {
-                let data = serde_json::json!({
-                    "service": name,
-                    "target": target,
-                    "placed": placed,
-                    "short": short,
-                });
-                self.raise_from(
-                    at,
-                    at_ms,
-                    super::hosts::CONTROLLER_SOURCE,
-                    SERVICE_UNPLACED,
-                    &name,
-                    data,
-                    at_ms,
-                );
+            if short == 0 {
+                self.shortfalls.remove(&name);
+                continue;
             }
+            self.shortfalls.insert(name.clone(), short);
+            let data = serde_json::json!({
+                "service": name,
+                "target": target,
+                "placed": placed,
+                "short": short,
+                "cause_depth": depth,
+            });
+            self.raise_from(
+                at,
+                at_ms,
+                super::hosts::CONTROLLER_SOURCE,
+                SERVICE_UNPLACED,
+                &name,
+                data,
+                at_ms,
+            );
         }
     }
 
@@ -121,7 +130,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         cause: Cause,
         trigger: &Trigger,
     ) -> Option<PlanId> {
@@ -136,7 +144,7 @@ impl ClusterState {
         if steps.is_empty() {
             return None;
         }
-        let plan_id = PlanId::at(at.index, ordinal);
+        let plan_id = self.next_plan_id(at);
         let mut task_ids = Vec::with_capacity(steps.len());
         for (step_index, step) in steps.into_iter().enumerate() {
             let task_id = TaskId::of_plan(&plan_id, step_index);
@@ -170,6 +178,7 @@ impl ClusterState {
                     outcomes: Vec::new(),
                     error: String::new(),
                     finished_ms: 0,
+                    run: None,
                 },
             );
             task_ids.push(task_id);
@@ -224,7 +233,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         specs: SpecSet,
         reason: String,
         applied_by: String,
@@ -243,7 +251,7 @@ impl ClusterState {
                 depth: 0,
             };
             let plan_ids = self
-                .plan(at, at_ms, ordinal, cause, &Trigger::Reconcile)
+                .plan(at, at_ms, cause, &Trigger::Reconcile)
                 .into_iter()
                 .collect();
             return Response::SpecsApplied {
@@ -267,7 +275,7 @@ impl ClusterState {
             depth: 0,
         };
         let plan_ids: Vec<PlanId> = self
-            .plan(at, at_ms, ordinal, cause, &Trigger::Reconcile)
+            .plan(at, at_ms, cause, &Trigger::Reconcile)
             .into_iter()
             .collect();
         self.versions.insert(
@@ -334,7 +342,7 @@ impl ClusterState {
             rule: None,
             depth: 0,
         };
-        let plan_id = self.plan(at, at_ms, 0, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
         Response::Scaled {
             from,
             to: replicas,

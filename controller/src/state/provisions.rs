@@ -55,19 +55,41 @@ impl ClusterState {
                 reason: format!("no provision {id}"),
             };
         };
-        if !matches!(record.state, ProvisionState::Running { .. }) {
-            return Response::Nothing;
-        }
-        record.state = match result {
-            Ok(output) => ProvisionState::Succeeded {
+        record.state = match (&record.state, result) {
+            (ProvisionState::Running { .. }, Ok(output)) => ProvisionState::Succeeded {
                 finished_ms: at_ms,
                 output,
             },
-            Err(error) => ProvisionState::Failed {
+            (ProvisionState::Running { .. }, Err(error)) => ProvisionState::Failed {
                 finished_ms: at_ms,
                 error,
             },
+            // Never started (its provisioner left the specs): nothing ran.
+            (ProvisionState::Pending, Err(error)) => ProvisionState::Failed {
+                finished_ms: at_ms,
+                error,
+            },
+            _ => return Response::Nothing,
         };
+        Response::Nothing
+    }
+
+    /// A new leader found a provision started under an older term: its
+    /// command's fate is unknown, and it is never run again.
+    pub(super) fn provision_abandoned(&mut self, id: &str, term: u64, at_ms: i64) -> Response {
+        let Some(record) = self.provisions.get_mut(id) else {
+            return Response::Nothing;
+        };
+        if let ProvisionState::Running { term: started, .. } = record.state
+            && started < term
+        {
+            record.state = ProvisionState::Unknown {
+                finished_ms: at_ms,
+                reason: format!(
+                    "the leader of term {started} ran it and lost leadership before it finished; check whether the host was made"
+                ),
+            };
+        }
         Response::Nothing
     }
 
@@ -80,6 +102,16 @@ impl ClusterState {
         service: Option<&str>,
         by: &str,
     ) -> Response {
+        if let Some(service) = service
+            && !self.specs.services.contains_key(service)
+        {
+            return Response::Rejected {
+                reason: format!(
+                    "no service `{service}` in spec version {}",
+                    self.spec_version
+                ),
+            };
+        }
         let Some(record) = self.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
@@ -93,7 +125,7 @@ impl ClusterState {
             Some(service) => format!("{service} moved off {agent_id} by {by}"),
             None => format!("{agent_id} drained by {by}"),
         };
-        let plan_id = self.plan(at, at_ms, 0, operator(reason), &Trigger::Reconcile);
+        let plan_id = self.plan(at, at_ms, operator(reason), &Trigger::Reconcile);
         Response::Drained { plan_id }
     }
 
@@ -114,7 +146,7 @@ impl ClusterState {
             return Response::Drained { plan_id: None };
         }
         let reason = format!("{agent_id} undrained by {by}");
-        let plan_id = self.plan(at, at_ms, 0, operator(reason), &Trigger::Reconcile);
+        let plan_id = self.plan(at, at_ms, operator(reason), &Trigger::Reconcile);
         Response::Drained { plan_id }
     }
 }

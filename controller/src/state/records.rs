@@ -88,13 +88,17 @@ pub struct RuleState {
     pub touched: VecDeque<(i64, AgentId)>,
 }
 
-/// How many events the controllers raised while applying the current log
-/// entry: each gets its own block of plan ordinals. Not replicated (every
-/// `apply` starts it at 0), and never part of equality.
+/// Counts kept while applying one log entry: plans made (each plan's id
+/// is `p<index>.<n>`, so every plan of an entry gets its own) and events
+/// the controllers raised (a bound on runaway reactions). Not replicated
+/// (every `apply` starts them at 0), and never part of equality.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RaisedInEntry(pub usize);
+pub struct EntryCounters {
+    pub plans: usize,
+    pub raised: usize,
+}
 
-impl PartialEq for RaisedInEntry {
+impl PartialEq for EntryCounters {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -117,7 +121,7 @@ pub enum ProvisionState {
     Pending,
     /// The leader of `term` started the command. A later leader finding it
     /// so never runs it again (that could make a second host): it is
-    /// marked failed for an operator to check.
+    /// marked `Unknown` for an operator to check.
     Running {
         term: u64,
         started_ms: i64,
@@ -129,6 +133,12 @@ pub enum ProvisionState {
     Failed {
         finished_ms: i64,
         error: String,
+    },
+    /// Its leader changed while the command ran: a host may or may not
+    /// have been made. It keeps counting against `max_hosts`.
+    Unknown {
+        finished_ms: i64,
+        reason: String,
     },
 }
 
@@ -149,6 +159,38 @@ pub struct PendingApproval {
     pub agent: AgentId,
     pub cause: Cause,
     pub at_ms: i64,
+    /// The event itself, for actions that pass it on (`webhook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
+}
+
+/// A rule's `webhook` call, delivered by the leader at least once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    pub id: String,
+    pub rule: String,
+    pub url: String,
+    pub token_file: Option<String>,
+    /// The JSON body, fixed when the rule acted.
+    pub body: String,
+    pub requested_ms: i64,
+    pub state: NotificationState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationState {
+    Pending,
+    Delivered {
+        status: u16,
+        attempts: u32,
+        at_ms: i64,
+    },
+    Failed {
+        error: String,
+        attempts: u32,
+        at_ms: i64,
+    },
 }
 
 /// When a service was last scaled each way, by anyone.
@@ -330,6 +372,17 @@ pub struct TaskRecord {
     pub outcomes: Vec<ResourceOutcome>,
     pub error: String,
     pub finished_ms: i64,
+    /// For `Action::Run`: the command a rule runs once on the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunSpec>,
+}
+
+/// A rule's one-off command, as sent to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout_ms: u32,
 }
 
 /// What an agent reported for one resource of a task.

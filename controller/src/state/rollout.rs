@@ -48,6 +48,10 @@ impl ClusterState {
             task.digest.clone(),
         );
         let succeeded = report.state == TaskState::Succeeded;
+        if action == Action::Run {
+            // A rule's command: no deployment, no rollout behind it.
+            return Response::TaskReportRecorded { known: true };
+        }
         self.record_deployment(
             agent_id,
             &service,
@@ -207,7 +211,7 @@ impl ClusterState {
             failed_task: failed_task.clone(),
         };
         if let Response::SpecsApplied { version, .. } =
-            self.put_specs(at, at_ms, 0, specs, reason, AUTOMATIC.to_owned(), origin)
+            self.put_specs(at, at_ms, specs, reason, AUTOMATIC.to_owned(), origin)
             && let Some(plan) = self.plans.get_mut(plan_id)
         {
             plan.rolled_back_by = Some(version);

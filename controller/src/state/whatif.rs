@@ -105,31 +105,36 @@ impl ClusterState {
                     at_ms: trial.time_ms,
                 },
             );
-            let Some(record) = copy.events.back() else {
-                continue;
-            };
-            let changes = record
-                .plan_ids
+            // The trial event, then any the controllers raised in reply
+            // (a shortfall the change left), in commit order.
+            for record in copy
+                .events
                 .iter()
-                .filter_map(|plan| copy.plans.get(plan))
-                .flat_map(|plan| plan.task_ids.iter())
-                .filter_map(|task| copy.tasks.get(task))
-                .map(|task| {
-                    format!(
-                        "{} {} on {}",
-                        task.action.as_str(),
-                        task.service,
-                        task.agent_id
-                    )
-                })
-                .collect();
-            outcomes.push(TrialOutcome {
-                event_type: trial.event_type,
-                agent_id: trial.agent_id.to_string(),
-                rules: record.rules.clone(),
-                outcomes: record.outcomes.clone(),
-                changes,
-            });
+                .filter(|record| record.log_index == at.index)
+            {
+                let changes = record
+                    .plan_ids
+                    .iter()
+                    .filter_map(|plan| copy.plans.get(plan))
+                    .flat_map(|plan| plan.task_ids.iter())
+                    .filter_map(|task| copy.tasks.get(task))
+                    .map(|task| {
+                        format!(
+                            "{} {} on {}",
+                            task.action.as_str(),
+                            task.service,
+                            task.agent_id
+                        )
+                    })
+                    .collect();
+                outcomes.push(TrialOutcome {
+                    event_type: record.event.event_type.clone(),
+                    agent_id: record.event.key.agent_id.to_string(),
+                    rules: record.rules.clone(),
+                    outcomes: record.outcomes.clone(),
+                    changes,
+                });
+            }
         }
         let after_targets = targets_of(&copy);
         let targets = before

@@ -5,15 +5,11 @@ use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
 use sha2::{Digest, Sha256};
 
 use super::error::{PayloadError, shown};
-use crate::state::inbound::InboundEvent;
+use crate::state::inbound::{InboundEvent, is_reserved_type};
 
 /// Most events one request may carry (a CloudEvents batch, an
 /// Alertmanager group).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
-
-/// Type prefixes of events raised inside the fleet: a webhook claiming
-/// `host.lost` could make rules act on a host that is fine.
-const RESERVED_PREFIXES: [&str; 2] = ["host.", "levee."];
 
 /// Where an event's type and subject came from, to name them in errors,
 /// e.g. `` `type` `` or `` header `ce-type` ``.
@@ -45,10 +41,7 @@ pub(super) fn checked(
         len,
         limit,
     };
-    if RESERVED_PREFIXES
-        .iter()
-        .any(|prefix| event.event_type.starts_with(prefix))
-    {
+    if is_reserved_type(&event.event_type) {
         return Err(PayloadError::ReservedType {
             at: origin.at.to_owned(),
             event_type: shown(&event.event_type),

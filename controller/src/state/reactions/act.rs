@@ -3,15 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use levee_common::ids::{AgentId, PlanId};
+use levee_common::ids::{AgentId, PlanId, TaskId};
 use levee_common::spec::{Guardrails, RuleAction};
 
-use crate::engine::planner::{self, Trigger};
+use crate::engine::planner::{self, Action, Trigger};
 use crate::state::ClusterState;
 use crate::state::command::Response;
 use crate::state::hosts::CONTROLLER_SOURCE;
 use crate::state::records::{
-    Cause, DRAINED, LogPosition, PendingApproval, ProvisionRecord, ProvisionState, VersionOrigin,
+    Cause, DRAINED, LogPosition, PendingApproval, PlanRecord, ProvisionRecord, ProvisionState,
+    RunSpec, TaskRecord, TaskState, VersionOrigin,
 };
 
 /// What an action did.
@@ -64,14 +65,13 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         pending: &PendingApproval,
         guardrails: &Guardrails,
     ) -> Acted {
         if guardrails.limits_hosts() && !guardrails.dry_run {
-            return self.act_within_blast_radius(at, at_ms, ordinal, pending, guardrails);
+            return self.act_within_blast_radius(at, at_ms, pending, guardrails);
         }
-        let acted = self.carry_out(at, at_ms, ordinal, pending, guardrails.dry_run);
+        let acted = self.carry_out(at, at_ms, pending, guardrails.dry_run);
         if acted.counted {
             self.count_action(&pending.rule, at_ms);
         }
@@ -84,12 +84,11 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         pending: &PendingApproval,
         guardrails: &Guardrails,
     ) -> Acted {
         let mut trial = self.clone();
-        let acted = trial.carry_out(at, at_ms, ordinal, pending, false);
+        let acted = trial.carry_out(at, at_ms, pending, false);
         let hosts: BTreeSet<AgentId> = acted
             .plan_id
             .as_ref()
@@ -158,7 +157,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         pending: &PendingApproval,
         dry_run: bool,
     ) -> Acted {
@@ -181,25 +179,114 @@ impl ClusterState {
                     service: service.clone(),
                     agent: host.clone(),
                 };
-                match self.plan(at, at_ms, ordinal, cause, &trigger) {
+                match self.plan(at, at_ms, cause, &trigger) {
                     Some(plan) => Acted::planned(&format!("repair {service}"), Some(plan)),
                     None => Acted::nothing(format!("repair {service}: not placed on {host}")),
                 }
             }
             RuleAction::Scale { service, by, to } => {
-                self.scale_by_rule(at, at_ms, ordinal, cause, service, *by, *to)
+                self.scale_by_rule(at, at_ms, cause, service, *by, *to)
             }
-            RuleAction::Reschedule { service } => {
-                self.avoid(at, at_ms, ordinal, cause, host, service)
-            }
-            RuleAction::Drain {} => self.avoid(at, at_ms, ordinal, cause, host, DRAINED),
+            RuleAction::Reschedule { service } => self.avoid(at, at_ms, cause, host, service),
+            RuleAction::Drain {} => self.avoid(at, at_ms, cause, host, DRAINED),
             RuleAction::ApplyVersion { version } => {
-                self.apply_version(at, at_ms, ordinal, &pending.rule, *version)
+                self.apply_version(at, at_ms, &pending.rule, *version)
             }
             RuleAction::Provision { provisioner, count } => {
                 self.provision(at_ms, provisioner, *count, cause)
             }
+            RuleAction::Webhook { url, token_file } => {
+                self.notify(at_ms, pending, url, token_file.clone())
+            }
+            RuleAction::Run {
+                argv,
+                env,
+                timeout_ms,
+                selector,
+            } => {
+                let agents: Vec<AgentId> = match selector {
+                    None => vec![host.clone()],
+                    Some(selector) => self
+                        .agents
+                        .values()
+                        .filter(|agent| {
+                            !agent.lost
+                                && selector
+                                    .iter()
+                                    .all(|(key, value)| agent.labels.get(key) == Some(value))
+                        })
+                        .map(|agent| agent.agent_id.clone())
+                        .collect(),
+                };
+                let run = RunSpec {
+                    argv: argv.clone(),
+                    env: env.clone(),
+                    timeout_ms: *timeout_ms,
+                };
+                self.run_on(at, at_ms, cause, &pending.rule, agents, run)
+            }
         }
+    }
+
+    /// Records a plan of one `run` task per agent. Run tasks belong to no
+    /// service: no deployment, no rollout, no drift.
+    #[allow(clippy::too_many_arguments)]
+    fn run_on(
+        &mut self,
+        at: LogPosition,
+        at_ms: i64,
+        cause: Cause,
+        rule: &str,
+        agents: Vec<AgentId>,
+        run: RunSpec,
+    ) -> Acted {
+        if agents.is_empty() {
+            return Acted::nothing("no live agent matches the selector".into());
+        }
+        let plan_id = self.next_plan_id(at);
+        let mut task_ids = Vec::with_capacity(agents.len());
+        for (index, agent) in agents.iter().enumerate() {
+            let task_id = TaskId::of_plan(&plan_id, index);
+            self.tasks.insert(
+                task_id.clone(),
+                TaskRecord {
+                    task_id: task_id.clone(),
+                    plan_id: plan_id.clone(),
+                    agent_id: agent.clone(),
+                    service: format!("rule/{rule}"),
+                    action: Action::Run,
+                    batch: 0,
+                    digest: String::new(),
+                    resources: Vec::new(),
+                    state: TaskState::Pending,
+                    created: at,
+                    created_ms: at_ms,
+                    cause: cause.clone(),
+                    outcomes: Vec::new(),
+                    error: String::new(),
+                    finished_ms: 0,
+                    run: Some(run.clone()),
+                },
+            );
+            task_ids.push(task_id);
+        }
+        self.plans.insert(
+            plan_id.clone(),
+            PlanRecord {
+                plan_id: plan_id.clone(),
+                cause,
+                task_ids,
+                created: at,
+                created_ms: at_ms,
+                spec_version: self.spec_version,
+                problems: Vec::new(),
+                rolled_back_by: None,
+            },
+        );
+        Acted::planned(
+            &format!("running {:?} on {} agent(s)", run.argv, agents.len()),
+            Some(plan_id),
+        )
     }
 
     /// What a dry run reports: the action, with what it would change.
@@ -239,7 +326,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         cause: Cause,
         service: &str,
         by: Option<i32>,
@@ -268,7 +354,7 @@ impl ClusterState {
         } else {
             scaling.last_down_ms = Some(at_ms);
         }
-        let plan_id = self.plan(at, at_ms, ordinal, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
         Acted::planned(&format!("scaled {service} {current} -> {next}"), plan_id)
     }
 
@@ -278,7 +364,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        ordinal: usize,
         cause: Cause,
         agent: &AgentId,
         service: &str,
@@ -294,18 +379,11 @@ impl ClusterState {
         if !record.avoid.insert(service.to_owned()) {
             return Acted::nothing(format!("{what} already"));
         }
-        let plan_id = self.plan(at, at_ms, ordinal, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
         Acted::planned(&what, plan_id)
     }
 
-    fn apply_version(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        ordinal: usize,
-        rule: &str,
-        version: u64,
-    ) -> Acted {
+    fn apply_version(&mut self, at: LogPosition, at_ms: i64, rule: &str, version: u64) -> Acted {
         let Some(old) = self.versions.get(&version) else {
             return Acted::nothing(format!(
                 "version {version} is not in the history (it keeps versions {})",
@@ -319,7 +397,6 @@ impl ClusterState {
         let response = self.put_specs(
             at,
             at_ms,
-            ordinal,
             specs,
             format!("rule {rule}"),
             format!("rule {rule}"),
@@ -349,7 +426,7 @@ impl ClusterState {
             .values()
             .filter(|record| record.provisioner == provisioner && record.state.holds_a_host())
             .count() as u32;
-        if holding + count > spec.max_hosts {
+        if holding.saturating_add(count) > spec.max_hosts {
             return Acted::nothing(format!(
                 "provisioner {provisioner} has made or is making {holding} host(s); {count} more would pass its max_hosts of {}",
                 spec.max_hosts

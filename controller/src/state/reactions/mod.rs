@@ -6,7 +6,7 @@
 //! - `act`: carrying out each kind of action, and the blast radius.
 //! - `signal`: a rule whose events stopped coming.
 
-mod act;
+pub(super) mod act;
 mod signal;
 pub mod window;
 
@@ -54,17 +54,29 @@ pub fn describe(action: &RuleAction) -> String {
         RuleAction::Provision { provisioner, count } => {
             format!("provision {count} host(s) with {provisioner}")
         }
+        RuleAction::Webhook { url, .. } => format!("call {url}"),
+        RuleAction::Run {
+            argv,
+            selector: None,
+            ..
+        } => format!("run {argv:?} on the host"),
+        RuleAction::Run {
+            argv,
+            selector: Some(selector),
+            ..
+        } => {
+            let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if labels.is_empty() {
+                format!("run {argv:?} on every agent")
+            } else {
+                format!("run {argv:?} on agents with {}", labels.join(","))
+            }
+        }
     }
 }
 
 impl ClusterState {
-    pub(super) fn react(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        next_plan_ordinal: &mut usize,
-        event: &Event,
-    ) -> Reaction {
+    pub(super) fn react(&mut self, at: LogPosition, at_ms: i64, event: &Event) -> Reaction {
         let matched: Vec<RuleSpec> =
             rules::matching_rules(&self.specs, event, self.agent_of(event))
                 .into_iter()
@@ -78,14 +90,26 @@ impl ClusterState {
             .get("caused_by_task")
             .and_then(|task| task.as_str())
             .and_then(|task| self.tasks.get(&levee_common::ids::TaskId::from(task)));
-        let depth = caused_by.map_or(0, |task| task.cause.depth);
+        // The controllers' own events (a shortfall a rule's change left)
+        // carry the depth of the change that raised them.
+        let raised_depth = (event.source == CONTROLLER_SOURCE)
+            .then(|| {
+                event
+                    .data
+                    .get("cause_depth")
+                    .and_then(serde_json::Value::as_u64)
+            })
+            .flatten()
+            .map_or(0, |depth| depth as u32);
+        let depth = caused_by
+            .map_or(0, |task| task.cause.depth)
+            .max(raised_depth);
         let chain = caused_by.map(|task| format!("{} <- {}", task.task_id, task.cause.reason));
         for rule in matched {
             let name = rule.name.clone();
             let outcome = self.react_one(
                 at,
                 at_ms,
-                next_plan_ordinal,
                 event,
                 &rule,
                 depth,
@@ -104,7 +128,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        next_plan_ordinal: &mut usize,
         event: &Event,
         rule: &RuleSpec,
         depth: u32,
@@ -112,16 +135,7 @@ impl ClusterState {
         plan_ids: &mut Vec<PlanId>,
     ) -> String {
         let returned = self.signal_seen(&rule.name, at_ms);
-        let outcome = self.decide(
-            at,
-            at_ms,
-            next_plan_ordinal,
-            event,
-            rule,
-            depth,
-            chain,
-            plan_ids,
-        );
+        let outcome = self.decide(at, at_ms, event, rule, depth, chain, plan_ids);
         match returned {
             Some(silent_for) => format!("{outcome} (signal back after {silent_for} ms silent)"),
             None => outcome,
@@ -134,7 +148,6 @@ impl ClusterState {
         &mut self,
         at: LogPosition,
         at_ms: i64,
-        next_plan_ordinal: &mut usize,
         event: &Event,
         rule: &RuleSpec,
         depth: u32,
@@ -171,7 +184,7 @@ impl ClusterState {
             Verdict::Hold(format!(
                 "refused: this event ends a chain of {depth} reactions (limit {}): {}",
                 guardrails.max_chain_depth(),
-                chain.unwrap_or_default()
+                chain.unwrap_or("raised by the controllers after a rule's change")
             ))
         } else {
             self.verdict(name, &rule.action, guardrails, at_ms)
@@ -190,6 +203,7 @@ impl ClusterState {
             agent: target,
             cause,
             at_ms,
+            event: Some(event.clone()),
         };
         match verdict {
             Verdict::Hold(reason) => self.hold(name, reason),
@@ -207,10 +221,7 @@ impl ClusterState {
                 format!("awaiting approval: `levee approve {id}` to {described}")
             }
             Verdict::Act => {
-                let acted = self.act(at, at_ms, *next_plan_ordinal, &pending, guardrails);
-                if acted.plan_id.is_some() {
-                    *next_plan_ordinal += 1;
-                }
+                let acted = self.act(at, at_ms, &pending, guardrails);
                 plan_ids.extend(acted.plan_id);
                 if acted.counted
                     && let Some(key) = &window_key
@@ -236,10 +247,11 @@ impl ClusterState {
     }
 
     /// The agent an event is about: its sender, or for the controllers'
-    /// own events (`host.lost`...) the agent named as their subject.
+    /// host events (`host.lost`, `host.recovered`) the agent named as their
+    /// subject. Other controller events name services, rules or timers.
     fn agent_of(&self, event: &Event) -> Option<&AgentRecord> {
         self.agents.get(&event.key.agent_id).or_else(|| {
-            (event.source == CONTROLLER_SOURCE)
+            (event.source == CONTROLLER_SOURCE && event.event_type.starts_with("host."))
                 .then(|| self.agents.get(&AgentId::from(event.subject.as_str())))
                 .flatten()
         })
@@ -306,7 +318,7 @@ impl ClusterState {
         let mut cause = pending.cause.clone();
         cause.reason = format!("{} (approved by {by})", cause.reason);
         let pending = PendingApproval { cause, ..pending };
-        let acted = self.act(at, at_ms, 0, &pending, &guardrails);
+        let acted = self.act(at, at_ms, &pending, &guardrails);
         Response::Answered {
             outcome: format!("{}: approved by {by}: {}", pending.rule, acted.outcome),
             plan_id: acted.plan_id,

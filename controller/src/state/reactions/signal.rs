@@ -94,10 +94,11 @@ impl ClusterState {
                         depth: 1,
                     },
                     at_ms,
+                    event: None,
                 };
                 let outcome = match self.verdict(rule, action, &spec.guardrails, at_ms) {
                     Verdict::Hold(reason) => self.hold(rule, reason),
-                    Verdict::Act => self.act(at, at_ms, 1, &pending, &spec.guardrails).outcome,
+                    Verdict::Act => self.act(at, at_ms, &pending, &spec.guardrails).outcome,
                 };
                 Some(outcome)
             }

@@ -85,7 +85,8 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
         first,
         Response::InboundRecorded {
             accepted: 1,
-            duplicates: 0
+            duplicates: 0,
+            refused: 0
         }
     );
     // The sender retried; another source may use the same id.
@@ -94,7 +95,8 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
         again,
         Response::InboundRecorded {
             accepted: 0,
-            duplicates: 1
+            duplicates: 1,
+            refused: 0
         }
     );
     log.inbound("mqtt/site", alert("DiskFull", "a1", "f1"), 12);
@@ -108,6 +110,21 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
     assert_eq!(sources, ["webhook/am", "mqtt/site"]);
     let event = &log.state.events.back().unwrap().event;
     assert_eq!(event.time_unix_ms, 500, "the sender's time is kept");
+    // However it got here, an outsider cannot raise the fleet's own types.
+    for reserved in ["timer.fired", "host.lost", "levee.rule.silent"] {
+        let mut forged = alert("x", "a1", reserved);
+        forged.event_type = reserved.into();
+        let response = log.inbound("webhook/am", forged, 13);
+        assert_eq!(
+            response,
+            Response::InboundRecorded {
+                accepted: 0,
+                duplicates: 0,
+                refused: 1
+            },
+            "{reserved}"
+        );
+    }
 }
 
 #[test]
@@ -287,19 +304,132 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
     assert!(matches!(again, Response::Rejected { .. }));
     assert!(log.state.provisions_to_handle(1).is_empty());
     // A new leader (term 2) finds it started by term 1: it must not run
-    // it again, only close it.
+    // it again, only close it as unknown, still holding a host.
     assert_eq!(
         log.state.provisions_to_handle(2),
         [("h1".to_owned(), false)]
     );
-    log.apply(Command::ProvisionFinished {
+    log.apply(Command::ProvisionAbandoned {
         id: "h1".into(),
-        result: Err("the leader running it changed".into()),
+        term: 2,
         at_ms: 12,
     });
     assert!(matches!(
         log.state.provisions["h1"].state,
-        ProvisionState::Failed { .. }
+        ProvisionState::Unknown { .. }
     ));
+    assert!(log.state.provisions["h1"].state.holds_a_host());
     assert!(log.state.provisions_to_handle(2).is_empty());
+    // The old leader's late result changes nothing now.
+    log.apply(Command::ProvisionFinished {
+        id: "h1".into(),
+        result: Ok("made".into()),
+        at_ms: 13,
+    });
+    assert!(matches!(
+        log.state.provisions["h1"].state,
+        ProvisionState::Unknown { .. }
+    ));
+}
+
+#[test]
+fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
+    let mut log = Log::new();
+    log.hello_with("a1", &[("role", "db")]);
+    log.hello_with("a2", &[("role", "db")]);
+    log.hello_with("a3", &[("role", "web")]);
+    log.put_specs(&format!(
+        "{FLEET_SPECS}---\nkind: Rule\nname: vacuum\nmatch: {{ type: [alert.firing] }}\naction: {{ run: {{ argv: [/usr/bin/vacuumdb, --all], timeout_ms: 5000, selector: {{ role: db }} }} }}\n"
+    ));
+    log.apply(Command::AgentLost {
+        agent_id: "a2".into(),
+        silent_ms: 1,
+        last_hello_ms: 1,
+        at_ms: 4,
+    });
+    log.inbound("webhook/am", alert("Bloat", "a1", "b1"), 10);
+    let record = log.state.events.back().unwrap();
+    assert!(
+        record.outcomes[0].contains("running [\"/usr/bin/vacuumdb\", \"--all\"] on 1 agent(s)"),
+        "{:?}",
+        record.outcomes
+    );
+    let plan = &log.state.plans[&record.plan_ids[0]];
+    let tasks: Vec<&TaskRecord> = plan
+        .task_ids
+        .iter()
+        .map(|id| &log.state.tasks[id])
+        .collect();
+    assert_eq!(tasks.len(), 1, "the lost db agent is skipped");
+    let task = tasks[0];
+    assert_eq!(task.agent_id.as_str(), "a1");
+    assert_eq!(task.service, "rule/vacuum");
+    assert_eq!(task.action, Action::Run);
+    assert_eq!(task.run.as_ref().unwrap().timeout_ms, 5000);
+    assert_eq!(task.state, TaskState::Pending);
+    // Its report finishes it and touches no deployment.
+    let deployments = log.state.deployments.clone();
+    log.apply(Command::RecordTaskReport {
+        agent_id: "a1".into(),
+        report: TaskReport {
+            task_id: task.task_id.clone(),
+            state: TaskState::Succeeded,
+            outcomes: Vec::new(),
+            error: String::new(),
+            finished_ms: 11,
+        },
+    });
+    let task_id =
+        log.state.plans[&log.state.events.back().unwrap().plan_ids[0]].task_ids[0].clone();
+    assert_eq!(log.state.tasks[&task_id].state, TaskState::Succeeded);
+    assert_eq!(log.state.deployments, deployments);
+}
+
+#[test]
+fn rules_feeding_on_their_own_shortfalls_stop_at_the_chain_limit() {
+    let mut log = Log::new();
+    log.hello_with("a1", &[]);
+    log.put_specs(
+        r#"
+kind: Service
+name: web
+replicas: { min: 1, max: 100 }
+placement: { resources: { cpu_millis: 1000 } }
+process: { argv: [/bin/web] }
+---
+kind: Rule
+name: grow-when-short
+match: { type: [levee.service.unplaced] }
+action: { scale: { service: web, by: 1 } }
+"#,
+    );
+    assert!(log.state.shortfalls.is_empty());
+    // One agent with room for one: scaling to 2 leaves one unplaced, the
+    // rule scales again, which leaves two unplaced...
+    log.apply(Command::Scale {
+        service: "web".into(),
+        replicas: 2,
+        reason: "test".into(),
+        requested_by: "operator/test".into(),
+        at_ms: 5,
+    });
+    let outcomes: Vec<String> = log
+        .state
+        .events
+        .iter()
+        .filter(|record| record.event.event_type == "levee.service.unplaced")
+        .flat_map(|record| record.outcomes.clone())
+        .collect();
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+    assert!(
+        outcomes[0].contains("scaled web 2 -> 3"),
+        "in order: {outcomes:?}"
+    );
+    assert!(
+        outcomes[5].contains(
+            "refused: this event ends a chain of 5 reactions (limit 5): raised by the controllers"
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(log.target(), 7, "2, then five rule steps");
 }
