@@ -162,6 +162,44 @@ mod tests {
     }
 
     #[test]
+    fn webhook_and_mqtt_sources_are_checked_before_anything_starts() {
+        let base = r#"
+node_id = 1
+listen = "127.0.0.1:0"
+data_dir = "/tmp/x"
+tls = { ca = "a", cert = "b", key = "c" }
+"#;
+        let check = |extra: &str| {
+            toml::from_str::<NodeConfig>(&format!("{base}\n{extra}"))
+                .map_err(|err| err.to_string())
+                .and_then(|config| config.validate())
+        };
+        let good = r#"
+[webhooks]
+listen = "127.0.0.1:0"
+[[webhooks.endpoint]]
+name = "am"
+format = "alertmanager"
+token_file = "/t"
+[[mqtt]]
+name = "site"
+broker = "127.0.0.1:1883"
+topics = ["a/#"]
+"#;
+        check(good).unwrap();
+        let both = good.replace("token_file = \"/t\"", "token_file = \"/t\"\nhmac_secret_file = \"/k\"");
+        assert!(check(&both).unwrap_err().contains("exactly one of `token_file` and `hmac_secret_file`"));
+        let format = good.replace("\"alertmanager\"", "\"prometheus\"");
+        assert!(check(&format).unwrap_err().contains("unknown variant"));
+        let reserved = format!("{good}event_type = \"host.lost\"\n");
+        assert!(check(&reserved).unwrap_err().contains("reserved"));
+        let no_port = good.replace("127.0.0.1:1883", "broker.local");
+        assert!(check(&no_port).unwrap_err().contains("is not host:port"));
+        let twice = format!("{good}[[mqtt]]\nname = \"site\"\nbroker = \"h:1\"\ntopics = [\"t\"]\n");
+        assert!(check(&twice).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
     fn unknown_fields_and_bad_timings_are_refused() {
         let base = r#"
 node_id = 1
