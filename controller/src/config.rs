@@ -187,15 +187,23 @@ broker = "127.0.0.1:1883"
 topics = ["a/#"]
 "#;
         check(good).unwrap();
-        let both = good.replace("token_file = \"/t\"", "token_file = \"/t\"\nhmac_secret_file = \"/k\"");
-        assert!(check(&both).unwrap_err().contains("exactly one of `token_file` and `hmac_secret_file`"));
+        let both = good.replace(
+            "token_file = \"/t\"",
+            "token_file = \"/t\"\nhmac_secret_file = \"/k\"",
+        );
+        assert!(
+            check(&both)
+                .unwrap_err()
+                .contains("exactly one of `token_file` and `hmac_secret_file`")
+        );
         let format = good.replace("\"alertmanager\"", "\"prometheus\"");
         assert!(check(&format).unwrap_err().contains("unknown variant"));
         let reserved = format!("{good}event_type = \"host.lost\"\n");
         assert!(check(&reserved).unwrap_err().contains("reserved"));
         let no_port = good.replace("127.0.0.1:1883", "broker.local");
         assert!(check(&no_port).unwrap_err().contains("is not host:port"));
-        let twice = format!("{good}[[mqtt]]\nname = \"site\"\nbroker = \"h:1\"\ntopics = [\"t\"]\n");
+        let twice =
+            format!("{good}[[mqtt]]\nname = \"site\"\nbroker = \"h:1\"\ntopics = [\"t\"]\n");
         assert!(check(&twice).unwrap_err().contains("used twice"));
     }
 

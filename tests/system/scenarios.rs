@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use levee_tests::cluster::run_levee;
 use levee_tests::{AgentProcess, ControllerProcess, TestEnv, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -340,6 +341,43 @@ fn rule_trials_and_dry_runs_change_nothing_anywhere() {
         trial["targets"][0],
         serde_json::json!({ "service": "web", "from": 2, "to": 6 })
     );
+
+    // The same trial on a saved state, with no controller contacted (the
+    // CLI here has no config naming one), gives the same answer.
+    let saved = env.path().join("state.json");
+    controller
+        .run(&["state", "save", saved.to_str().unwrap()])
+        .expect("levee state save");
+    let offline = run_levee(&[
+        "rules",
+        "test",
+        "--state",
+        saved.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+        "-f",
+        live.to_str().unwrap(),
+        "--output",
+        "json",
+    ])
+    .expect("levee rules test --state");
+    let offline: Value = serde_json::from_str(&offline).unwrap();
+    // Plan ids name log positions, which may have moved on; the rest must
+    // be the same.
+    let without_plan_ids = |trial: &Value| -> Vec<String> {
+        trial["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|event| event["outcomes"].as_array().unwrap().clone())
+            .map(|outcome| {
+                let outcome = outcome.as_str().unwrap();
+                outcome.split(": plan ").next().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(without_plan_ids(&offline), without_plan_ids(&trial));
+    assert_eq!(offline["targets"], trial["targets"]);
 
     // The committed rules are dry: a real reading is reported, not acted on.
     agents[0].emit("app.load", r#"{"cpu": 95}"#).expect("emit");

@@ -4,10 +4,9 @@
 
 use std::collections::HashSet;
 
-use levee_common::ids::{AgentId, PlanId};
+use levee_common::ids::PlanId;
 use levee_common::pb;
 use levee_common::spec::SpecSet;
-use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Status};
 use tracing::info;
 
@@ -17,8 +16,7 @@ use super::control::{ControlService, plan_info, task_info};
 use super::error::ApiError;
 use crate::engine::planner::{self, Action};
 use crate::state::command::{Command, Response as StateResponse};
-use crate::state::records::{FAILED_DIGEST, LogPosition, SpecVersion};
-use crate::state::whatif::TrialEvent;
+use crate::state::records::{FAILED_DIGEST, SpecVersion};
 
 /// Largest total size of spec files in one request.
 const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
@@ -250,89 +248,16 @@ pub async fn status(
     }))
 }
 
-/// Most events one trial may run.
-const MAX_TRIAL_EVENTS: usize = 10_000;
-
 pub async fn test_rules(
     service: &ControlService,
     request: Request<pb::TestRulesRequest>,
 ) -> Result<pb::TestRulesResponse, Status> {
     let request = request.into_inner();
-    if request.events.len() > MAX_TRIAL_EVENTS {
-        return Err(ApiError::InvalidArgument(format!(
-            "{} events, more than {MAX_TRIAL_EVENTS} in one trial",
-            request.events.len()
-        ))
-        .into());
-    }
-    let specs = if request.files.is_empty() {
-        None
-    } else {
-        Some(parse_files(&request.files)?)
-    };
-    let now = now_ms();
-    let mut events = Vec::with_capacity(request.events.len());
-    for (index, event) in request.events.into_iter().enumerate() {
-        let data = if event.data_json.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&event.data_json).map_err(|err| {
-                ApiError::InvalidArgument(format!("event {}: data is not JSON: {err}", index + 1))
-            })?
-        };
-        if event.agent_id.is_empty() || event.r#type.is_empty() {
-            return Err(ApiError::InvalidArgument(format!(
-                "event {}: needs an agent and a type",
-                index + 1
-            ))
-            .into());
-        }
-        events.push(TrialEvent {
-            agent_id: AgentId::from(event.agent_id.as_str()),
-            event_type: event.r#type,
-            subject: event.subject,
-            data,
-            time_ms: if event.time_unix_ms == 0 {
-                now + index as i64
-            } else {
-                event.time_unix_ms
-            },
-        });
-    }
     service.read_barrier(request.stale).await?;
-    let applied = service
-        .proposer
-        .raft()
-        .metrics()
-        .borrow_watched()
-        .last_applied;
-    let after = LogPosition {
-        index: applied.map(|log_id| log_id.index).unwrap_or_default(),
-        term: applied
-            .map(|log_id| log_id.leader_id.term)
-            .unwrap_or_default(),
-    };
+    let after = service.applied_position();
     // Copy, then run outside the lock: a long trial must not hold up apply.
     let copy = service.state.read(|state| state.clone());
-    let trial = copy.into_trial(specs, events, after);
-    Ok(pb::TestRulesResponse {
-        events: trial
-            .events
-            .into_iter()
-            .map(|outcome| pb::TrialOutcome {
-                r#type: outcome.event_type,
-                agent_id: outcome.agent_id,
-                rules: outcome.rules,
-                outcomes: outcome.outcomes,
-                changes: outcome.changes,
-            })
-            .collect(),
-        targets: trial
-            .targets
-            .into_iter()
-            .map(|(service, (from, to))| pb::TargetChange { service, from, to })
-            .collect(),
-    })
+    super::trial::run(copy, after, request, now_ms()).map_err(Status::from)
 }
 
 async fn commit(service: &ControlService, command: Command) -> Result<StateResponse, Status> {

@@ -6,5 +6,6 @@ pub mod agent_link;
 pub mod auth;
 mod automation;
 pub mod control;
-mod desired;
+pub(crate) mod desired;
 pub mod error;
+pub mod trial;

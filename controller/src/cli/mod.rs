@@ -11,6 +11,7 @@ mod output;
 mod query;
 mod rules;
 mod specs;
+mod state;
 mod why;
 
 use std::path::PathBuf;
@@ -111,6 +112,9 @@ pub enum Command {
     Undrain(automation::UndrainArgs),
     /// List hosts asked of provisioners and what became of them.
     Provisions(query::QueryArgs),
+    /// Save the cluster's state, for `levee rules test --state`.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -133,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Drain(args) => automation::drain(args).await,
         Command::Undrain(args) => automation::undrain(args).await,
         Command::Provisions(args) => automation::provisions(args).await,
+        Command::State(command) => state::run(command).await,
         Command::Plan(args) => return desired::plan(args).await,
         Command::Apply(args) => return desired::apply(args).await,
         Command::History(args) => return desired::history(args).await,

@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use super::client::ClientArgs;
 use super::output::{OutputFormat, Row, listed, print_rows};
 use super::specs::{parse_specs, read_spec_files, wire_files};
+use crate::api::trial::{self, SavedState};
+use crate::state::records::LogPosition;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RulesCommand {
@@ -38,6 +40,10 @@ pub struct TestArgs {
     /// Try the rules in these specs instead of the committed ones.
     #[arg(long = "file", short = 'f')]
     pub specs: Option<PathBuf>,
+    /// Run against a state saved by `levee state save` instead of the
+    /// cluster's (no controller is contacted).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
     #[arg(long, short, value_enum, default_value = "table")]
     pub output: OutputFormat,
 }
@@ -89,18 +95,38 @@ pub async fn run(command: RulesCommand) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let client = args.client.connect()?;
     let request = pb::TestRulesRequest {
         events,
         files,
         stale: false,
     };
-    let response = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.test_rules(request).await }
-        })
-        .await?;
+    let response = match &args.state {
+        Some(path) => {
+            let text =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let saved: SavedState = serde_json::from_slice(&text).with_context(|| {
+                format!(
+                    "{} is not a state saved by `levee state save`",
+                    path.display()
+                )
+            })?;
+            let after = LogPosition {
+                index: saved.applied_index,
+                term: saved.applied_term,
+            };
+            let now = crate::api::agent_link::now_ms();
+            trial::run(saved.state, after, request, now)?
+        }
+        None => {
+            let client = args.client.connect()?;
+            client
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.test_rules(request).await }
+                })
+                .await?
+        }
+    };
     match args.output {
         OutputFormat::Json => println!(
             "{}",
