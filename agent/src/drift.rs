@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use levee_common::agent_config::DriftConfig;
@@ -57,6 +59,9 @@ pub struct Drift {
     config: DriftConfig,
     /// Drift reported and not yet resolved: (service, resource) → detail.
     reported: BTreeMap<(String, String), String>,
+    /// `reported.len()`, published for `/metrics`, which cannot reach the
+    /// map inside the drift task.
+    unresolved: Arc<AtomicU64>,
 }
 
 impl Drift {
@@ -66,7 +71,14 @@ impl Drift {
             outbox,
             config,
             reported: BTreeMap::new(),
+            unresolved: Arc::default(),
         }
+    }
+
+    /// How many drifted resources are reported and not yet resolved, as
+    /// of the last check; `None` when drift detection is off.
+    pub fn unresolved(&self) -> Option<Arc<AtomicU64>> {
+        (self.config.interval_ms != 0).then(|| self.unresolved.clone())
     }
 
     /// Checks every `interval_ms` until `shutdown`; returns at once if
@@ -95,14 +107,22 @@ impl Drift {
         // A service taken off the host has no drift left to resolve.
         self.reported
             .retain(|(service, _), _| services.contains(service));
+        self.publish_unresolved();
         for service in services {
             if shutdown.is_cancelled() {
                 break;
             }
             let span = info_span!("drift", %service);
-            self.check_service(&service).instrument(span).await?;
+            let checked = self.check_service(&service).instrument(span).await;
+            self.publish_unresolved();
+            checked?;
         }
         Ok(())
+    }
+
+    fn publish_unresolved(&self) {
+        self.unresolved
+            .store(self.reported.len() as u64, Ordering::Relaxed);
     }
 
     async fn check_service(&mut self, service: &str) -> Result<(), DriftError> {
@@ -421,10 +441,12 @@ mod tests {
             ("process:web".to_owned(), "not running".to_owned()),
         ];
         assert_eq!(detected(&fixture), expected);
+        assert_eq!(drift.unresolved.load(Ordering::Relaxed), 3);
 
         // Unresolved drift is not reported again, and not corrected.
         drift.check(&never).await.unwrap();
         assert_eq!(detected(&fixture), expected);
+        assert_eq!(drift.unresolved.load(Ordering::Relaxed), 3);
         assert_eq!(fixture.supervisor.state("web"), WorkloadState::Stopped);
 
         // Fixed by hand: resolved. A new kind of drift is reported anew.
@@ -438,6 +460,11 @@ mod tests {
         assert_eq!(
             resolved(&fixture),
             [json!({"service": "web", "resources": ["directory:data", "file:banner.txt"]})]
+        );
+        assert_eq!(
+            drift.unresolved.load(Ordering::Relaxed),
+            1,
+            "the process is still down"
         );
         std::fs::remove_file(service_dir.join("banner.txt")).unwrap();
         drift.check(&never).await.unwrap();

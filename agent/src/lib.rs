@@ -14,6 +14,7 @@
 //! - [`metrics`] (with the pure [`threshold`]), [`watch`] and [`logwatch`]:
 //!   host metrics, file changes and log lines as events.
 //! - [`drift`]: periodic comparison of the host with the desired state.
+//! - [`prometheus`]: `GET /metrics` on `metrics_listen`, read at scrape time.
 //! - [`exec`]: short-lived commands with a timeout.
 //! - [`group`]: signalling process groups, never the agent's own.
 //! - [`paths`]: the allowed roots every resource path is checked against.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod paths;
 pub mod probe;
+pub mod prometheus;
 pub mod store;
 pub mod supervisor;
 #[cfg(test)]
@@ -46,6 +48,8 @@ pub mod user;
 pub mod util;
 pub mod watch;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -95,6 +99,12 @@ async fn run_as(
     let log_patterns = logwatch::Pattern::compile_all(&config.log_patterns)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    // Bound before any workload starts: a taken port stops the agent
+    // without leaving anything running.
+    let metrics_listener = match config.metrics_listen {
+        Some(listen) => Some(prometheus::bind(listen, &config.data_dir).await?),
+        None => None,
+    };
     let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
     let outbox = Outbox::open(
         db.clone(),
@@ -119,6 +129,16 @@ async fn run_as(
     // Started after the stored state converged, so its first check does not
     // report what a restart is about to put back.
     let drift = Drift::new(applier.clone(), outbox.clone(), config.drift.clone());
+    let connected = Arc::new(AtomicBool::new(false));
+    let metrics_task = metrics_listener.map(|listener| {
+        let sources = prometheus::Sources {
+            outbox: outbox.clone(),
+            applier: applier.clone(),
+            connected: connected.clone(),
+            unresolved_drift: drift.unresolved(),
+        };
+        tokio::spawn(prometheus::serve(listener, sources, shutdown.clone()).in_current_span())
+    });
     let mut drift_task = tokio::spawn(drift.run(shutdown.clone()).in_current_span());
 
     // Unbounded: the session must never block on the applier, or the
@@ -171,6 +191,7 @@ async fn run_as(
         journal,
         tasks: tasks_tx,
         updates: updates_rx,
+        connected,
     };
     let link_task = tokio::spawn(link.run(shutdown.clone()).in_current_span());
 
@@ -181,6 +202,16 @@ async fn run_as(
         let _ = task.await;
     }
     let _ = watch_task.await;
+    if let Some(mut metrics_task) = metrics_task {
+        // A scrape in flight finishes; a client that never ends its
+        // request does not hold up the shutdown.
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut metrics_task)
+            .await
+            .is_err()
+        {
+            metrics_task.abort();
+        }
+    }
     if let Ok(Err(err)) = emit_task.await {
         warn!(error = %err, "the local event socket failed");
     }

@@ -2,7 +2,7 @@
 //! in rotated log files), watching them, stopping them gracefully, and
 //! turning unexpected exits into `host.process.exited` events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -75,6 +75,18 @@ pub enum WorkloadState {
     Stopped,
 }
 
+impl WorkloadState {
+    /// Its name in metrics: `running`, `restarting`, `completed`, `stopped`.
+    pub fn label(self) -> &'static str {
+        match self {
+            WorkloadState::Running { .. } => "running",
+            WorkloadState::Restarting => "restarting",
+            WorkloadState::Completed => "completed",
+            WorkloadState::Stopped => "stopped",
+        }
+    }
+}
+
 /// How a workload's process ended when nothing restarts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
@@ -135,6 +147,18 @@ impl Running {
     /// Whether it runs or its restart policy is about to start it again.
     fn is_live(&self) -> bool {
         self.ended.is_none() && !self.watcher.is_finished()
+    }
+
+    fn state(&self) -> WorkloadState {
+        match self.ended {
+            Some(Ended::Completed) => WorkloadState::Completed,
+            Some(Ended::Failed) => WorkloadState::Stopped,
+            None if self.watcher.is_finished() => WorkloadState::Stopped,
+            None => match *self.alive.borrow() {
+                Some(pid) => WorkloadState::Running { pid },
+                None => WorkloadState::Restarting,
+            },
+        }
     }
 }
 
@@ -203,18 +227,19 @@ impl Supervisor {
     }
 
     pub fn state(&self, name: &str) -> WorkloadState {
-        match self.lock().get(name) {
-            Some(running) => match running.ended {
-                Some(Ended::Completed) => WorkloadState::Completed,
-                Some(Ended::Failed) => WorkloadState::Stopped,
-                None if running.watcher.is_finished() => WorkloadState::Stopped,
-                None => match *running.alive.borrow() {
-                    Some(pid) => WorkloadState::Running { pid },
-                    None => WorkloadState::Restarting,
-                },
-            },
-            None => WorkloadState::Stopped,
+        self.lock()
+            .get(name)
+            .map_or(WorkloadState::Stopped, Running::state)
+    }
+
+    /// How many known workloads are in each state, by [`WorkloadState::label`];
+    /// only states some workload is in.
+    pub fn count_by_state(&self) -> BTreeMap<&'static str, u64> {
+        let mut counts = BTreeMap::new();
+        for running in self.lock().values() {
+            *counts.entry(running.state().label()).or_default() += 1;
         }
+        counts
     }
 
     /// Whether `spec` ran and completed (exit code 0, not restarted by its
@@ -828,6 +853,11 @@ mod tests {
             assert_eq!(
                 supervisor.completed(&spec),
                 expected == WorkloadState::Completed,
+                "{name}"
+            );
+            assert_eq!(
+                supervisor.count_by_state(),
+                BTreeMap::from([(expected.label(), 1)]),
                 "{name}"
             );
             // A converge starts it again, whichever way it ended.

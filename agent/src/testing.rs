@@ -61,6 +61,7 @@ pub fn fixture() -> Fixture {
         data_dir: dir.path().canonicalize().unwrap(),
         labels: Default::default(),
         allowed_roots: Vec::new(),
+        metrics_listen: None,
         tls: TlsFiles {
             ca: "ca".into(),
             cert: "c".into(),

@@ -2,6 +2,7 @@
 //! because `levee dev` and the system tests write it too.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,11 @@ pub struct AgentConfig {
     /// Directories resources may touch. Empty means `<data_dir>/services`.
     #[serde(default)]
     pub allowed_roots: Vec<PathBuf>,
+    /// Where to serve Prometheus metrics, `GET /metrics`, plain HTTP: bind
+    /// it to 127.0.0.1 or a private address. Off when unset. Port 0 picks a
+    /// free port, written to `<data_dir>/metrics.addr` once bound.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     pub tls: TlsFiles,
     #[serde(default)]
     pub link: LinkConfig,
@@ -467,6 +473,7 @@ mod tests {
             data_dir: "/tmp/a".into(),
             labels: BTreeMap::from([("role".into(), "demo".into())]),
             allowed_roots: vec![],
+            metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
             tls: TlsFiles {
                 ca: "ca".into(),
                 cert: "c".into(),
@@ -533,6 +540,10 @@ mod tests {
     #[test]
     fn logs_and_drift_sections_default_when_absent_and_fill_in_missing_keys() {
         let config: AgentConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(
+            config.metrics_listen, None,
+            "metrics are off unless asked for"
+        );
         assert_eq!(config.logs.max_bytes, 10 * 1024 * 1024);
         assert_eq!(config.logs.keep, 3);
         assert_eq!(config.drift.interval_ms, 30_000);

@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// MQTT subscriptions (the leader subscribes).
     #[serde(default)]
     pub mqtt: Vec<MqttConfig>,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP: bind
+    /// it to a private address). Off when unset.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// How the leader watches its agents.

@@ -6,6 +6,7 @@
 //! - [`api`]: the gRPC services agents and operators call.
 //! - [`dispatch`]: the leader's delivery of tasks to connected agents.
 //! - [`sources`]: webhooks and MQTT, turned into events the leader commits.
+//! - [`metrics`]: Prometheus metrics, rendered from the state at scrape time.
 //! - [`node`]: starts and stops one controller node.
 //! - [`cli`]: the `levee` commands.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod engine;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod sources;

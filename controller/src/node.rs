@@ -226,6 +226,18 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         proposer: proposer.clone(),
     };
     tracker.spawn(notifier.run(shutdown.clone()));
+    if let Some(listen) = config.metrics_listen {
+        crate::metrics::start(
+            listen,
+            &config.data_dir,
+            state.clone(),
+            sessions.clone(),
+            proposer.clone(),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let sink = InboundSink::new(proposer.clone(), network.clone());
     if let Some(webhooks) = &config.webhooks {
         sources::http::start(

@@ -30,6 +30,8 @@ pub struct TestEnv {
     /// Tables appended to every controller config (`[webhooks]`,
     /// `[[mqtt]]`).
     pub controller_options: String,
+    /// Top-level keys for every controller config (`metrics_listen`).
+    pub controller_keys: String,
 }
 
 /// The cluster CA and certificates, made with `levee ca`.
@@ -79,6 +81,7 @@ impl TestEnv {
             raft_options: String::new(),
             agents_options: String::new(),
             controller_options: String::new(),
+            controller_keys: String::new(),
         }
     }
 
@@ -180,8 +183,9 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n\n{}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n\n{}\n",
             data_dir.display(),
+            self.controller_keys,
             tls.ca.display(),
             tls.cert.display(),
             tls.key.display(),
@@ -255,6 +259,7 @@ impl TestEnv {
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             allowed_roots: Vec::new(),
+            metrics_listen: None,
             tls,
             link: LinkConfig {
                 reconnect_min_ms: 50,
@@ -351,6 +356,17 @@ impl ControllerProcess {
             command,
             &self.log,
         ));
+    }
+
+    /// The address its metrics listener bound (`metrics_listen` with port
+    /// 0), once it has.
+    pub fn metrics_addr(&self) -> String {
+        let path = self.data_dir.join("metrics.addr");
+        wait_until(
+            &format!("controller {} to serve metrics", self.node_id),
+            STARTUP,
+            || std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display())),
+        )
     }
 
     /// The address its webhook receiver bound (`[webhooks] listen` with

@@ -55,3 +55,26 @@ pub fn post(ca: &Path, url: &str, headers: &[String], body: &[u8]) -> Reply {
         body: body.to_owned(),
     }
 }
+
+/// GETs a plain-HTTP `url` (a metrics endpoint).
+pub fn get(url: &str) -> Reply {
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30", "--include"])
+        .args(["--write-out", "\n%{http_code}"])
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl {url} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (response, status) = text.rsplit_once('\n').expect("status line");
+    let (headers, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
+    Reply {
+        status: status.trim().parse().expect("HTTP status"),
+        headers: headers.to_lowercase(),
+        body: body.to_owned(),
+    }
+}

@@ -12,6 +12,7 @@ mod durability;
 mod end_to_end;
 mod inbound;
 mod membership;
+mod metrics;
 mod mtls;
 mod scenarios;
 mod sources;

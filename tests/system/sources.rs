@@ -1,11 +1,13 @@
 //! Agent event sources with real inputs: a metric threshold read from
 //! /proc, events emitted by an application on the host, a health check of
-//! a real listener, and lines written to a real log file.
+//! a real listener, and lines written to a real log file; and the agent's
+//! own Prometheus metrics, scraped over real HTTP.
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use levee_common::agent_config::{Check, LogPattern, Metric, MetricThreshold};
 use levee_common::resource::Probe;
@@ -248,5 +250,73 @@ regex = "ERROR (unclosed"
     assert!(
         stderr.contains("log_pattern `broken`: `regex` does not compile"),
         "{stderr}"
+    );
+}
+
+/// `GET /metrics` by hand: the body of a 200 with the exposition format's
+/// content type, or what went wrong.
+fn scrape(addr: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|err| format!("connect {addr}: {err}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|err| err.to_string())?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|err| format!("send the request: {err}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|err| format!("read the response: {err}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers: {response}"))?;
+    let head = head.to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200")
+        || !head.contains("content-type: text/plain; version=0.0.4; charset=utf-8")
+    {
+        return Err(format!("unexpected response head: {head}"));
+    }
+    Ok(body.to_owned())
+}
+
+#[test]
+fn the_agent_serves_prometheus_metrics_and_says_when_it_is_connected() {
+    let env = TestEnv::new();
+    let controller = env.start_controller(1);
+    let agent = env.start_agent_with("worker-1", &[], &[&controller], |config| {
+        config.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"));
+    });
+    let addr_file = agent.config.data_dir.join("metrics.addr");
+    let addr: SocketAddr = wait_until("the agent to write metrics.addr", TIMEOUT, || {
+        let text = std::fs::read_to_string(&addr_file).map_err(|err| {
+            format!(
+                "{}: {err}\nagent log:\n{}",
+                addr_file.display(),
+                agent.log_tail()
+            )
+        })?;
+        text.trim()
+            .parse()
+            .map_err(|err| format!("{text:?}: {err}"))
+    });
+    controller.wait_for_connected_agents(1);
+    let text = wait_until("/metrics to say the agent is connected", TIMEOUT, || {
+        let text = scrape(addr)?;
+        if text.lines().any(|line| line == "levee_agent_connected 1") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    });
+    assert!(
+        text.lines()
+            .any(|line| line == "levee_agent_outbox_dropped_total 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE levee_agent_tasks_total counter\n"),
+        "{text}"
     );
 }

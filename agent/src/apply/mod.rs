@@ -16,8 +16,10 @@ mod directory;
 mod file;
 mod remove;
 pub mod run;
+mod totals;
 mod worker;
 
+pub use totals::TaskTotals;
 pub use worker::apply_tasks;
 
 use std::collections::HashMap;
@@ -41,6 +43,8 @@ use crate::store::StoreError;
 use crate::supervisor::{Supervisor, WorkloadSpec};
 use crate::util::{blocking, now_ms};
 
+use self::totals::TaskCounters;
+
 /// Applies tasks and the stored desired state.
 #[derive(Clone)]
 pub struct Applier {
@@ -58,6 +62,8 @@ pub struct Applier {
     /// applied. Per service, so one service's health wait never holds up
     /// another's task or drift check.
     converging: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
+    /// Tasks finished since the agent started, by outcome.
+    finished: Arc<TaskCounters>,
 }
 
 /// Proof that the caller holds one service's converge lock.
@@ -147,7 +153,14 @@ impl Applier {
             runs_dir: config.data_dir.join("runs"),
             runs_stop: CancellationToken::new(),
             converging: Arc::default(),
+            finished: Arc::default(),
         }
+    }
+
+    /// Tasks this agent process finished, by outcome; a recorded outcome
+    /// reported again is not counted twice.
+    pub fn task_totals(&self) -> TaskTotals {
+        self.finished.totals()
     }
 
     /// Handles one task from the controller and returns the update to send,
@@ -341,6 +354,7 @@ impl Applier {
         let task_id = task.task_id.clone();
         let recorded = update.clone();
         blocking(move || journal.finish(&task_id, &recorded, change)).await?;
+        self.finished.record(update.state);
         Ok(Some(update))
     }
 

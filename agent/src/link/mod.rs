@@ -7,6 +7,8 @@
 mod backoff;
 mod session;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use levee_common::agent_config::AgentConfig;
@@ -31,6 +33,9 @@ pub struct Link {
     pub tasks: mpsc::UnboundedSender<pb::Task>,
     /// Updates from the applier, toward the controller.
     pub updates: mpsc::Receiver<pb::TaskUpdate>,
+    /// Set while a session with the leader is open (welcomed), for
+    /// `/metrics`.
+    pub connected: Arc<AtomicBool>,
 }
 
 impl Link {
@@ -50,7 +55,9 @@ impl Link {
                 next_index += 1;
                 addr
             });
-            match session::run(&mut self, &addr, &shutdown).await {
+            let ended = session::run(&mut self, &addr, &shutdown).await;
+            self.connected.store(false, Ordering::Relaxed);
+            match ended {
                 Ok(SessionEnd::Shutdown) => break,
                 Ok(SessionEnd::Closed) => {
                     info!(controller = %addr, "session closed by the controller; reconnecting");

@@ -1,6 +1,7 @@
 //! One session with one controller.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use levee_common::pb::agent_link_client::AgentLinkClient;
@@ -96,6 +97,9 @@ pub async fn run(
         Err(_) => return Err(SessionError::Protocol("no welcome within 5 s".into())),
     };
     info!(controller = %addr, node = welcome.controller_node_id, term = welcome.term, "session open");
+    // Only the leader welcomes: a follower redirects instead. Cleared by
+    // `Link::run` when the session ends.
+    link.connected.store(true, Ordering::Relaxed);
     let heartbeat = Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100)));
     Session {
         link,

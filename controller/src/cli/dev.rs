@@ -81,6 +81,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         agents: Default::default(),
         webhooks: None,
         mqtt: Vec::new(),
+        metrics_listen: None,
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
@@ -96,6 +97,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         data_dir: data_dir.join("agent"),
         labels: [("role".to_owned(), "demo".to_owned())].into(),
         allowed_roots: Vec::new(),
+        metrics_listen: None,
         tls: TlsFiles::in_dir(&pki, AGENT_NAME),
         link: LinkConfig::default(),
         logs: LogsConfig::default(),
