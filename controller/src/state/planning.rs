@@ -156,47 +156,50 @@ impl ClusterState {
                 .entry(step.service.clone())
                 .or_default();
             deployment.in_flight = Some((step.digest.clone(), task_id.clone()));
-            self.tasks.insert(
+            let mut task = TaskRecord::new(
                 task_id.clone(),
-                TaskRecord {
-                    task_id: task_id.clone(),
-                    plan_id: plan_id.clone(),
-                    agent_id: step.agent,
-                    service: step.service,
-                    action: step.action,
-                    batch: step.batch,
-                    digest: step.digest,
-                    resources: std::sync::Arc::unwrap_or_clone(step.resources),
-                    state: if step.batch == 0 {
-                        TaskState::Pending
-                    } else {
-                        TaskState::Waiting
-                    },
-                    created: at,
-                    created_ms: at_ms,
-                    cause: cause.clone(),
-                    outcomes: Vec::new(),
-                    error: String::new(),
-                    finished_ms: 0,
-                    run: None,
-                },
+                &plan_id,
+                step.agent,
+                step.service,
+                step.action,
+                at,
+                at_ms,
+                cause.clone(),
             );
+            task.batch = step.batch;
+            task.digest = step.digest;
+            task.resources = std::sync::Arc::unwrap_or_clone(step.resources);
+            if step.batch > 0 {
+                task.state = TaskState::Waiting;
+            }
+            self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
-        self.plans.insert(
-            plan_id.clone(),
-            PlanRecord {
-                plan_id: plan_id.clone(),
-                cause,
-                task_ids,
-                created: at,
-                created_ms: at_ms,
-                spec_version: self.spec_version,
-                problems,
-                rolled_back_by: None,
-            },
-        );
+        self.record_plan_of(plan_id.clone(), cause, task_ids, at, at_ms, problems);
         Some(plan_id)
+    }
+
+    /// Records a plan whose tasks are already in `tasks`.
+    pub(super) fn record_plan_of(
+        &mut self,
+        plan_id: PlanId,
+        cause: Cause,
+        task_ids: Vec<TaskId>,
+        at: LogPosition,
+        at_ms: i64,
+        problems: Vec<String>,
+    ) {
+        let plan = PlanRecord {
+            plan_id: plan_id.clone(),
+            cause,
+            task_ids,
+            created: at,
+            created_ms: at_ms,
+            spec_version: self.spec_version,
+            problems,
+            rolled_back_by: None,
+        };
+        self.plans.insert(plan_id, plan);
     }
 
     /// A newer task for the same service on the same agent replaces any

@@ -377,6 +377,40 @@ pub struct TaskRecord {
     pub run: Option<RunSpec>,
 }
 
+impl TaskRecord {
+    /// A pending task of `plan_id` in batch 0, with no resources yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        task_id: TaskId,
+        plan_id: &PlanId,
+        agent_id: AgentId,
+        service: String,
+        action: Action,
+        created: LogPosition,
+        created_ms: i64,
+        cause: Cause,
+    ) -> Self {
+        Self {
+            task_id,
+            plan_id: plan_id.clone(),
+            agent_id,
+            service,
+            action,
+            batch: 0,
+            digest: String::new(),
+            resources: Vec::new(),
+            state: TaskState::Pending,
+            created,
+            created_ms,
+            cause,
+            outcomes: Vec::new(),
+            error: String::new(),
+            finished_ms: 0,
+            run: None,
+        }
+    }
+}
+
 /// A rule's one-off command, as sent to an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {

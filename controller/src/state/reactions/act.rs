@@ -11,8 +11,8 @@ use crate::state::ClusterState;
 use crate::state::command::Response;
 use crate::state::hosts::CONTROLLER_SOURCE;
 use crate::state::records::{
-    Cause, DRAINED, LogPosition, PendingApproval, PlanRecord, ProvisionRecord, ProvisionState,
-    RunSpec, TaskRecord, TaskState, VersionOrigin,
+    Cause, DRAINED, LogPosition, PendingApproval, ProvisionRecord, ProvisionState, RunSpec,
+    TaskRecord, VersionOrigin,
 };
 
 /// What an action did.
@@ -247,42 +247,21 @@ impl ClusterState {
         let mut task_ids = Vec::with_capacity(agents.len());
         for (index, agent) in agents.iter().enumerate() {
             let task_id = TaskId::of_plan(&plan_id, index);
-            self.tasks.insert(
+            let mut task = TaskRecord::new(
                 task_id.clone(),
-                TaskRecord {
-                    task_id: task_id.clone(),
-                    plan_id: plan_id.clone(),
-                    agent_id: agent.clone(),
-                    service: format!("rule/{rule}"),
-                    action: Action::Run,
-                    batch: 0,
-                    digest: String::new(),
-                    resources: Vec::new(),
-                    state: TaskState::Pending,
-                    created: at,
-                    created_ms: at_ms,
-                    cause: cause.clone(),
-                    outcomes: Vec::new(),
-                    error: String::new(),
-                    finished_ms: 0,
-                    run: Some(run.clone()),
-                },
+                &plan_id,
+                agent.clone(),
+                format!("rule/{rule}"),
+                Action::Run,
+                at,
+                at_ms,
+                cause.clone(),
             );
+            task.run = Some(run.clone());
+            self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
-        self.plans.insert(
-            plan_id.clone(),
-            PlanRecord {
-                plan_id: plan_id.clone(),
-                cause,
-                task_ids,
-                created: at,
-                created_ms: at_ms,
-                spec_version: self.spec_version,
-                problems: Vec::new(),
-                rolled_back_by: None,
-            },
-        );
+        self.record_plan_of(plan_id.clone(), cause, task_ids, at, at_ms, Vec::new());
         Acted::planned(
             &format!("running {:?} on {} agent(s)", run.argv, agents.len()),
             Some(plan_id),
