@@ -122,6 +122,7 @@ async fn run_as(
 
     supervisor.reap_leftovers().await?;
     let applier = Applier::new(&config, journal.clone(), supervisor.clone(), roots);
+    let run_stopper = applier.clone();
     // Converge what we were last told before hearing from anyone: a host
     // cut off from the controllers keeps running its workloads.
     applier.converge_desired().await?;
@@ -219,6 +220,9 @@ async fn run_as(
     // run task's command is killed instead (it may take its whole timeout)
     // and recorded as failed, so a resend does not run it again.
     worker_stop.cancel();
+    // Not after the worker: a long service task must not keep commands
+    // running past the grace period, unrecorded.
+    run_stopper.stop_runs();
     if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
         warn!("a task was still being applied after the grace period");
     }

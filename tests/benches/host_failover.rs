@@ -2,20 +2,26 @@
 //! worker agents, a service `web` with one replica whose every start appends
 //! its pid to `starts.log`. Each run SIGKILLs the agent running web and the
 //! workload itself (the host dies), then waits until web runs (a new live
-//! pid) on another agent. Measured from the kills to the new pid seen on
-//! the other agent's disk, polled every 50 ms (so over-estimated by up to
-//! that much). Between runs the killed agent is started again and the run
-//! waits until the controller has it back (`host.recovered`) and web runs
-//! on exactly one agent (the recovered host was told to drop its copy).
+//! pid) on another agent. Measured from the kills to the new process
+//! writing its pid: the modification time of the other agent's
+//! `starts.log` (same host clock, coarse kernel timestamps of a few ms), so
+//! the 50 ms poll of the wait does not add to the figure. Between runs the
+//! killed agent is started again and the run waits until the controller has
+//! it back (`host.recovered`) and web runs on exactly one agent (the
+//! recovered host was told to drop its copy).
 //!
-//! The figure is `lost_after_ms` plus what Levee adds: up to one monitor
-//! tick (`lost_after_ms / 4`), the Raft commit of the loss, planning,
-//! dispatch and the process start. Both are reported.
+//! The figure is `lost_after_ms` plus what Levee adds: up to one tick of the
+//! leader's lost-agent monitor (`lost_after_ms / 4`), the Raft commit of the
+//! loss, planning, dispatch and the process start. Both are reported. Each
+//! kill comes after a random pause of up to one monitor tick: without it the
+//! runs, each started by the previous loss, fall on the same phase of the
+//! tick and all report the same point of its range.
 //!
 //! Run: `cargo bench -p levee-tests --bench host_failover` (RUNS=N,
 //! default 10; LOST_AFTER_MS=N, default 1500).
 
-use std::time::{Duration, Instant};
+use std::hash::BuildHasher;
+use std::time::{Duration, SystemTime};
 
 use levee_tests::{AgentProcess, ControllerProcess, TestEnv, wait_until};
 use nix::sys::signal::{Signal, kill};
@@ -50,8 +56,13 @@ fn main() {
         .expect("levee apply");
     wait_for_web_on_one(controller, &agents, "web to run on one agent");
 
+    // The leader's lost-agent monitor tick, as the controller computes it.
+    let tick = (Duration::from_millis(lost_after_ms) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut latencies_ms = Vec::with_capacity(runs);
     for run in 1..=runs {
+        // A host fails at any moment, not in step with the monitor.
+        std::thread::sleep(tick.mul_f64(random_fraction()));
         let victim = (0..agents.len())
             .find(|i| live_pid(&agents[*i]).is_some())
             .expect("web runs somewhere");
@@ -61,7 +72,7 @@ fn main() {
         // The host dies: its agent and its workload.
         agents[victim].kill();
         kill(Pid::from_raw(workload as i32), Signal::SIGKILL).expect("kill the workload");
-        let killed_at = Instant::now();
+        let killed_at = SystemTime::now();
         let (moved_to, pid) = wait_until(
             &format!(
                 "run {run}: web to run on an agent other than {}",
@@ -80,7 +91,12 @@ fn main() {
                     .ok_or_else(|| format!("controller log:\n{}", controller.log_tail()))
             },
         );
-        let elapsed = killed_at.elapsed();
+        let started_at = std::fs::metadata(agents[moved_to].service_dir("web").join("starts.log"))
+            .and_then(|meta| meta.modified())
+            .expect("starts.log modification time");
+        let elapsed = started_at
+            .duration_since(killed_at)
+            .unwrap_or_else(|_| panic!("run {run}: web started before the kill"));
         latencies_ms.push(elapsed.as_millis() as u64);
         eprintln!(
             "run {run}: {} killed, web (pid {pid}) running on {} after {} ms",
@@ -147,6 +163,12 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(default)
+}
+
+/// Uniform in [0, 1), from the standard library's randomly keyed hasher.
+fn random_fraction() -> f64 {
+    let random = std::collections::hash_map::RandomState::new().hash_one(());
+    (random >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The pids in the agent's `web/starts.log`, one per start.

@@ -2,7 +2,7 @@
 //! Ctrl-C, and keeps its state across restarts.
 
 use levee_tests::process::{Running, binary, workloads_under};
-use levee_tests::{TestEnv, wait_until};
+use levee_tests::{TestEnv, https, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::process::Command;
@@ -73,6 +73,40 @@ fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
     wait_until("the clock to write now.txt", TIMEOUT, || {
         std::fs::read_to_string(&clock_file).map_err(|err| err.to_string())
     });
+
+    // The webhook and metrics endpoints the banner names work as shown.
+    let dir = env.path().join("dev");
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+    let hello = https::post(
+        &dir.join("pki/ca.crt"),
+        &format!("https://{}/hooks/dev", read("controller/webhook.addr")),
+        &[
+            format!("Authorization: Bearer {}", read("webhook.token")),
+            "ce-specversion: 1.0".into(),
+            "ce-id: 1".into(),
+            "ce-source: /readme".into(),
+            "ce-type: app.hello".into(),
+            "Content-Type: application/json".into(),
+        ],
+        br#"{"hi": 1}"#,
+    );
+    assert_eq!(hello.status, 200, "{hello:?}");
+    let events = query(&env, "events").unwrap();
+    assert!(
+        events.iter().any(|event| event["type"] == "app.hello"),
+        "{events:?}"
+    );
+    let scrape = https::get(&format!(
+        "http://{}/metrics",
+        read("controller/metrics.addr")
+    ));
+    assert!(
+        scrape
+            .body
+            .lines()
+            .any(|line| line == "levee_raft_is_leader 1"),
+        "{scrape:?}"
+    );
 
     // Ctrl-C stops everything cleanly: dev exits 0, the workload is gone.
     first.signal(Signal::SIGINT);

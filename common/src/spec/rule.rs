@@ -58,6 +58,14 @@ impl RuleSpec {
                 ));
             }
         }
+        if guardrails.max_chain_depth > MAX_CHAIN_DEPTH_LIMIT {
+            problems.push((
+                "max_chain_depth",
+                format!(
+                    "rule `{rule}`: `guardrails.max_chain_depth` is at most {MAX_CHAIN_DEPTH_LIMIT}"
+                ),
+            ));
+        }
         if !(0.0..=1.0).contains(&guardrails.max_hosts_share) {
             problems.push((
                 "max_hosts_share",
@@ -115,6 +123,15 @@ fn action_problems(rule: &str, action: &RuleAction) -> Vec<(&'static str, String
         RuleAction::Run { argv, .. } if argv.first().is_none_or(String::is_empty) => vec![(
             "argv",
             format!("rule `{rule}`: `run.argv` must name a program"),
+        )],
+        RuleAction::Webhook {
+            url,
+            token_file: Some(_),
+        } if !url.starts_with("https://") => vec![(
+            "url",
+            format!(
+                "rule `{rule}`: a `webhook` with a `token_file` must use https://, so the token never travels in the clear"
+            ),
         )],
         RuleAction::Webhook { url, .. }
             if !(url.starts_with("https://") || url.starts_with("http://")) =>
@@ -373,6 +390,9 @@ pub struct Guardrails {
 
 /// How deep a chain of reactions may go when a rule does not say.
 pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 5;
+/// The deepest chain any rule may allow: reactions to the controllers' own
+/// events nest inside one log entry, so this bounds that nesting.
+pub const MAX_CHAIN_DEPTH_LIMIT: u32 = 20;
 
 impl Guardrails {
     /// Whether a blast radius is set.

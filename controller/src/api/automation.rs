@@ -56,6 +56,32 @@ pub async fn drain(
     }
 }
 
+pub async fn resolve_provision(
+    service: &ControlService,
+    request: Request<pb::ResolveProvisionRequest>,
+) -> Result<pb::ResolveProvisionResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    let command = Command::ProvisionResolved {
+        id: request.id.clone(),
+        host_made: request.host_made,
+        by: identity.to_string(),
+        at_ms: super::agent_link::now_ms(),
+    };
+    let (_, response) = service
+        .proposer
+        .propose(command)
+        .await
+        .map_err(ApiError::from)?;
+    match response {
+        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
+        _ => {
+            info!(caller = %identity, id = %request.id, host_made = request.host_made, "provision resolved");
+            Ok(pb::ResolveProvisionResponse {})
+        }
+    }
+}
+
 pub fn rules(state: &ClusterState) -> Vec<pb::RuleInfo> {
     state
         .specs

@@ -23,7 +23,7 @@ use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 use crate::state::command::{Command, Response as StateResponse};
-use crate::state::records::{EventRecord, LogPosition, PlanRecord, TaskRecord};
+use crate::state::records::{EventRecord, PlanRecord, TaskRecord};
 
 /// Rows returned when a request does not say how many.
 const DEFAULT_LIMIT: usize = 100;
@@ -39,17 +39,6 @@ pub struct ControlService {
 }
 
 impl ControlService {
-    /// The log position this node's state reflects.
-    pub(super) fn applied_position(&self) -> LogPosition {
-        let applied = self.proposer.raft().metrics().borrow_watched().last_applied;
-        LogPosition {
-            index: applied.map(|log_id| log_id.index).unwrap_or_default(),
-            term: applied
-                .map(|log_id| log_id.leader_id.term)
-                .unwrap_or_default(),
-        }
-    }
-
     /// Makes a read linearizable (through Raft's read index on the
     /// leader), unless the caller accepts this node's possibly stale state.
     pub(super) async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
@@ -307,8 +296,7 @@ impl Control for ControlService {
         request: Request<pb::ExportStateRequest>,
     ) -> Result<Response<pb::ExportStateResponse>, Status> {
         self.read_barrier(request.get_ref().stale).await?;
-        let after = self.applied_position();
-        let json = self.state.read(|state| {
+        let json = self.state.read_at(|state, after| {
             serde_json::to_vec(&crate::api::trial::SavedStateRef {
                 applied_index: after.index,
                 applied_term: after.term,
@@ -317,6 +305,15 @@ impl Control for ControlService {
         });
         let json = json.map_err(|err| Status::internal(format!("encoding the state: {err}")))?;
         Ok(Response::new(pb::ExportStateResponse { json }))
+    }
+
+    async fn resolve_provision(
+        &self,
+        request: Request<pb::ResolveProvisionRequest>,
+    ) -> Result<Response<pb::ResolveProvisionResponse>, Status> {
+        automation::resolve_provision(self, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_provisions(

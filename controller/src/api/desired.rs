@@ -254,9 +254,8 @@ pub async fn test_rules(
 ) -> Result<pb::TestRulesResponse, Status> {
     let request = request.into_inner();
     service.read_barrier(request.stale).await?;
-    let after = service.applied_position();
     // Copy, then run outside the lock: a long trial must not hold up apply.
-    let copy = service.state.read(|state| state.clone());
+    let (copy, after) = service.state.read_at(|state, at| (state.clone(), at));
     super::trial::run(copy, after, request, now_ms()).map_err(Status::from)
 }
 

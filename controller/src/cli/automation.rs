@@ -29,6 +29,37 @@ pub struct UndrainArgs {
     pub agent: String,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The provision's id, as `levee provisions` shows it.
+    pub id: String,
+    /// The provisioner did make a host (it keeps counting against
+    /// `max_hosts`).
+    #[arg(long, conflicts_with = "no_host")]
+    pub host_made: bool,
+    /// No host was made (it stops counting).
+    #[arg(long, required_unless_present = "host_made")]
+    pub no_host: bool,
+}
+
+pub async fn resolve(args: ResolveArgs) -> Result<()> {
+    let client = args.client.connect()?;
+    let request = pb::ResolveProvisionRequest {
+        id: args.id.clone(),
+        host_made: args.host_made,
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.resolve_provision(request).await }
+        })
+        .await?;
+    println!("provision {} resolved", args.id);
+    Ok(())
+}
+
 pub async fn drain(args: DrainArgs) -> Result<()> {
     let request = pb::DrainRequest {
         agent_id: args.agent.clone(),

@@ -23,6 +23,8 @@ use crate::api::agent_link::now_ms;
 use crate::config::{NodeConfig, RaftConfig};
 use crate::node::{self, RunningNode};
 use crate::raft::proposer::Proposer;
+use crate::sources::config::{EndpointConfig, WebhooksConfig};
+use crate::sources::webhook::Format;
 use crate::state::command::Command as StateCommand;
 
 /// The example specs, built in so `levee dev` works from any directory.
@@ -79,9 +81,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
             ..RaftConfig::default()
         },
         agents: Default::default(),
-        webhooks: None,
+        // Free ports, named in the banner: dev should start wherever.
+        webhooks: Some(dev_webhooks(&data_dir)?),
         mqtt: Vec::new(),
-        metrics_listen: None,
+        metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
@@ -152,6 +155,33 @@ fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf> {
         );
     }
     Ok(candidate)
+}
+
+/// A CloudEvents endpoint, `POST /hooks/dev`, with a token made on first
+/// start and kept in `<data_dir>/webhook.token`.
+fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
+    let token_file = data_dir.join("webhook.token");
+    if !token_file.exists() {
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+            .context("reading /dev/urandom for the webhook token")?;
+        let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        std::fs::write(&token_file, token).context("writing webhook.token")?;
+    }
+    Ok(WebhooksConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert: None,
+        key: None,
+        max_body_bytes: 1024 * 1024,
+        endpoints: vec![EndpointConfig {
+            name: "dev".into(),
+            format: Format::CloudEvents,
+            token_file: Some(token_file),
+            hmac_secret_file: None,
+            hmac_header: "x-levee-signature".into(),
+        }],
+    })
 }
 
 /// Creates the development CA and certificates on first start.
@@ -263,20 +293,31 @@ fn print_banner(data_dir: &Path, node: &RunningNode, agent: &AgentConfig) {
             cli.display()
         )
     };
+    let bound = |file: &str| {
+        std::fs::read_to_string(data_dir.join("controller").join(file))
+            .unwrap_or_else(|_| "(not serving)".into())
+    };
     eprintln!(
         "\nLevee dev is running.\n\
          \x20 controller   https://{addr} (one-node Raft cluster, store in {data}/controller)\n\
          \x20 agent        `{agent_name}`, services under {services}\n\
-         \x20 certificates {data}/pki\n\n\
+         \x20 certificates {data}/pki\n\
+         \x20 metrics      http://{metrics}/metrics\n\
+         \x20 webhooks     https://{webhooks}/hooks/dev (CloudEvents; token in {data}/webhook.token)\n\n\
          Try, in another terminal:\n\
          \x20 levee status        levee agents        levee events        levee tasks{env_hint}\n\
          \x20 pkill -KILL -f 'now.txt'   # crash the clock service; Levee repairs it\n\
-         \x20 levee plan -f deploy/examples/specs   # what applying the specs would change\n\n\
+         \x20 levee plan -f deploy/examples/specs   # what applying the specs would change\n\
+         \x20 curl --cacert {data}/pki/ca.crt -H \"Authorization: Bearer $(cat {data}/webhook.token)\" \\\n\
+         \x20      -H 'ce-specversion: 1.0' -H 'ce-id: 1' -H 'ce-source: /me' -H 'ce-type: app.hello' \\\n\
+         \x20      -H 'Content-Type: application/json' -d '{{\"hi\": 1}}' https://{webhooks}/hooks/dev\n\n\
          Ctrl-C stops everything; starting again keeps all state.\n",
         addr = node.addr,
         data = data_dir.display(),
         agent_name = AGENT_NAME,
         services = agent.data_dir.join("services").display(),
+        metrics = bound("metrics.addr"),
+        webhooks = bound("webhook.addr"),
     );
 }
 

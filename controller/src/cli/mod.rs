@@ -112,6 +112,9 @@ pub enum Command {
     Undrain(automation::UndrainArgs),
     /// List hosts asked of provisioners and what became of them.
     Provisions(query::QueryArgs),
+    /// Settle a provision a leader change left `unknown`: say whether the
+    /// host was made.
+    ResolveProvision(automation::ResolveArgs),
     /// Save the cluster's state, for `levee rules test --state`.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -137,6 +140,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Drain(args) => automation::drain(args).await,
         Command::Undrain(args) => automation::undrain(args).await,
         Command::Provisions(args) => automation::provisions(args).await,
+        Command::ResolveProvision(args) => automation::resolve(args).await,
         Command::State(command) => state::run(command).await,
         Command::Plan(args) => return desired::plan(args).await,
         Command::Apply(args) => return desired::apply(args).await,

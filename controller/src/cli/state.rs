@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
 use anyhow::{Context, Result};
 use levee_common::pb;
 
@@ -34,7 +37,16 @@ pub async fn run(command: StateCommand) -> Result<()> {
     let response = client
         .call(|mut c| async move { c.export_state(pb::ExportStateRequest { stale }).await })
         .await?;
-    std::fs::write(&args.file, &response.json)
+    // It holds the specs (a provisioner's env may carry credentials) and
+    // recent event data: readable by its owner only.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&args.file)
+        .with_context(|| format!("creating {}", args.file.display()))?;
+    file.write_all(&response.json)
         .with_context(|| format!("writing {}", args.file.display()))?;
     eprintln!(
         "saved the cluster's state ({} bytes) to {}",

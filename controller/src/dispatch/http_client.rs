@@ -90,12 +90,25 @@ where
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|err| format!("HTTP handshake: {err}"))?;
-    // The connection drives the exchange; it ends with the response.
-    let driver = tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|err| format!("sending: {err}"));
-    driver.abort();
-    Ok(response?.status().as_u16())
+    // The connection drives the exchange; polled together with the
+    // request, it goes when this future does (a timeout drops both).
+    let exchange = sender.send_request(request);
+    tokio::pin!(connection);
+    tokio::pin!(exchange);
+    loop {
+        tokio::select! {
+            response = &mut exchange => {
+                return response
+                    .map(|response| response.status().as_u16())
+                    .map_err(|err| format!("sending: {err}"));
+            }
+            ended = &mut connection => {
+                // The connection ended first: the request's own result
+                // says why, or the connection's error does.
+                if let Err(err) = ended {
+                    return Err(format!("connection: {err}"));
+                }
+            }
+        }
+    }
 }

@@ -19,9 +19,15 @@ use crate::state::command::Command;
 use crate::state::records::NotificationRecord;
 
 const TICK: Duration = Duration::from_millis(250);
-const ATTEMPTS: u32 = 5;
+/// Attempts before a call is given up: with the backoff doubling from
+/// 500 ms up to a minute, about ten minutes of retrying.
+const ATTEMPTS: u32 = 16;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Calls under way at once, so a burst cannot open thousands of sockets on
+/// the node that also serves Raft.
+const MAX_IN_FLIGHT: usize = 32;
 
 pub struct Notifier {
     pub state: SharedState,
@@ -44,6 +50,9 @@ impl Notifier {
                 continue;
             }
             for record in self.state.read(|state| state.pending_notifications()) {
+                if deliveries.len() >= MAX_IN_FLIGHT {
+                    break;
+                }
                 let fresh = in_flight
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -107,7 +116,7 @@ async fn deliver(record: &NotificationRecord) -> (Result<u16, String>, u32) {
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
     (

@@ -39,6 +39,22 @@ pub struct SharedState {
 
 impl SharedState {
     /// Reads the state. The lock is never held across an await.
+    /// Reads the state with the log position it reflects, under one lock.
+    pub fn read_at<R>(&self, read: impl FnOnce(&ClusterState, LogPosition) -> R) -> R {
+        let applied = self
+            .applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let at = LogPosition {
+            index: applied.last_applied.map(|id| id.index).unwrap_or_default(),
+            term: applied
+                .last_applied
+                .map(|id| id.leader_id.term)
+                .unwrap_or_default(),
+        };
+        read(&applied.state, at)
+    }
+
     pub fn read<R>(&self, read: impl FnOnce(&ClusterState) -> R) -> R {
         // A poisoned lock means a panic while applying; the node is broken
         // either way, and reading what is there is the most useful answer.

@@ -39,6 +39,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed on accept, so a flood of
 /// idle clients cannot starve the node that also serves Raft.
 const MAX_CONNECTIONS: usize = 256;
+/// A request (its body read, its events committed) taking longer than this
+/// is answered 408: a client trickling its body cannot hold a slot.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A kept-alive connection is closed (gracefully) after this long.
 const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -74,6 +77,7 @@ pub async fn start(
     let app = Router::new()
         .route("/hooks/{endpoint}", post(receive))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn(within_deadline))
         .with_state(Arc::new(Receiver { endpoints, sink }));
     let listener = TcpListener::bind(config.listen)
         .await
@@ -280,6 +284,19 @@ async fn receive(
     }
     .instrument(span)
     .await
+}
+
+async fn within_deadline(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => reply(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request took too long; send it again".into(),
+        ),
+    }
 }
 
 fn reply(status: StatusCode, error: String) -> Response {

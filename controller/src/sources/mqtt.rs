@@ -179,10 +179,10 @@ impl MqttSource {
 /// The event a message becomes: subject the topic, data the payload (JSON
 /// when it parses, else text). A JSON payload's string `id` deduplicates
 /// redeliveries. A retained message (the broker sends it again with every
-/// new subscription: each reconnect, each new leader) is deduplicated by
-/// topic and content, so one retained state is committed once; messages
-/// published while the subscriber is away are queued in its session and
-/// arrive live, not as retained.
+/// new subscription: each reconnect, each new leader) is dropped when the
+/// same content on its topic was committed before, live or retained;
+/// messages published while the subscriber is away are queued in its
+/// session and arrive live, not as retained.
 pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, String> {
     if publish.topic.len() > MAX_EVENT_FIELD_BYTES {
         return Err(format!(
@@ -203,14 +203,15 @@ pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, Str
             Err(_) => return Err("the payload is neither JSON nor UTF-8 text".into()),
         },
     };
-    let dedup_id = match payload.get("id").and_then(Value::as_str) {
-        Some(id) => Some(format!("{} {id}", publish.topic)),
-        None if publish.retain => {
-            let digest = Sha256::digest(&publish.payload);
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            Some(format!("retained {} {hex}", publish.topic))
-        }
-        None => None,
+    let digest = Sha256::digest(&publish.payload);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let content = format!("content {} {hex}", publish.topic);
+    let (dedup_id, remember) = match payload.get("id").and_then(Value::as_str) {
+        Some(id) => (Some(format!("{} {id}", publish.topic)), None),
+        // A replay of a state already seen, live or retained: dropped.
+        None if publish.retain => (Some(content), None),
+        // Live: always committed, and remembered for later replays.
+        None => (None, Some(content)),
     };
     let event = InboundEvent {
         event_type: event_type.to_owned(),
@@ -222,6 +223,7 @@ pub fn to_event(event_type: &str, publish: &Publish) -> Result<InboundEvent, Str
         }),
         dedup_id,
         time_unix_ms: None,
+        remember,
     };
     match event.problem() {
         Some(problem) => Err(problem),
@@ -260,6 +262,16 @@ mod tests {
         let mut changed = publish("site/a/state", b"closed");
         changed.retain = true;
         assert_ne!(to_event("mqtt.message", &changed).unwrap().dedup_id, once);
+    }
+
+    #[test]
+    fn a_live_message_is_remembered_so_its_retained_replay_is_dropped() {
+        let live = to_event("mqtt.message", &publish("site/a/state", b"open")).unwrap();
+        assert_eq!(live.dedup_id, None, "live messages are never dropped");
+        let mut replay = publish("site/a/state", b"open");
+        replay.retain = true;
+        let replay = to_event("mqtt.message", &replay).unwrap();
+        assert_eq!(live.remember, replay.dedup_id);
     }
 
     #[test]

@@ -114,6 +114,15 @@ pub enum Command {
     },
     /// The leader of `term` found a provision started by an older term.
     ProvisionAbandoned { id: String, term: u64, at_ms: i64 },
+    /// An operator says what became of a provision whose outcome is
+    /// unknown: a host was made (it keeps counting against `max_hosts`)
+    /// or not (it stops counting).
+    ProvisionResolved {
+        id: String,
+        host_made: bool,
+        by: String,
+        at_ms: i64,
+    },
     /// Keep `service` (or, without one, everything) off an agent.
     Drain {
         agent_id: AgentId,
@@ -235,6 +244,9 @@ impl fmt::Display for Command {
             ),
             Command::Undrain { agent_id, .. } => write!(f, "undrain({agent_id})"),
             Command::ProvisionAbandoned { id, .. } => write!(f, "provision-abandoned({id})"),
+            Command::ProvisionResolved { id, host_made, .. } => {
+                write!(f, "provision-resolved({id}, {host_made})")
+            }
             Command::NotificationDone { id, .. } => write!(f, "notification-done({id})"),
         }
     }

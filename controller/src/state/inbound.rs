@@ -29,6 +29,11 @@ pub struct InboundEvent {
     /// When the sender says it happened; the commit time when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_unix_ms: Option<i64>,
+    /// An id to remember once this event is committed, without
+    /// deduplicating it by that id: an MQTT message's content, so the same
+    /// content replayed later as a retained message is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<String>,
 }
 
 /// Type prefixes of events raised inside the fleet (agents' `host.*`, the
@@ -130,6 +135,12 @@ impl ClusterState {
                 continue;
             }
             accepted += 1;
+            if let Some(key) = &inbound.remember {
+                self.inbound_seen
+                    .entry(source.to_owned())
+                    .or_default()
+                    .insert(key);
+            }
             let time = inbound.time_unix_ms.unwrap_or(at_ms);
             self.raise_from(
                 at,

@@ -276,6 +276,12 @@ impl ClusterState {
             Command::ProvisionFinished { id, result, at_ms } => {
                 self.provision_finished(&id, result, at_ms)
             }
+            Command::ProvisionResolved {
+                id,
+                host_made,
+                by,
+                at_ms,
+            } => self.provision_resolved(&id, host_made, &by, at_ms),
             Command::ProvisionAbandoned { id, term, at_ms } => {
                 self.provision_abandoned(&id, term, at_ms)
             }

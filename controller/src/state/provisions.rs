@@ -93,6 +93,41 @@ impl ClusterState {
         Response::Nothing
     }
 
+    /// An operator settles a provision left `unknown` by a leader change.
+    pub(super) fn provision_resolved(
+        &mut self,
+        id: &str,
+        host_made: bool,
+        by: &str,
+        at_ms: i64,
+    ) -> Response {
+        let Some(record) = self.provisions.get_mut(id) else {
+            return Response::Rejected {
+                reason: format!("no provision {id} (see `levee provisions`)"),
+            };
+        };
+        let ProvisionState::Unknown { reason, .. } = &record.state else {
+            return Response::Rejected {
+                reason: format!(
+                    "provision {id} is not unknown; only a provision a leader change left unknown is resolved by hand"
+                ),
+            };
+        };
+        let note = format!("{reason}; resolved by {by}");
+        record.state = if host_made {
+            ProvisionState::Succeeded {
+                finished_ms: at_ms,
+                output: format!("{note}: the host was made"),
+            }
+        } else {
+            ProvisionState::Failed {
+                finished_ms: at_ms,
+                error: format!("{note}: no host was made"),
+            }
+        };
+        Response::Nothing
+    }
+
     /// An operator drains an agent (of one service, or everything).
     pub(super) fn drain(
         &mut self,

@@ -99,6 +99,7 @@ fn event(at: &str, value: &Value, group: &Group) -> Result<InboundEvent, Payload
         data,
         dedup_id: Some(format!("{fingerprint} {status} {starts_at}")),
         time_unix_ms: Some(time_unix_ms),
+        remember: None,
     };
     let origin = Origin {
         at,

@@ -102,6 +102,7 @@ impl CloudEvent<'_> {
             data: Value::Object(data),
             dedup_id,
             time_unix_ms: self.time_unix_ms,
+            remember: None,
         };
         let origin = Origin {
             at,

@@ -102,6 +102,7 @@ mod tests {
             data: json!({}),
             dedup_id: None,
             time_unix_ms: None,
+            remember: None,
         }
     }
 

@@ -96,6 +96,7 @@ fn notification(envelope: &Obj<'_>) -> Result<InboundEvent, PayloadError> {
         data,
         dedup_id: Some(message_id.to_owned()),
         time_unix_ms,
+        remember: None,
     };
     let origin = Origin {
         at: AT,

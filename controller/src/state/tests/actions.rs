@@ -63,6 +63,7 @@ fn alert(name: &str, host: &str, id: &str) -> InboundEvent {
         data: json!({ "labels": { "alertname": name, "instance": host } }),
         dedup_id: Some(id.into()),
         time_unix_ms: Some(500),
+        remember: None,
     }
 }
 
@@ -125,6 +126,43 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
             "{reserved}"
         );
     }
+}
+
+#[test]
+fn a_retained_replay_of_content_already_committed_live_is_dropped() {
+    let mut log = fleet_with(
+        "kind: Rule\nname: noop\nmatch: { type: [never] }\naction: { repair: { service: web } }\n",
+    );
+    let message = |dedup_id: Option<&str>, remember: Option<&str>| InboundEvent {
+        event_type: "mqtt.message".into(),
+        subject: "site/a/state".into(),
+        data: json!({ "payload": "open" }),
+        dedup_id: dedup_id.map(str::to_owned),
+        time_unix_ms: None,
+        remember: remember.map(str::to_owned),
+    };
+    let key = "content site/a/state 0123";
+    for _ in 0..2 {
+        // Live, twice: both committed.
+        let live = log.inbound("mqtt/site", message(None, Some(key)), 10);
+        assert!(matches!(
+            live,
+            Response::InboundRecorded { accepted: 1, .. }
+        ));
+    }
+    // The broker replays it as retained on the next subscription.
+    let replay = log.inbound("mqtt/site", message(Some(key), None), 11);
+    assert!(
+        matches!(
+            replay,
+            Response::InboundRecorded {
+                accepted: 0,
+                duplicates: 1,
+                ..
+            }
+        ),
+        "{replay:?}"
+    );
 }
 
 #[test]
@@ -320,6 +358,21 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
     ));
     assert!(log.state.provisions["h1"].state.holds_a_host());
     assert!(log.state.provisions_to_handle(2).is_empty());
+    // An operator looks and finds no host: it stops counting.
+    let refused = log.apply(Command::ProvisionResolved {
+        id: "h9".into(),
+        host_made: false,
+        by: "operator/test".into(),
+        at_ms: 12,
+    });
+    assert!(matches!(refused, Response::Rejected { .. }));
+    log.apply(Command::ProvisionResolved {
+        id: "h1".into(),
+        host_made: false,
+        by: "operator/test".into(),
+        at_ms: 12,
+    });
+    assert!(!log.state.provisions["h1"].state.holds_a_host());
     // The old leader's late result changes nothing now.
     log.apply(Command::ProvisionFinished {
         id: "h1".into(),
@@ -328,7 +381,7 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
     });
     assert!(matches!(
         log.state.provisions["h1"].state,
-        ProvisionState::Unknown { .. }
+        ProvisionState::Failed { .. }
     ));
 }
 
