@@ -15,6 +15,7 @@ mod planning;
 mod provisions;
 pub mod reactions;
 pub mod records;
+mod retention;
 mod rollout;
 pub mod whatif;
 pub mod why;
@@ -118,6 +119,12 @@ impl ClusterState {
     /// no randomness, no iteration over unordered collections.
     pub fn apply(&mut self, at: LogPosition, command: Command) -> Response {
         self.entry = records::EntryCounters::default();
+        let response = self.apply_command(at, command);
+        self.prune_history();
+        response
+    }
+
+    fn apply_command(&mut self, at: LogPosition, command: Command) -> Response {
         match command {
             Command::AgentHello {
                 agent_id,
