@@ -262,9 +262,17 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
             ),
             None => None,
         };
+        let tls = match &subscription.tls_ca {
+            Some(ca) => Some(
+                crate::sources::mqtt::tls_trusting(ca)
+                    .map_err(|err| anyhow::anyhow!("mqtt `{}`: {err}", subscription.name))?,
+            ),
+            None => None,
+        };
         let source = MqttSource {
             config: subscription.clone(),
             password,
+            tls,
             sink: sink.clone(),
             proposer: proposer.clone(),
         };

@@ -1,10 +1,12 @@
 //! A real MQTT broker (Eclipse Mosquitto) for tests, installed from the
 //! distribution's packages when missing, on a free port of 127.0.0.1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
+
+use levee_common::tls::TlsFiles;
 
 use crate::cluster::free_port;
 use crate::process::Running;
@@ -46,18 +48,47 @@ fn ensure_installed() {
 /// A running broker; stopped when dropped.
 pub struct Broker {
     pub port: u16,
+    /// The CA clients trust, when it listens with TLS.
+    ca: Option<PathBuf>,
     _process: Running,
 }
 
 impl Broker {
+    /// A plain-TCP broker.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, None)
+    }
+
+    /// A broker that speaks only TLS, with `tls`'s certificate and key.
+    pub fn start_tls(dir: &Path, tls: &TlsFiles) -> Self {
+        Self::start_with(dir, Some(tls))
+    }
+
+    fn start_with(dir: &Path, tls: Option<&TlsFiles>) -> Self {
         ensure_installed();
         let port = free_port();
         let config = dir.join("mosquitto.conf");
+        // Run as root, mosquitto drops to its own user, which cannot read
+        // the test's key (mode 0600); it stays the user that started it.
+        let user = if nix::unistd::geteuid().is_root() {
+            "user root\n"
+        } else {
+            ""
+        };
+        let tls_lines = tls
+            .map(|tls| {
+                format!(
+                    "{user}cafile {}\ncertfile {}\nkeyfile {}\n",
+                    tls.ca.display(),
+                    tls.cert.display(),
+                    tls.key.display()
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\n"
+                "listener {port} 127.0.0.1\n{tls_lines}allow_anonymous true\npersistence false\nmax_queued_messages 1000\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -71,6 +102,7 @@ impl Broker {
         });
         Self {
             port,
+            ca: tls.map(|tls| tls.ca.clone()),
             _process: process,
         }
     }
@@ -82,11 +114,14 @@ impl Broker {
     /// Publishes one message with QoS 1 (the broker has it once this
     /// returns).
     pub fn publish(&self, topic: &str, payload: &str) {
-        let output = Command::new("mosquitto_pub")
+        let mut command = Command::new("mosquitto_pub");
+        command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-q", "1", "-t", topic, "-m", payload])
-            .output()
-            .expect("mosquitto_pub runs");
+            .args(["-q", "1", "-t", topic, "-m", payload]);
+        if let Some(ca) = &self.ca {
+            command.arg("--cafile").arg(ca);
+        }
+        let output = command.output().expect("mosquitto_pub runs");
         assert!(
             output.status.success(),
             "mosquitto_pub failed: {}",

@@ -324,3 +324,26 @@ fn mqtt_messages_are_committed_once_and_survive_the_leader_s_death() {
         },
     );
 }
+
+#[test]
+fn an_mqtt_broker_reached_over_tls_delivers_to_the_leader() {
+    let mut env = TestEnv::new();
+    // The broker's certificate, for 127.0.0.1, from the cluster CA.
+    let broker_tls = env.pki.issue("controller", "broker");
+    let broker = Broker::start_tls(env.path(), &broker_tls);
+    env.controller_options = format!(
+        "[[mqtt]]\nname = \"edge\"\nbroker = \"{}\"\ntopics = [\"site/#\"]\ntls_ca = \"{}\"\n",
+        broker.addr(),
+        broker_tls.ca.display()
+    );
+    let controller = env.start_controller(1);
+    let seen = wait_until("a message over TLS to become an event", TIMEOUT, || {
+        broker.publish("site/x/alarm", r#"{"id":"tls-1","level":2}"#);
+        events_of(&controller, "mqtt.message")
+            .into_iter()
+            .find(|event| event["data"]["payload"]["id"] == "tls-1")
+            .ok_or_else(|| format!("none yet; controller log:\n{}", controller.log_tail()))
+    });
+    assert_eq!(seen["source"], "mqtt/edge");
+    assert_eq!(seen["subject"], "site/x/alarm");
+}

@@ -64,9 +64,12 @@ fn default_hmac_header() -> String {
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub name: String,
-    /// `host:port` of the broker (plain TCP; keep it on a trusted network
-    /// or behind a local TLS tunnel).
+    /// `host:port` of the broker.
     pub broker: String,
+    /// Connect over TLS, trusting this CA (PEM); without it the connection
+    /// is plain TCP, for a broker on a trusted network only.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
     /// Topic filters, `+` and `#` wildcards allowed; subscribed with QoS 1.
     pub topics: Vec<String>,
     /// Defaults to `levee-<name>`.

@@ -8,9 +8,15 @@
 use std::time::Duration;
 
 use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
+use std::path::Path;
+use std::sync::Arc;
+
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode,
+    TlsConfiguration, Transport,
 };
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +35,8 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 pub struct MqttSource {
     pub config: MqttConfig,
     pub password: Option<String>,
+    /// Set when the broker is reached over TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub sink: InboundSink,
     pub proposer: Proposer,
 }
@@ -83,6 +91,9 @@ impl MqttSource {
             .set_keep_alive(Duration::from_secs(self.config.keep_alive_s.max(5)));
         if let Some(username) = &self.config.username {
             options.set_credentials(username, self.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &self.tls {
+            options.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls.clone())));
         }
         options
     }
@@ -174,6 +185,27 @@ impl MqttSource {
             }
         }
     }
+}
+
+/// A TLS client config trusting only the CA in `ca` (PEM).
+pub fn tls_trusting(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("reading {}: {err}", ca.display()))?;
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|err| format!("{}: {err}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate", ca.display()));
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// The event a message becomes: subject the topic, data the payload (JSON
