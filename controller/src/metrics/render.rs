@@ -21,8 +21,10 @@ pub struct NodeView {
     pub connected: BTreeSet<AgentId>,
 }
 
-fn count<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<&'a str, f64> {
-    let mut counts = BTreeMap::new();
+/// How many of each name, with every name in `all` present (0 if none),
+/// so an alert on "failed > 0" has a series to read from the start.
+fn count<'a>(all: &[&'a str], names: impl IntoIterator<Item = &'a str>) -> BTreeMap<&'a str, f64> {
+    let mut counts: BTreeMap<&'a str, f64> = all.iter().map(|name| (*name, 0.0)).collect();
     for name in names {
         *counts.entry(name).or_insert(0.0) += 1.0;
     }
@@ -70,15 +72,18 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
         node.voters as f64,
     );
 
-    let agent_states = count(state.agents.values().map(|agent| {
-        if agent.lost {
-            "lost"
-        } else if node.connected.contains(&agent.agent_id) {
-            "connected"
-        } else {
-            "disconnected"
-        }
-    }));
+    let agent_states = count(
+        &["connected", "disconnected", "lost"],
+        state.agents.values().map(|agent| {
+            if agent.lost {
+                "lost"
+            } else if node.connected.contains(&agent.agent_id) {
+                "connected"
+            } else {
+                "disconnected"
+            }
+        }),
+    );
     out.family(
         "levee_agents",
         Kind::Gauge,
@@ -120,7 +125,18 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
         state.plans.len() as f64,
     );
 
-    let tasks = count(state.tasks.values().map(|task| task.state.as_str()));
+    let tasks = count(
+        &[
+            "pending",
+            "waiting",
+            "cancelled",
+            "succeeded",
+            "failed",
+            "refused",
+            "superseded",
+        ],
+        state.tasks.values().map(|task| task.state.as_str()),
+    );
     out.family(
         "levee_tasks",
         Kind::Gauge,
@@ -203,13 +219,16 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
         state.approvals.len() as f64,
     );
 
-    let provisions = count(state.provisions.values().map(|record| match record.state {
-        ProvisionState::Pending => "pending",
-        ProvisionState::Running { .. } => "running",
-        ProvisionState::Succeeded { .. } => "succeeded",
-        ProvisionState::Failed { .. } => "failed",
-        ProvisionState::Unknown { .. } => "unknown",
-    }));
+    let provisions = count(
+        &["pending", "running", "succeeded", "failed", "unknown"],
+        state.provisions.values().map(|record| match record.state {
+            ProvisionState::Pending => "pending",
+            ProvisionState::Running { .. } => "running",
+            ProvisionState::Succeeded { .. } => "succeeded",
+            ProvisionState::Failed { .. } => "failed",
+            ProvisionState::Unknown { .. } => "unknown",
+        }),
+    );
     out.family(
         "levee_provisions",
         Kind::Gauge,
@@ -217,6 +236,7 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
         by("state", provisions),
     );
     let calls = count(
+        &["pending", "delivered", "failed"],
         state
             .notifications
             .values()
@@ -293,6 +313,8 @@ mod tests {
             "levee_service_replicas_target{service=\"web\"} 3",
             "levee_service_replicas_placed{service=\"web\"} 2",
             "levee_tasks{state=\"pending\"} 2",
+            "levee_tasks{state=\"failed\"} 0",
+            "levee_agents{state=\"lost\"} 0",
             "levee_rule_actions_total{rule=\"grow\"} 0",
             "levee_spec_version 1",
             "# TYPE levee_events_committed_total counter",
