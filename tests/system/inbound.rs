@@ -230,6 +230,10 @@ fn a_cloudevent_in_binary_mode_needs_its_hmac_signature() {
     };
     let forged = https::post(&ca, &url, &headers(&"0".repeat(64)), body);
     assert_eq!(forged.status, 401, "{forged:?}");
+    // More than max_body_bytes (1 MiB by default) is refused unread.
+    let huge = vec![b'x'; 2 * 1024 * 1024];
+    let too_big = https::post(&ca, &url, &headers(&signature), &huge);
+    assert_eq!(too_big.status, 413, "{too_big:?}");
     let tampered = https::post(&ca, &url, &headers(&signature), br#"{"release":"evil"}"#);
     assert_eq!(tampered.status, 401, "{tampered:?}");
     let ok = https::post(&ca, &url, &headers(&signature), body);

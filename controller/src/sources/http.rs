@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -54,6 +54,7 @@ struct Endpoint {
 struct Receiver {
     endpoints: BTreeMap<String, Endpoint>,
     sink: InboundSink,
+    max_body_bytes: usize,
 }
 
 /// Binds the receiver and serves it until `shutdown`. Returns the bound
@@ -78,7 +79,11 @@ pub async fn start(
         .route("/hooks/{endpoint}", post(receive))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn(within_deadline))
-        .with_state(Arc::new(Receiver { endpoints, sink }));
+        .with_state(Arc::new(Receiver {
+            endpoints,
+            sink,
+            max_body_bytes: config.max_body_bytes,
+        }));
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the webhook receiver to {}", config.listen))?;
@@ -207,7 +212,7 @@ async fn receive(
     UrlPath(name): UrlPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let span = info_span!("webhook", endpoint = %name);
     async move {
@@ -217,19 +222,27 @@ async fn receive(
                 format!("no webhook endpoint named `{name}`"),
             );
         };
-        if let Err(err) = auth::check(&endpoint.auth, &headers, query.as_deref(), &body) {
-            warn!(error = %err, "webhook refused");
-            let mut response = reply(err.status(), err.to_string());
-            // SNS sends its Basic credentials only when challenged.
-            if err.status() == StatusCode::UNAUTHORIZED
-                && matches!(endpoint.auth, WebhookAuth::Token(_))
-            {
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    header::HeaderValue::from_static(auth::BASIC_CHALLENGE),
+        // A token is in the headers: a caller without it is turned away
+        // before its body is read. An HMAC needs the body.
+        if matches!(endpoint.auth, WebhookAuth::Token(_))
+            && let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &[])
+        {
+            return refused;
+        }
+        let body = match axum::body::to_bytes(body, receiver.max_body_bytes).await {
+            Ok(body) => body,
+            Err(err) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "cannot read the body (at most {} bytes): {err}",
+                        receiver.max_body_bytes
+                    ),
                 );
             }
-            return response;
+        };
+        if let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &body) {
+            return refused;
         }
         let parsed = match webhook::parse(endpoint.format, &headers, &body) {
             Ok(parsed) => parsed,
@@ -297,6 +310,28 @@ async fn within_deadline(
             "the request took too long; send it again".into(),
         ),
     }
+}
+
+/// Checks a delivery's credentials; the answer to send if they fail.
+fn refusal(
+    endpoint: &Endpoint,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &[u8],
+) -> Option<Response> {
+    let Err(err) = auth::check(&endpoint.auth, headers, query, body) else {
+        return None;
+    };
+    warn!(error = %err, "webhook refused");
+    let mut response = reply(err.status(), err.to_string());
+    // SNS sends its Basic credentials only when challenged.
+    if err.status() == StatusCode::UNAUTHORIZED && matches!(endpoint.auth, WebhookAuth::Token(_)) {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static(auth::BASIC_CHALLENGE),
+        );
+    }
+    Some(response)
 }
 
 fn reply(status: StatusCode, error: String) -> Response {
