@@ -207,14 +207,25 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_emitted_event_is_in_the_outbox_before_the_reply() {
+    /// The emit socket served over a fresh agent fixture, once it exists.
+    async fn serving() -> (
+        crate::testing::Fixture,
+        std::path::PathBuf,
+        CancellationToken,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
         let fixture = fixture();
-        let outbox = fixture.outbox.clone();
         let path = socket_path(&fixture.config.data_dir);
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(path.clone(), outbox.clone(), stop.clone()));
+        let server = tokio::spawn(serve(path.clone(), fixture.outbox.clone(), stop.clone()));
         crate::testing::wait_until("the socket to exist", || path.exists()).await;
+        (fixture, path, stop, server)
+    }
+
+    #[tokio::test]
+    async fn an_emitted_event_is_in_the_outbox_before_the_reply() {
+        let (fixture, path, stop, server) = serving().await;
+        let outbox = fixture.outbox.clone();
         let before = outbox.unacknowledged().unwrap();
         let seq = emit(
             &path,
@@ -231,12 +242,8 @@ mod tests {
 
     #[tokio::test]
     async fn reserved_types_oversized_data_and_garbage_are_refused() {
-        let fixture = fixture();
+        let (fixture, path, stop, server) = serving().await;
         let outbox = fixture.outbox.clone();
-        let path = socket_path(&fixture.config.data_dir);
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(path.clone(), outbox.clone(), stop.clone()));
-        crate::testing::wait_until("the socket to exist", || path.exists()).await;
         let before = outbox.unacknowledged().unwrap();
         let err = emit(&path, &request("host.process.exited", Value::Null))
             .await

@@ -6,19 +6,12 @@ use std::path::PathBuf;
 
 use levee_tests::http_sink::HttpSink;
 use levee_tests::process::binary;
-use levee_tests::{ControllerProcess, TestEnv, wait_until};
+use levee_tests::{TestEnv, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::common::{TIMEOUT, rows};
-
-fn events_of(controller: &ControllerProcess, event_type: &str) -> Vec<Value> {
-    rows(controller, "events")
-        .into_iter()
-        .filter(|event| event["type"] == event_type)
-        .collect()
-}
+use crate::common::{TIMEOUT, events_of, rows};
 
 #[test]
 fn a_webhook_rule_delivers_the_event_and_retries_a_busy_receiver() {

@@ -95,6 +95,21 @@ pub fn rows(controller: &ControllerProcess, what: &str) -> Vec<Value> {
     }
 }
 
+/// The committed events of `event_type` (up to 10,000 back), in commit
+/// order.
+pub fn events_of(controller: &ControllerProcess, event_type: &str) -> Vec<Value> {
+    let mut events: Vec<Value> = match controller.cli(&["events", "--limit", "10000"]) {
+        Ok(Value::Array(rows)) => rows,
+        other => panic!(
+            "levee events: {other:?}\ncontroller log:\n{}",
+            controller.log_tail()
+        ),
+    };
+    events.retain(|event| event["type"] == event_type);
+    events.sort_by_key(|event| event["log_index"].as_u64());
+    events
+}
+
 /// The committed `host.process.exited` events.
 pub fn exit_events(controller: &ControllerProcess) -> Vec<Value> {
     rows(controller, "events")

@@ -9,7 +9,7 @@ use levee_tests::{ControllerProcess, TestEnv, https, wait_until};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::common::TIMEOUT;
+use crate::common::{TIMEOUT, events_of};
 
 const TOKEN: &str = "s3cret-alertmanager-token";
 const HMAC_KEY: &str = "ce-signing-key";
@@ -63,19 +63,6 @@ hmac_header = "x-signature"
         token.display(),
         key.display()
     )
-}
-
-/// Committed events of `event_type`, as `levee events` shows them.
-fn events_of(controller: &ControllerProcess, event_type: &str) -> Vec<Value> {
-    controller
-        .cli(&["events", "--limit", "10000"])
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|event| event["type"] == event_type)
-        .cloned()
-        .collect()
 }
 
 fn agents(controller: &ControllerProcess) -> Vec<Value> {
@@ -199,6 +186,23 @@ fn an_alert_sent_to_a_follower_is_committed_once_and_drains_the_host_it_names() 
         .find(|agent| agent["agent_id"] == victim.as_str())
         .unwrap();
     assert_eq!(undrained["drained_of"], serde_json::json!([]));
+
+    // With the other two controllers dead there is no quorum: nothing can
+    // be committed, so the sender is told to retry, and told nothing of
+    // the cluster's addresses.
+    for (index, node) in nodes.iter().enumerate() {
+        if index != (leader + 1) % nodes.len() {
+            node.signal(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let later = alert(&victim, "DiskFull").replace("d1sk", "again");
+    let unavailable = https::post(&ca, &url, std::slice::from_ref(&bearer), later.as_bytes());
+    assert_eq!(unavailable.status, 503, "{unavailable:?}");
+    assert!(
+        unavailable.headers.contains("retry-after: 1"),
+        "{unavailable:?}"
+    );
+    assert!(!unavailable.body.contains("127.0.0.1"), "{unavailable:?}");
 }
 
 #[test]

@@ -12,20 +12,10 @@ use std::time::Duration;
 use levee_common::agent_config::{Check, LogPattern, Metric, MetricThreshold};
 use levee_common::resource::Probe;
 use levee_tests::process::binary;
-use levee_tests::{ControllerProcess, TestEnv, wait_until};
+use levee_tests::{TestEnv, wait_until};
 use serde_json::Value;
 
-use crate::common::{TIMEOUT, rows};
-
-/// The committed events of `event_type`, in commit order.
-fn events_of(controller: &ControllerProcess, event_type: &str) -> Vec<Value> {
-    let mut events: Vec<Value> = rows(controller, "events")
-        .into_iter()
-        .filter(|event| event["type"] == event_type)
-        .collect();
-    events.sort_by_key(|event| event["log_index"].as_u64());
-    events
-}
+use crate::common::{TIMEOUT, events_of, rows};
 
 #[test]
 fn a_metric_past_its_threshold_makes_one_event_not_one_per_sample() {

@@ -7,6 +7,7 @@ use tracing::info;
 
 use super::auth::caller;
 use super::control::ControlService;
+use super::desired::commit;
 use super::error::ApiError;
 use crate::state::ClusterState;
 use crate::state::command::{Command, Response as StateResponse};
@@ -39,19 +40,13 @@ pub async fn drain(
             at_ms,
         }
     };
-    let (_, response) = service
-        .proposer
-        .propose(command)
-        .await
-        .map_err(ApiError::from)?;
-    match response {
+    match commit(service, command).await? {
         StateResponse::Drained { plan_id } => {
             info!(caller = %identity, agent = %request.agent_id, undo = request.undo, "drain");
             Ok(pb::DrainResponse {
                 plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
             })
         }
-        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
         _ => Err(Status::internal("unexpected response to a drain")),
     }
 }
@@ -68,18 +63,9 @@ pub async fn resolve_provision(
         by: identity.to_string(),
         at_ms: super::agent_link::now_ms(),
     };
-    let (_, response) = service
-        .proposer
-        .propose(command)
-        .await
-        .map_err(ApiError::from)?;
-    match response {
-        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
-        _ => {
-            info!(caller = %identity, id = %request.id, host_made = request.host_made, "provision resolved");
-            Ok(pb::ResolveProvisionResponse {})
-        }
-    }
+    commit(service, command).await?;
+    info!(caller = %identity, id = %request.id, host_made = request.host_made, "provision resolved");
+    Ok(pb::ResolveProvisionResponse {})
 }
 
 pub fn rules(state: &ClusterState) -> Vec<pb::RuleInfo> {

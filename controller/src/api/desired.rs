@@ -259,7 +259,11 @@ pub async fn test_rules(
     super::trial::run(copy, after, request, now_ms()).map_err(Status::from)
 }
 
-async fn commit(service: &ControlService, command: Command) -> Result<StateResponse, Status> {
+/// Proposes `command`; a refusal by the state is `FailedPrecondition`.
+pub(super) async fn commit(
+    service: &ControlService,
+    command: Command,
+) -> Result<StateResponse, Status> {
     let (_, response) = service
         .proposer
         .propose(command)

@@ -197,3 +197,53 @@ fn tail(bytes: &[u8]) -> String {
     let start = bytes.len().saturating_sub(OUTPUT_TAIL);
     String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(script: &str, timeout_ms: u32) -> ProvisionerSpec {
+        ProvisionerSpec {
+            kind: "Provisioner".into(),
+            name: "spare".into(),
+            description: None,
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: [("SITE".to_owned(), "ams".to_owned())].into(),
+            timeout_ms,
+            labels: [("role".to_owned(), "worker".to_owned())].into(),
+            max_hosts: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provisioner_sees_its_id_labels_and_env_and_its_output_is_kept() {
+        let spec = spec("echo \"$LEVEE_PROVISION_ID $LEVEE_LABELS $SITE\"", 10_000);
+        assert_eq!(
+            run_provisioner(&spec, "h7").await.unwrap(),
+            "h7 role=worker ams"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_provisioner_reports_its_status_and_stderr() {
+        let spec = spec("echo 'no quota left' >&2; exit 3", 10_000);
+        let err = run_provisioner(&spec, "h1").await.unwrap_err();
+        assert!(
+            err.contains("exit status: 3") && err.contains("no quota left"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_provisioner_past_its_timeout_is_killed() {
+        let started = std::time::Instant::now();
+        let err = run_provisioner(&spec("sleep 30", 200), "h1")
+            .await
+            .unwrap_err();
+        assert!(err.contains("timed out after 200 ms"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "it did not wait out the sleep"
+        );
+    }
+}

@@ -24,21 +24,6 @@ max_hosts: 2
 "#;
 
 impl Log {
-    fn hello_with(&mut self, agent: &str, labels: &[(&str, &str)]) {
-        self.apply(Command::AgentHello {
-            agent_id: agent.into(),
-            boot_epoch: 1,
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: 1,
-            at_ms: 1,
-        });
-    }
-
     fn inbound(&mut self, source: &str, event: InboundEvent, at_ms: i64) -> Response {
         self.apply(Command::RecordInbound {
             source: source.into(),

@@ -59,6 +59,22 @@ impl Log {
         })
     }
 
+    /// An agent's first hello, with `labels`.
+    fn hello_with(&mut self, agent: &str, labels: &[(&str, &str)]) {
+        self.apply(Command::AgentHello {
+            agent_id: agent.into(),
+            boot_epoch: 1,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            highest_term_seen: 1,
+            at_ms: 1,
+        });
+    }
+
     fn put_specs(&mut self, yaml: &str) -> Response {
         let specs = SpecSet::parse([("specs.yaml", yaml)]).unwrap();
         self.apply(Command::PutSpecs {

@@ -23,15 +23,7 @@ guardrails: {guardrails}
 fn labelled_fleet(yaml: &str) -> Log {
     let mut log = Log::new();
     for (agent, zone) in [("a1", "x"), ("a2", "x"), ("a3", "y"), ("a4", "y")] {
-        log.apply(Command::AgentHello {
-            agent_id: agent.into(),
-            boot_epoch: 1,
-            labels: [("zone".to_owned(), zone.to_owned())].into(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: 1,
-            at_ms: 1,
-        });
+        log.hello_with(agent, &[("zone", zone)]);
     }
     log.put_specs(yaml);
     log
@@ -241,27 +233,28 @@ fn a_new_rule_s_silence_counts_from_when_it_was_added() {
     );
 }
 
-#[test]
-fn the_blast_radius_holds_an_action_that_would_touch_too_many_hosts() {
-    let yaml = r#"
+/// web at 1 of up to 4 replicas, and a rule `grow` scaling it `by` on
+/// every `app.load` under `guardrails`.
+fn growing(by: u32, guardrails: &str) -> String {
+    format!(
+        r#"
 kind: Service
 name: web
-replicas: { min: 1, max: 4 }
-process: { argv: [/bin/web] }
+replicas: {{ min: 1, max: 4 }}
+process: {{ argv: [/bin/web] }}
 ---
 kind: Rule
 name: grow
-match: { type: [app.load] }
-action: { scale: { service: web, by: 1 } }
-guardrails: { max_hosts: 2, window_ms: 60000 }
----
-kind: Rule
-name: share
-match: { type: [app.burst] }
-action: { scale: { service: web, by: 3 } }
-guardrails: { max_hosts_share: 0.5, window_ms: 60000 }
-"#;
-    let mut log = labelled_fleet(yaml);
+match: {{ type: [app.load] }}
+action: {{ scale: {{ service: web, by: {by} }} }}
+guardrails: {guardrails}
+"#
+    )
+}
+
+#[test]
+fn the_blast_radius_holds_an_action_that_would_touch_too_many_hosts() {
+    let mut log = labelled_fleet(&growing(1, "{ max_hosts: 2, window_ms: 60000 }"));
     assert_eq!(log.target(), 1);
     let first = log.load("a1", 1, 50, 1_000);
     assert!(first[0].contains("scaled web 1 -> 2"), "{first:?}");
@@ -283,20 +276,8 @@ guardrails: { max_hosts_share: 0.5, window_ms: 60000 }
 
 #[test]
 fn a_share_blast_radius_counts_live_hosts() {
-    let yaml = r#"
-kind: Service
-name: web
-replicas: { min: 1, max: 4 }
-process: { argv: [/bin/web] }
----
-kind: Rule
-name: burst
-match: { type: [app.load] }
-action: { scale: { service: web, by: 3 } }
-guardrails: { max_hosts_share: 0.5, window_ms: 60000 }
-"#;
     // Four live hosts: half is two, and +3 replicas touch three.
-    let mut log = labelled_fleet(yaml);
+    let mut log = labelled_fleet(&growing(3, "{ max_hosts_share: 0.5, window_ms: 60000 }"));
     let held = log.load("a1", 1, 50, 1_000);
     assert!(
         held[0].contains("the limit is 2 of 4 live hosts"),
