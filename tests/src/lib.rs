@@ -13,6 +13,7 @@ pub mod load;
 pub mod mosquitto;
 pub mod process;
 pub mod proxy;
+pub mod system_packages;
 pub mod wait;
 
 pub use cluster::{AgentProcess, Cluster, ControllerProcess, Pki, TestEnv};

@@ -1,49 +1,16 @@
-//! A real MQTT broker (Eclipse Mosquitto) for tests, installed from the
-//! distribution's packages when missing, on a free port of 127.0.0.1.
+//! A real MQTT broker (Eclipse Mosquitto) for tests, installed through
+//! [`crate::system_packages`] when missing, on a free port of 127.0.0.1.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
 
 use levee_common::tls::TlsFiles;
 
 use crate::cluster::free_port;
 use crate::process::Running;
+use crate::system_packages;
 use crate::wait::wait_until;
-
-static INSTALL: Once = Once::new();
-
-/// Installs `mosquitto` and `mosquitto_pub` if they are not on the PATH.
-/// Fails the test (never skips) when that is impossible.
-fn ensure_installed() {
-    INSTALL.call_once(|| {
-        let present = |program: &str| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {program}")])
-                .output()
-                .is_ok_and(|output| output.status.success())
-        };
-        if present("mosquitto") && present("mosquitto_pub") {
-            return;
-        }
-        let apt = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|status| status.success())
-        };
-        let packages = ["install", "-y", "-q", "mosquitto", "mosquitto-clients"];
-        if !apt(&packages) {
-            assert!(apt(&["update", "-q"]), "apt-get update failed");
-            assert!(
-                apt(&packages),
-                "cannot install mosquitto with apt-get; the MQTT tests need a real broker"
-            );
-        }
-    });
-}
 
 /// A running broker; stopped when dropped.
 pub struct Broker {
@@ -65,7 +32,10 @@ impl Broker {
     }
 
     fn start_with(dir: &Path, tls: Option<&TlsFiles>) -> Self {
-        ensure_installed();
+        system_packages::ensure(&[
+            system_packages::MOSQUITTO,
+            system_packages::MOSQUITTO_CLIENTS,
+        ]);
         let port = free_port();
         let config = dir.join("mosquitto.conf");
         // Run as root, mosquitto drops to its own user, which cannot read
