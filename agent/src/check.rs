@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::check_state::{CheckState, Transition};
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
 use crate::probe::{Described, probe_once};
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 /// Probes `check` until `shutdown`; command probes run in `working_dir`.
 /// A probe under way when `shutdown` comes is abandoned (a command probe's

@@ -32,11 +32,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::apply::{Applier, Pass};
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
 use crate::paths::Roots;
 use crate::store::StoreError;
 use crate::supervisor::WorkloadState;
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 #[derive(Debug, Error)]
 pub enum DriftError {

@@ -19,8 +19,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 /// Longest request line: the largest event data plus room for the rest.
 const MAX_LINE_BYTES: usize = MAX_EVENT_DATA_BYTES + 4096;

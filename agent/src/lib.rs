@@ -25,6 +25,7 @@
 pub mod apply;
 pub mod check;
 pub mod check_state;
+pub mod clock;
 pub mod drift;
 pub mod emit;
 pub mod exec;
@@ -109,7 +110,7 @@ async fn run_as(
     let outbox = Outbox::open(
         db.clone(),
         config.link.outbox_max_events,
-        util::now_ms() as u64,
+        clock::now_ms() as u64,
     )?;
     let journal = Journal::new(db.clone());
     let roots = Roots::new(&config.roots()).context("preparing the allowed roots")?;

@@ -10,9 +10,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
 use crate::threshold::{Detector, Transition};
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 /// Reads one metric; CPU needs the previous sample to take a difference.
 #[derive(Debug, Default)]

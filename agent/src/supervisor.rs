@@ -22,12 +22,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::clock::now_ms;
 use crate::group;
 use crate::logs;
 use crate::outbox::Outbox;
 use crate::store::{StoreError, WORKLOADS};
 use crate::user::{self, UserError};
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 /// An exit this soon after a task (re)started a workload is taken as that
 /// change's consequence: its event names the task (`caused_by_task`), so

@@ -1,7 +1,5 @@
 //! Small helpers shared by the agent's modules.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 /// Runs blocking store work (fsyncs) off the async runtime's threads.
 pub async fn blocking<T: Send + 'static, E: Send + 'static>(
     work: impl FnOnce() -> Result<T, E> + Send + 'static,
@@ -11,10 +9,4 @@ pub async fn blocking<T: Send + 'static, E: Send + 'static>(
         // The closure panicked; keep the panic rather than invent an error.
         Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 fn change_of(kind: &EventKind) -> Option<&'static str> {
     match kind {

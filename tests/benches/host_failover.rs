@@ -72,6 +72,7 @@ fn main() {
         // The host dies: its agent and its workload.
         agents[victim].kill();
         kill(Pid::from_raw(workload as i32), Signal::SIGKILL).expect("kill the workload");
+        #[allow(clippy::disallowed_methods)] // Compared with agents' wall-clock start times.
         let killed_at = SystemTime::now();
         let (moved_to, pid) = wait_until(
             &format!(

@@ -36,12 +36,13 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::clock::now_ms;
 use crate::health;
 use crate::journal::{DesiredChange, Journal, JournalEntry};
 use crate::paths::Roots;
 use crate::store::StoreError;
 use crate::supervisor::{Supervisor, WorkloadSpec};
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 use self::totals::TaskCounters;
 

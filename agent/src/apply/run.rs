@@ -18,10 +18,11 @@ use levee_common::resource::DEFAULT_COMMAND_TIMEOUT_MS;
 use tracing::{info, warn};
 
 use super::{Applier, refused};
+use crate::clock::now_ms;
 use crate::exec::{self, Exec, ExecError, Finished, tail_text};
 use crate::journal::{DesiredChange, JournalEntry};
 use crate::store::StoreError;
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 
 /// What a run task's `service` starts with, before the rule's name.
 pub const RULE_PREFIX: &str = "rule/";

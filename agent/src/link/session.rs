@@ -211,7 +211,7 @@ impl Session<'_> {
         send(
             &self.outbound,
             agent_message::Body::Heartbeat(pb::Heartbeat {
-                sent_unix_ms: crate::util::now_ms(),
+                sent_unix_ms: crate::clock::now_ms(),
             }),
         )
         .await

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::now_ms;
 use crate::outbox::Outbox;
-use crate::util::{blocking, now_ms};
+use crate::util::blocking;
 use follow::{Change, Follower};
 pub use pattern::{Pattern, PatternError};
 use rate::RateLimiter;

@@ -4,7 +4,7 @@
 //! Raft; task reports are committed before anything else happens to them.
 
 use std::pin::Pin;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::Stream;
 use levee_common::event::Event;
@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::auth::caller;
 use super::error::ApiError;
+use crate::clock::now_ms;
 use crate::dispatch::sessions::{Outbound, SessionGuard, Sessions};
 use crate::raft::proposer::Proposer;
 use crate::state::command::{Command, Response as StateResponse};
@@ -307,10 +308,4 @@ impl Session {
         info!(%task_id, state = state.as_str(), "task report committed");
         Ok(())
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

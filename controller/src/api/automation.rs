@@ -25,7 +25,7 @@ pub async fn drain(
     }
     let agent_id = request.agent_id.as_str().into();
     let by = identity.to_string();
-    let at_ms = super::agent_link::now_ms();
+    let at_ms = crate::clock::now_ms();
     let command = if request.undo {
         Command::Undrain {
             agent_id,
@@ -61,7 +61,7 @@ pub async fn resolve_provision(
         id: request.id.clone(),
         host_made: request.host_made,
         by: identity.to_string(),
-        at_ms: super::agent_link::now_ms(),
+        at_ms: crate::clock::now_ms(),
     };
     commit(service, command).await?;
     info!(caller = %identity, id = %request.id, host_made = request.host_made, "provision resolved");

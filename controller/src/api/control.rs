@@ -255,7 +255,7 @@ impl Control for ControlService {
             id: request.id,
             approve: !request.reject,
             by: identity.to_string(),
-            at_ms: super::agent_link::now_ms(),
+            at_ms: crate::clock::now_ms(),
         };
         let (_, response) = self
             .proposer

@@ -10,10 +10,10 @@ use levee_common::spec::SpecSet;
 use tonic::{Request, Status};
 use tracing::info;
 
-use super::agent_link::now_ms;
 use super::auth::caller;
 use super::control::{ControlService, plan_info, task_info};
 use super::error::ApiError;
+use crate::clock::now_ms;
 use crate::engine::planner::{self, Action};
 use crate::state::command::{Command, Response as StateResponse};
 use crate::state::records::{FAILED_DIGEST, SpecVersion};

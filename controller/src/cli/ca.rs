@@ -2,12 +2,13 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use levee_common::identity::{Identity, Role};
 use levee_common::pki::{CertificateAuthority, write_file};
-use time::OffsetDateTime;
+
+use crate::clock::now;
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -86,10 +87,6 @@ pub fn run(command: CaCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-pub fn now() -> OffsetDateTime {
-    OffsetDateTime::from(SystemTime::now())
 }
 
 pub fn init_ca(dir: &Path, cluster_name: &str, days: u64) -> Result<CertificateAuthority> {

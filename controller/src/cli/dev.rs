@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::ca;
 use super::client::CliConfig;
 use super::specs::{parse_specs, read_spec_files};
-use crate::api::agent_link::now_ms;
+use crate::clock::now_ms;
 use crate::config::{NodeConfig, RaftConfig};
 use crate::node::{self, RunningNode};
 use crate::raft::proposer::Proposer;

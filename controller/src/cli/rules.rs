@@ -114,7 +114,7 @@ pub async fn run(command: RulesCommand) -> Result<()> {
                 index: saved.applied_index,
                 term: saved.applied_term,
             };
-            let now = crate::api::agent_link::now_ms();
+            let now = crate::clock::now_ms();
             trial::run(saved.state, after, request, now)?
         }
         None => {

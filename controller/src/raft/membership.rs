@@ -18,7 +18,7 @@ use tracing::info;
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::SharedState;
 use super::{LeveeRaft, TypeConfig};
-use crate::api::agent_link::now_ms;
+use crate::clock::now_ms;
 use crate::state::command::Command;
 
 #[derive(Debug, Error)]

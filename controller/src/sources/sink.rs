@@ -101,7 +101,7 @@ pub async fn commit(
     let command = Command::RecordInbound {
         source: source.to_owned(),
         events,
-        at_ms: crate::api::agent_link::now_ms(),
+        at_ms: crate::clock::now_ms(),
     };
     match proposer.propose(command).await {
         Ok((
