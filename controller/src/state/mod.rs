@@ -8,6 +8,7 @@
 //! a new leader finds every task its predecessor created.
 
 pub mod command;
+mod digest;
 pub mod hosts;
 pub mod inbound;
 mod notifications;

@@ -7,6 +7,7 @@ use super::*;
 use crate::engine::planner::Action;
 
 mod actions;
+mod determinism;
 mod windows;
 
 const SPECS: &str = r#"
