@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use levee_common::agent_config::{AgentConfig, DriftConfig, LinkConfig, LogsConfig};
+use levee_common::agent_config::AgentConfig;
 use levee_common::tls::TlsFiles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
@@ -59,21 +59,12 @@ pub fn fixture() -> Fixture {
     let config = AgentConfig {
         controllers: vec!["127.0.0.1:1".into()],
         data_dir: dir.path().canonicalize().unwrap(),
-        labels: Default::default(),
-        allowed_roots: Vec::new(),
-        metrics_listen: None,
         tls: TlsFiles {
             ca: "ca".into(),
             cert: "c".into(),
             key: "k".into(),
         },
-        link: LinkConfig::default(),
-        logs: LogsConfig::default(),
-        drift: DriftConfig::default(),
-        metrics: Vec::new(),
-        watches: Vec::new(),
-        checks: Vec::new(),
-        log_patterns: Vec::new(),
+        ..Default::default()
     };
     let db = crate::store::open(&config.data_dir.join("agent.redb")).unwrap();
     let outbox = Outbox::open(db.clone(), 1000, 0).unwrap();

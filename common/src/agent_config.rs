@@ -13,7 +13,11 @@ use crate::event::types::LOG_MATCHED;
 use crate::resource::Probe;
 use crate::tls::TlsFiles;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The default has no controllers, an empty data directory and no TLS
+/// files, so it does not validate: it is the base that `levee dev`, the
+/// tests and the system harness fill in with `..Default::default()`, each
+/// naming only what it sets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// Every controller's `host:port`; the agent finds the leader itself.
@@ -134,6 +138,21 @@ fn default_log_poll_ms() -> u64 {
     250
 }
 
+impl Default for LogPattern {
+    /// Every field but `name`, `path` and `regex` as an omitted key would
+    /// leave it.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            path: PathBuf::new(),
+            regex: String::new(),
+            event_type: default_log_event_type(),
+            max_events_per_minute: default_max_events_per_minute(),
+            poll_ms: default_log_poll_ms(),
+        }
+    }
+}
+
 /// A file, or a directory's entries (not recursive), to watch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +165,16 @@ pub struct FileWatch {
 
 fn default_debounce_ms() -> u64 {
     200
+}
+
+impl Default for FileWatch {
+    /// Every field but `path` as an omitted key would leave it.
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            debounce_ms: default_debounce_ms(),
+        }
+    }
 }
 
 /// Which host metric a threshold watches.
@@ -599,6 +628,39 @@ mod tests {
         }
         let typo = format!("{MINIMAL}\n[[metric]]\nname = \"x\"\nmetric = \"gpu\"\nabove = 1.0\n");
         assert!(toml::from_str::<AgentConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn the_rust_defaults_are_what_omitted_keys_give() {
+        let config: AgentConfig = toml::from_str(MINIMAL).unwrap();
+        let defaults = AgentConfig {
+            controllers: config.controllers.clone(),
+            data_dir: config.data_dir.clone(),
+            tls: config.tls.clone(),
+            ..Default::default()
+        };
+        assert_eq!(config, defaults);
+        let text = format!(
+            "{MINIMAL}\n[[watch]]\npath = \"/etc/a\"\n\
+             [[log_pattern]]\nname = \"e\"\npath = \"/var/log/a\"\nregex = \"E\"\n"
+        );
+        let config: AgentConfig = toml::from_str(&text).unwrap();
+        assert_eq!(
+            config.watches[0],
+            FileWatch {
+                path: "/etc/a".into(),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            config.log_patterns[0],
+            LogPattern {
+                name: "e".into(),
+                path: "/var/log/a".into(),
+                regex: "E".into(),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -10,8 +10,10 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity as TlsIdentity, Se
 
 use crate::identity::CONTROLLER_SERVER_NAME;
 
-/// Paths of the three PEM files a process needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Paths of the three PEM files a process needs. The default (empty
+/// paths) exists only so configs holding it can be built with
+/// `..Default::default()`; loading it fails.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The cluster CA certificate.

@@ -258,20 +258,13 @@ impl TestEnv {
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect::<BTreeMap<_, _>>(),
-            allowed_roots: Vec::new(),
-            metrics_listen: None,
             tls,
             link: LinkConfig {
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 1000,
                 ..LinkConfig::default()
             },
-            logs: Default::default(),
-            drift: Default::default(),
-            metrics: Vec::new(),
-            watches: Vec::new(),
-            checks: Vec::new(),
-            log_patterns: Vec::new(),
+            ..Default::default()
         };
         let mut config = config;
         configure(&mut config);

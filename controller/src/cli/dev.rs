@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use levee_common::agent_config::{AgentConfig, DriftConfig, LinkConfig, LogsConfig};
+use levee_common::agent_config::{AgentConfig, DriftConfig};
 use levee_common::identity::{Identity, Role};
 use levee_common::tls::TlsFiles;
 use nix::sys::signal::{Signal, kill};
@@ -99,20 +99,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
         controllers: vec![node.addr.to_string()],
         data_dir: data_dir.join("agent"),
         labels: [("role".to_owned(), "demo".to_owned())].into(),
-        allowed_roots: Vec::new(),
-        metrics_listen: None,
         tls: TlsFiles::in_dir(&pki, AGENT_NAME),
-        link: LinkConfig::default(),
-        logs: LogsConfig::default(),
-        checks: Vec::new(),
-        log_patterns: Vec::new(),
         // Short, so a hand edit of the example's files is undone quickly.
         drift: DriftConfig {
             interval_ms: 5_000,
             correct: true,
         },
-        metrics: Vec::new(),
-        watches: Vec::new(),
+        ..Default::default()
     };
     let agent_config_path = data_dir.join("agent.toml");
     std::fs::write(&agent_config_path, agent_config.to_toml()).context("writing agent.toml")?;
