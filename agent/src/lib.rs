@@ -9,12 +9,13 @@
 //! - [`supervisor`]: workload processes and their exit events; [`logs`]
 //!   their rotated output, [`user`] who they run as.
 //! - [`health`]: health checks a (re)started workload must pass, through
-//!   [`probe`], which [`check`] also uses for `[[check]]`s (with the pure
-//!   [`check_state`]).
-//! - [`metrics`] (with the pure [`threshold`]), [`watch`] and [`logwatch`]:
-//!   host metrics, file changes and log lines as events.
+//!   [`probe`], which the `[[check]]` source also uses.
+//! - [`sources`]: every event source (health checks, host metrics, file
+//!   watches, log patterns, the emit socket), started from the config by
+//!   one registry.
 //! - [`drift`]: periodic comparison of the host with the desired state.
-//! - [`prometheus`]: `GET /metrics` on `metrics_listen`, read at scrape time.
+//! - [`metrics_endpoint`]: `GET /metrics` on `metrics_listen`, read at
+//!   scrape time.
 //! - [`exec`]: short-lived commands with a timeout.
 //! - [`group`]: signalling process groups, never the agent's own.
 //! - [`paths`]: the allowed roots every resource path is checked against.
@@ -23,31 +24,25 @@
 //! controller's store; it speaks to controllers only through `levee.v1`.
 
 pub mod apply;
-pub mod check;
-pub mod check_state;
 pub mod clock;
 pub mod drift;
-pub mod emit;
 pub mod exec;
 pub mod group;
 pub mod health;
 pub mod journal;
 pub mod link;
 pub mod logs;
-pub mod logwatch;
-pub mod metrics;
+pub mod metrics_endpoint;
 pub mod outbox;
 pub mod paths;
 pub mod probe;
-pub mod prometheus;
+pub mod sources;
 pub mod store;
 pub mod supervisor;
 #[cfg(test)]
 mod testing;
-pub mod threshold;
 pub mod user;
 pub mod util;
-pub mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -68,16 +63,17 @@ use crate::journal::Journal;
 use crate::link::Link;
 use crate::outbox::Outbox;
 use crate::paths::Roots;
+use crate::sources::SourceContext;
 use crate::supervisor::Supervisor;
 
 /// How long shutdown waits for an in-flight task to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Loads and checks the agent's config file, including what only the agent
-/// can check (log patterns' regexes).
+/// can check (that its sources can be built: log patterns' regexes).
 pub fn load_config(path: &std::path::Path) -> Result<AgentConfig, AgentConfigError> {
     let config = AgentConfig::load(path)?;
-    logwatch::validate(&config, path)?;
+    sources::validate(&config, path)?;
     Ok(config)
 }
 
@@ -97,13 +93,13 @@ async fn run_as(
     identity: Identity,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let log_patterns = logwatch::Pattern::compile_all(&config.log_patterns)?;
+    let event_sources = sources::from_config(&config)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     // Bound before any workload starts: a taken port stops the agent
     // without leaving anything running.
     let metrics_listener = match config.metrics_listen {
-        Some(listen) => Some(prometheus::bind(listen, &config.data_dir).await?),
+        Some(listen) => Some(metrics_endpoint::bind(listen, &config.data_dir).await?),
         None => None,
     };
     let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
@@ -133,13 +129,15 @@ async fn run_as(
     let drift = Drift::new(applier.clone(), outbox.clone(), config.drift.clone());
     let connected = Arc::new(AtomicBool::new(false));
     let metrics_task = metrics_listener.map(|listener| {
-        let sources = prometheus::Sources {
+        let readings = metrics_endpoint::Readings {
             outbox: outbox.clone(),
             applier: applier.clone(),
             connected: connected.clone(),
             unresolved_drift: drift.unresolved(),
         };
-        tokio::spawn(prometheus::serve(listener, sources, shutdown.clone()).in_current_span())
+        tokio::spawn(
+            metrics_endpoint::serve(listener, readings, shutdown.clone()).in_current_span(),
+        )
     });
     let mut drift_task = tokio::spawn(drift.run(shutdown.clone()).in_current_span());
 
@@ -151,40 +149,11 @@ async fn run_as(
     let worker = tokio::spawn(
         apply::apply_tasks(applier, tasks_rx, updates_tx, worker_stop.clone()).in_current_span(),
     );
-    let emit_task = tokio::spawn(
-        emit::serve(
-            emit::socket_path(&config.data_dir),
-            outbox.clone(),
-            shutdown.clone(),
-        )
-        .in_current_span(),
-    );
-    let watch_task = tokio::spawn(
-        watch::run(config.watches.clone(), outbox.clone(), shutdown.clone()).in_current_span(),
-    );
-    // One task per configured item, each stopped by `shutdown`.
-    let mut source_tasks = Vec::new();
-    for threshold in config.metrics.clone() {
-        source_tasks.push(tokio::spawn(
-            metrics::watch(threshold, outbox.clone(), shutdown.clone()).in_current_span(),
-        ));
-    }
-    for item in config.checks.clone() {
-        source_tasks.push(tokio::spawn(
-            check::run(
-                item,
-                config.data_dir.clone(),
-                outbox.clone(),
-                shutdown.clone(),
-            )
-            .in_current_span(),
-        ));
-    }
-    for pattern in log_patterns {
-        source_tasks.push(tokio::spawn(
-            logwatch::run(pattern, outbox.clone(), shutdown.clone()).in_current_span(),
-        ));
-    }
+    let source_context = SourceContext {
+        outbox: outbox.clone(),
+        data_dir: config.data_dir.clone(),
+    };
+    let source_tasks = sources::spawn_all(event_sources, &source_context, &shutdown);
     let link = Link {
         config,
         agent_id: identity.name,
@@ -203,7 +172,6 @@ async fn run_as(
     for task in source_tasks {
         let _ = task.await;
     }
-    let _ = watch_task.await;
     if let Some(mut metrics_task) = metrics_task {
         // A scrape in flight finishes; a client that never ends its
         // request does not hold up the shutdown.
@@ -213,9 +181,6 @@ async fn run_as(
         {
             metrics_task.abort();
         }
-    }
-    if let Ok(Err(err)) = emit_task.await {
-        warn!(error = %err, "the local event socket failed");
     }
     // Cancelling waits, not work: a task being applied finishes first. A
     // run task's command is killed instead (it may take its whole timeout)

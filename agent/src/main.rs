@@ -106,13 +106,13 @@ async fn emit(config: &AgentConfig, event_type: String, data: &str, subject: Str
             return ExitCode::from(2);
         }
     };
-    let request = levee_agent::emit::EmitRequest {
+    let request = levee_agent::sources::emit::EmitRequest {
         event_type,
         subject,
         data,
     };
-    let socket = levee_agent::emit::socket_path(&config.data_dir);
-    match levee_agent::emit::emit(&socket, &request).await {
+    let socket = levee_agent::sources::emit::socket_path(&config.data_dir);
+    match levee_agent::sources::emit::emit(&socket, &request).await {
         Ok(seq) => {
             println!("stored as event {seq}");
             ExitCode::SUCCESS

@@ -1,6 +1,6 @@
 //! Probes: one check, once, of something serving on this host. Health
 //! gating of workloads ([`crate::health`]) and scheduled `[[check]]`s
-//! ([`crate::check`]) both run probes through [`probe_once`].
+//! ([`crate::sources::health_check`]) both run probes through [`probe_once`].
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -14,6 +14,7 @@ use crate::apply::Applier;
 use crate::journal::Journal;
 use crate::outbox::Outbox;
 use crate::paths::Roots;
+use crate::sources::SourceContext;
 use crate::supervisor::Supervisor;
 
 /// How long a test waits for a condition before failing.
@@ -77,6 +78,17 @@ pub fn fixture() -> Fixture {
         applier,
         supervisor,
         outbox,
+    }
+}
+
+impl Fixture {
+    /// What a source is given, over this fixture's outbox and data
+    /// directory.
+    pub fn source_context(&self) -> SourceContext {
+        SourceContext {
+            outbox: self.outbox.clone(),
+            data_dir: self.config.data_dir.clone(),
+        }
     }
 }
 

@@ -10,10 +10,10 @@
 //! still become the service's stored desired state: the host runs (part
 //! of) them, so a later remove, prune or drift check must know them.
 
-mod check;
 mod command;
 mod directory;
 mod file;
+mod preflight;
 mod remove;
 pub mod run;
 mod totals;
@@ -342,7 +342,7 @@ impl Applier {
         let roots = self.roots.clone();
         let service_dir = self.service_dir(service);
         let resources = resources.to_vec();
-        blocking(move || check::paths(&roots, &service_dir, &resources)).await
+        blocking(move || preflight::paths(&roots, &service_dir, &resources)).await
     }
 
     async fn finish(

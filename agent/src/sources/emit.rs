@@ -11,6 +11,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use levee_common::agent_config::AgentConfig;
 use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,6 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::{Source, SourceContext, SourceError, SourceRun};
 use crate::clock::now_ms;
 use crate::outbox::Outbox;
 use crate::util::blocking;
@@ -81,6 +83,25 @@ pub fn check(request: &EmitRequest) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The socket as a source: always on, whatever the config.
+pub struct EmitSocket;
+
+/// The emit socket needs no config.
+pub fn from_config(_: &AgentConfig) -> Result<Vec<Box<dyn Source>>, SourceError> {
+    Ok(vec![Box::new(EmitSocket)])
+}
+
+impl Source for EmitSocket {
+    fn run(self: Box<Self>, context: SourceContext, shutdown: CancellationToken) -> SourceRun {
+        Box::pin(async move {
+            let path = socket_path(&context.data_dir);
+            if let Err(err) = serve(path, context.outbox, shutdown).await {
+                warn!(error = %err, "the local event socket failed");
+            }
+        })
+    }
 }
 
 /// Serves the socket until `shutdown`.

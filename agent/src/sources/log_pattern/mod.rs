@@ -1,47 +1,54 @@
 //! Log lines as events: one task per `[[log_pattern]]` follows its file
-//! ([`follow`]), splits complete lines ([`lines`]), matches them
-//! ([`pattern`]) and sends matches through a rate limit that counts what it
-//! holds back ([`rate`]), into the outbox.
+//! ([`follow`]), splits complete lines ([`lines`]), matches them and builds
+//! the event from the regex's captures ([`capture`]) and sends matches
+//! through a rate limit that counts what it holds back ([`rate`]), into the
+//! outbox.
 
+pub mod capture;
 pub mod follow;
 pub mod lines;
-pub mod pattern;
 pub mod rate;
 pub mod rotation;
 
-use std::path::Path;
 use std::time::Duration;
 
-use levee_common::agent_config::{AgentConfig, AgentConfigError};
+use levee_common::agent_config::AgentConfig;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::clock::now_ms;
-use crate::outbox::Outbox;
-use crate::util::blocking;
-use follow::{Change, Follower};
-pub use pattern::{Pattern, PatternError};
-use rate::RateLimiter;
+pub use self::capture::{Matcher, MatcherError};
+use self::follow::{Change, Follower};
+use self::rate::RateLimiter;
+use super::{Source, SourceContext, SourceError, SourceRun};
 
 /// Most bytes read from the file in one poll; a bigger backlog is read in
 /// steps, without waiting for the next poll.
 const READ_BUDGET: usize = 1 << 20;
 
-/// Checks what [`AgentConfig::validate`] cannot: that every log pattern's
-/// regex compiles. Reported as the config file's error, like the others.
-pub fn validate(config: &AgentConfig, path: &Path) -> Result<(), AgentConfigError> {
-    Pattern::compile_all(&config.log_patterns)
-        .map(drop)
-        .map_err(|err| AgentConfigError::Invalid {
-            path: path.to_owned(),
-            message: err.to_string(),
-        })
+/// One `[[log_pattern]]`, its regex compiled.
+pub struct LogPatternSource {
+    pub matcher: Matcher,
+}
+
+/// One source per `[[log_pattern]]`; fails on the first regex that does
+/// not compile, which is how the config's regexes are checked at load.
+pub fn from_config(config: &AgentConfig) -> Result<Vec<Box<dyn Source>>, SourceError> {
+    Ok(Matcher::compile_all(&config.log_patterns)?
+        .into_iter()
+        .map(|matcher| Box::new(LogPatternSource { matcher }) as Box<dyn Source>)
+        .collect())
+}
+
+impl Source for LogPatternSource {
+    fn run(self: Box<Self>, context: SourceContext, shutdown: CancellationToken) -> SourceRun {
+        Box::pin(run(self.matcher, context, shutdown))
+    }
 }
 
 /// Follows `pattern`'s file until `shutdown`, appending an event per
 /// matching line, within the pattern's rate limit.
-pub async fn run(pattern: Pattern, outbox: Outbox, shutdown: CancellationToken) {
+async fn run(pattern: Matcher, context: SourceContext, shutdown: CancellationToken) {
     let config = &pattern.config;
     let poll = Duration::from_millis(config.poll_ms.max(1));
     let mut follower = Follower::new(&config.path);
@@ -76,11 +83,11 @@ pub async fn run(pattern: Pattern, outbox: Outbox, shutdown: CancellationToken) 
                 continue;
             };
             if let Some((found, suppressed)) = limiter.offer(at_ms, found) {
-                record(&pattern, &outbox, pattern.event_data(found, suppressed)).await;
+                record(&pattern, &context, pattern.event_data(found, suppressed)).await;
             }
         }
         if let Some((found, suppressed)) = limiter.flush(at_ms) {
-            record(&pattern, &outbox, pattern.event_data(found, suppressed)).await;
+            record(&pattern, &context, pattern.event_data(found, suppressed)).await;
         }
         if shutdown.is_cancelled() {
             break;
@@ -97,7 +104,7 @@ pub async fn run(pattern: Pattern, outbox: Outbox, shutdown: CancellationToken) 
     }
 }
 
-fn log_change(pattern: &Pattern, change: Change) {
+fn log_change(pattern: &Matcher, change: Change) {
     let (name, path) = (&pattern.config.name, pattern.config.path.display());
     match change {
         Change::Opened { offset } => {
@@ -112,12 +119,9 @@ fn log_change(pattern: &Pattern, change: Change) {
     }
 }
 
-async fn record(pattern: &Pattern, outbox: &Outbox, data: serde_json::Value) {
-    let outbox = outbox.clone();
-    let event_type = pattern.config.event_type.clone();
-    let subject = pattern.config.name.clone();
-    if let Err(err) = blocking(move || outbox.append(&event_type, &subject, &data, now_ms())).await
-    {
+async fn record(pattern: &Matcher, context: &SourceContext, data: serde_json::Value) {
+    let config = &pattern.config;
+    if let Err(err) = context.record(&config.event_type, &config.name, data).await {
         warn!(pattern = %pattern.config.name, error = %err, "could not record a log event");
     }
 }
@@ -125,12 +129,14 @@ async fn record(pattern: &Pattern, outbox: &Outbox, data: serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use std::io::Write;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
 
     use levee_common::agent_config::LogPattern;
     use levee_common::event::types::LOG_MATCHED;
 
     use super::*;
+    use crate::outbox::Outbox;
+    use crate::sources::validate;
     use crate::testing::{PATIENCE, events, fixture, wait_until};
 
     fn append(path: &Path, text: &str) {
@@ -143,8 +149,8 @@ mod tests {
             .unwrap();
     }
 
-    fn errors(path: PathBuf) -> Pattern {
-        Pattern::compile(&LogPattern {
+    fn errors(path: PathBuf) -> Matcher {
+        Matcher::compile(&LogPattern {
             name: "errors".into(),
             path,
             regex: r"^ERROR code=(?P<code>\d+)".into(),
@@ -175,7 +181,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(
             errors(log.clone()),
-            fixture.outbox.clone(),
+            fixture.source_context(),
             stop.clone(),
         ));
         // Following starts asynchronously: write until a line is seen.

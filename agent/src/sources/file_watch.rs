@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use levee_common::agent_config::FileWatch;
+use levee_common::agent_config::{AgentConfig, FileWatch};
 use levee_common::event::types::FILE_CHANGED;
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde_json::json;
@@ -15,9 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::clock::now_ms;
-use crate::outbox::Outbox;
-use crate::util::blocking;
+use super::{Source, SourceContext, SourceError, SourceRun};
 
 fn change_of(kind: &EventKind) -> Option<&'static str> {
     match kind {
@@ -28,9 +26,30 @@ fn change_of(kind: &EventKind) -> Option<&'static str> {
     }
 }
 
+/// Every `[[watch]]` path, watched by one inotify instance.
+pub struct FileWatcher {
+    pub watches: Vec<FileWatch>,
+}
+
+/// One watcher for all `[[watch]]`es, none without any.
+pub fn from_config(config: &AgentConfig) -> Result<Vec<Box<dyn Source>>, SourceError> {
+    if config.watches.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Box::new(FileWatcher {
+        watches: config.watches.clone(),
+    })])
+}
+
+impl Source for FileWatcher {
+    fn run(self: Box<Self>, context: SourceContext, shutdown: CancellationToken) -> SourceRun {
+        Box::pin(run(self.watches, context, shutdown))
+    }
+}
+
 /// Watches `watches` until `shutdown`. A path that cannot be watched is
 /// logged and skipped; the others go on.
-pub async fn run(watches: Vec<FileWatch>, outbox: Outbox, shutdown: CancellationToken) {
+async fn run(watches: Vec<FileWatch>, context: SourceContext, shutdown: CancellationToken) {
     if watches.is_empty() {
         return;
     }
@@ -88,10 +107,7 @@ pub async fn run(watches: Vec<FileWatch>, outbox: Outbox, shutdown: Cancellation
         for (path, change) in changed {
             let subject = path.display().to_string();
             let data = json!({ "path": subject, "change": change });
-            let outbox = outbox.clone();
-            if let Err(err) =
-                blocking(move || outbox.append(FILE_CHANGED, &subject, &data, now_ms())).await
-            {
+            if let Err(err) = context.record(FILE_CHANGED, &subject, data).await {
                 warn!(error = %err, "could not record a file change");
             }
         }
@@ -103,7 +119,7 @@ mod tests {
     use super::*;
     use crate::testing::{fixture, wait_until};
 
-    fn changes(outbox: &Outbox) -> Vec<serde_json::Value> {
+    fn changes(outbox: &crate::outbox::Outbox) -> Vec<serde_json::Value> {
         outbox
             .read_after(None, 1000)
             .unwrap()
@@ -124,7 +140,7 @@ mod tests {
             path: dir.path().to_owned(),
             debounce_ms: 300,
         }];
-        let task = tokio::spawn(run(watches, fixture.outbox.clone(), stop.clone()));
+        let task = tokio::spawn(run(watches, fixture.source_context(), stop.clone()));
         // The watch is set up asynchronously: write until it is seen.
         wait_until("the first change to be seen", || {
             std::fs::write(&file, "b").unwrap();

@@ -1,27 +1,58 @@
 //! `[[check]]`s as an event source: one task per check probes it every
 //! `interval_ms` and appends `host.check.failed` / `host.check.recovered`
-//! to the outbox when [`CheckState`] says the check changed state.
+//! to the outbox when [`CheckState`] (pure, in [`state`]) says the check
+//! changed state.
+
+pub mod state;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use levee_common::agent_config::Check;
+use levee_common::agent_config::{AgentConfig, Check};
 use levee_common::event::types::{CHECK_FAILED, CHECK_RECOVERED};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::check_state::{CheckState, Transition};
-use crate::clock::now_ms;
-use crate::outbox::Outbox;
+use self::state::{CheckState, Transition};
+use super::{Source, SourceContext, SourceError, SourceRun};
 use crate::probe::{Described, probe_once};
-use crate::util::blocking;
+
+/// One `[[check]]`, probed on its interval.
+pub struct HealthCheck {
+    pub check: Check,
+}
+
+/// One source per `[[check]]`.
+pub fn from_config(config: &AgentConfig) -> Result<Vec<Box<dyn Source>>, SourceError> {
+    Ok(config
+        .checks
+        .iter()
+        .map(|check| {
+            Box::new(HealthCheck {
+                check: check.clone(),
+            }) as Box<dyn Source>
+        })
+        .collect())
+}
+
+impl Source for HealthCheck {
+    fn run(self: Box<Self>, context: SourceContext, shutdown: CancellationToken) -> SourceRun {
+        let working_dir = context.data_dir.clone();
+        Box::pin(run(self.check, working_dir, context, shutdown))
+    }
+}
 
 /// Probes `check` until `shutdown`; command probes run in `working_dir`.
 /// A probe under way when `shutdown` comes is abandoned (a command probe's
 /// process group is killed).
-pub async fn run(check: Check, working_dir: PathBuf, outbox: Outbox, shutdown: CancellationToken) {
+async fn run(
+    check: Check,
+    working_dir: PathBuf,
+    context: SourceContext,
+    shutdown: CancellationToken,
+) {
     let interval = Duration::from_millis(check.interval_ms.max(1));
     let timeout = Duration::from_millis(check.timeout_ms.max(1));
     let probe = Described(&check.probe).to_string();
@@ -56,11 +87,7 @@ pub async fn run(check: Check, working_dir: PathBuf, outbox: Outbox, shutdown: C
                     )
                 }
             };
-            let outbox = outbox.clone();
-            let subject = check.name.clone();
-            if let Err(err) =
-                blocking(move || outbox.append(event_type, &subject, &data, now_ms())).await
-            {
+            if let Err(err) = context.record(event_type, &check.name, data).await {
                 warn!(check = %check.name, error = %err, "could not record a check event");
             }
         }
@@ -110,7 +137,7 @@ mod tests {
         let task = tokio::spawn(run(
             tcp_check(port),
             fixture.config.data_dir.clone(),
-            fixture.outbox.clone(),
+            fixture.source_context(),
             stop.clone(),
         ));
         // Seen passing first: the accepted connection is the agent's probe.
@@ -174,7 +201,7 @@ mod tests {
         let task = tokio::spawn(run(
             check,
             fixture.config.data_dir.clone(),
-            fixture.outbox.clone(),
+            fixture.source_context(),
             stop.clone(),
         ));
         let started = fixture.config.data_dir.join("started");

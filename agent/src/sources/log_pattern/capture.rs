@@ -13,27 +13,27 @@ const MAX_CAPTURE_IN_EVENT: usize = 1024;
 
 #[derive(Debug, Error)]
 #[error("log_pattern `{name}`: `regex` does not compile: {source}")]
-pub struct PatternError {
+pub struct MatcherError {
     pub name: String,
     pub source: regex::Error,
 }
 
 #[derive(Debug, Clone)]
-pub struct Pattern {
+pub struct Matcher {
     pub config: LogPattern,
     regex: Regex,
 }
 
 /// A matching line, before the rate limit decides whether it is sent.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Match {
+pub struct Capture {
     pub line: String,
     pub captures: Map<String, Value>,
 }
 
-impl Pattern {
-    pub fn compile(config: &LogPattern) -> Result<Self, PatternError> {
-        let regex = Regex::new(&config.regex).map_err(|source| PatternError {
+impl Matcher {
+    pub fn compile(config: &LogPattern) -> Result<Self, MatcherError> {
+        let regex = Regex::new(&config.regex).map_err(|source| MatcherError {
             name: config.name.clone(),
             source,
         })?;
@@ -44,13 +44,13 @@ impl Pattern {
     }
 
     /// Compiles every pattern, failing on the first that does not compile.
-    pub fn compile_all(configs: &[LogPattern]) -> Result<Vec<Self>, PatternError> {
+    pub fn compile_all(configs: &[LogPattern]) -> Result<Vec<Self>, MatcherError> {
         configs.iter().map(Self::compile).collect()
     }
 
     /// The line, cut for an event, and its named groups that took part in
     /// the match, if it matches.
-    pub fn matches(&self, line: &str) -> Option<Match> {
+    pub fn matches(&self, line: &str) -> Option<Capture> {
         let found = self.regex.captures(line)?;
         let captures = self
             .regex
@@ -64,14 +64,14 @@ impl Pattern {
                 ))
             })
             .collect();
-        Some(Match {
+        Some(Capture {
             line: cut(line, MAX_LINE_IN_EVENT).to_owned(),
             captures,
         })
     }
 
     /// The event data for a match sent after `suppressed` were held back.
-    pub fn event_data(&self, found: Match, suppressed: u64) -> Value {
+    pub fn event_data(&self, found: Capture, suppressed: u64) -> Value {
         let mut data = json!({
             "pattern": self.config.name,
             "path": self.config.path.display().to_string(),
@@ -111,8 +111,8 @@ fn cut(text: &str, max: usize) -> &str {
 mod tests {
     use super::*;
 
-    fn pattern(regex: &str) -> Pattern {
-        Pattern::compile(&LogPattern {
+    fn pattern(regex: &str) -> Matcher {
+        Matcher::compile(&LogPattern {
             name: "http-5xx".into(),
             path: "/var/log/access.log".into(),
             regex: regex.into(),
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn a_bad_regex_names_the_pattern_and_the_problem() {
-        let err = Pattern::compile(&LogPattern {
+        let err = Matcher::compile(&LogPattern {
             name: "broken".into(),
             path: "/var/log/a".into(),
             regex: "(unclosed".into(),

@@ -49,7 +49,7 @@ pub enum MetricsError {
 
 /// What a scrape reads from.
 #[derive(Clone)]
-pub struct Sources {
+pub struct Readings {
     pub outbox: Outbox,
     pub applier: Applier,
     /// Set by the link while a session with the leader is open.
@@ -76,10 +76,10 @@ pub async fn bind(listen: SocketAddr, data_dir: &Path) -> Result<TcpListener, Me
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, readings: Readings, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(sources);
+        .with_state(readings);
     if let Err(err) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -88,15 +88,15 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
     }
 }
 
-async fn scrape(State(sources): State<Sources>) -> impl IntoResponse {
-    let text = render(&snapshot(&sources).await);
+async fn scrape(State(readings): State<Readings>) -> impl IntoResponse {
+    let text = render(&snapshot(&readings).await);
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 /// Reads every number once. A store read that fails leaves its family out
 /// of this scrape rather than failing it.
-async fn snapshot(sources: &Sources) -> Snapshot {
-    let outbox = sources.outbox.clone();
+async fn snapshot(readings: &Readings) -> Snapshot {
+    let outbox = readings.outbox.clone();
     // Read transactions, but still file I/O: off the async threads.
     let read =
         blocking(move || Ok::<_, Infallible>((outbox.unacknowledged(), outbox.dropped()))).await;
@@ -105,13 +105,13 @@ async fn snapshot(sources: &Sources) -> Snapshot {
         Err(never) => match never {},
     };
     Snapshot {
-        boot_epoch: sources.outbox.boot_epoch(),
-        connected: sources.connected.load(Ordering::Relaxed),
+        boot_epoch: readings.outbox.boot_epoch(),
+        connected: readings.connected.load(Ordering::Relaxed),
         outbox_events: readable("outbox events", events),
         outbox_dropped: readable("dropped outbox events", dropped),
-        workloads: sources.applier.supervisor().count_by_state(),
-        tasks: sources.applier.task_totals(),
-        unresolved_drift: sources
+        workloads: readings.applier.supervisor().count_by_state(),
+        tasks: readings.applier.task_totals(),
+        unresolved_drift: readings
             .unresolved_drift
             .as_ref()
             .map(|count| count.load(Ordering::Relaxed)),

@@ -1,19 +1,10 @@
-//! Host metrics from /proc and statvfs, sampled for thresholds, and the
-//! task per threshold that turns crossings into events.
+//! Reading host metrics: cpu from /proc/stat (a difference between two
+//! samples), memory from /proc/meminfo, disk by statvfs, load from
+//! /proc/loadavg.
 
 use std::path::Path;
-use std::time::Duration;
 
 use levee_common::agent_config::{Metric, MetricThreshold};
-use levee_common::event::types::{METRIC_CLEARED, METRIC_EXCEEDED};
-use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
-
-use crate::clock::now_ms;
-use crate::outbox::Outbox;
-use crate::threshold::{Detector, Transition};
-use crate::util::blocking;
 
 /// Reads one metric; CPU needs the previous sample to take a difference.
 #[derive(Debug, Default)]
@@ -85,48 +76,6 @@ fn disk_used_percent(path: &Path) -> std::io::Result<f64> {
     } else {
         0.0
     })
-}
-
-/// Samples one threshold until `shutdown`, appending an event to the
-/// outbox at each crossing.
-pub async fn watch(threshold: MetricThreshold, outbox: Outbox, shutdown: CancellationToken) {
-    let mut detector = Detector::new(&threshold);
-    let mut sampler = Sampler::default();
-    let interval = Duration::from_millis(threshold.interval_ms.max(1));
-    info!(threshold = %threshold.name, metric = ?threshold.metric, "watching a metric");
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let value = match sampler.sample(&threshold) {
-            Ok(Some(value)) => value,
-            Ok(None) => continue,
-            Err(err) => {
-                warn!(threshold = %threshold.name, error = %err, "cannot read the metric");
-                continue;
-            }
-        };
-        let (event_type, data) = match detector.observe(now_ms(), value) {
-            None => continue,
-            Some(Transition::Exceeded { value, limit }) => (
-                METRIC_EXCEEDED,
-                json!({ "threshold": threshold.name, "metric": threshold.metric, "value": value, "limit": limit }),
-            ),
-            Some(Transition::Cleared { value, clear }) => (
-                METRIC_CLEARED,
-                json!({ "threshold": threshold.name, "metric": threshold.metric, "value": value, "clear": clear }),
-            ),
-        };
-        info!(threshold = %threshold.name, value, event_type, "metric threshold crossed");
-        let outbox = outbox.clone();
-        let subject = threshold.name.clone();
-        if let Err(err) =
-            blocking(move || outbox.append(event_type, &subject, &data, now_ms())).await
-        {
-            warn!(error = %err, "could not record a metric event");
-        }
-    }
 }
 
 #[cfg(test)]
