@@ -314,13 +314,13 @@ fn directory_drift(
 
 #[cfg(test)]
 mod tests {
-    use levee_common::pb;
     use levee_common::resource::{ProcessResource, RestartPolicy};
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
     use serde_json::Value;
 
     use super::*;
+    use crate::task::{Task, TaskState};
     use crate::testing::{Fixture, PATIENCE, events, fixture, wait_until};
 
     fn web() -> Vec<Resource> {
@@ -352,17 +352,17 @@ mod tests {
     }
 
     async fn deploy_resources(fixture: &Fixture, resources: &[Resource]) {
-        let task = pb::Task {
+        let task = Task {
             task_id: "t1".into(),
             term: 1,
             plan_id: "p1".into(),
             service: "web".into(),
-            resources: resources.iter().map(pb::Resource::from).collect(),
+            resources: Ok(resources.to_vec()),
             remove: false,
             run: None,
         };
         let update = fixture.applier.handle(task).await.unwrap().unwrap();
-        assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+        assert_eq!(update.state, TaskState::Succeeded, "{update:?}");
     }
 
     fn running_pid(fixture: &Fixture) -> u32 {

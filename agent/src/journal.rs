@@ -9,12 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use levee_common::pb;
 use levee_common::resource::{CommandResource, Resource};
-use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::store::{COMMANDS_RAN, DESIRED, JOURNAL, META, StoreError};
+use crate::task::TaskOutcome;
+use crate::wire::{decode_outcome, encode_outcome};
 
 const HIGHEST_TERM_KEY: &str = "highest_term";
 /// Marks a task started but not finished (a crash happened in between).
@@ -24,7 +24,7 @@ const STARTED: &[u8] = b"";
 #[derive(Debug, Clone, PartialEq)]
 pub enum JournalEntry {
     Started,
-    Finished(pb::TaskUpdate),
+    Finished(TaskOutcome),
 }
 
 /// How finishing a task changes a service's desired state.
@@ -88,10 +88,7 @@ impl Journal {
         if value.value() == STARTED {
             return Ok(Some(JournalEntry::Started));
         }
-        let update = pb::TaskUpdate::decode(value.value()).map_err(|err| {
-            StoreError::Corrupt(serde_json::Error::io(std::io::Error::other(err)))
-        })?;
-        Ok(Some(JournalEntry::Finished(update)))
+        Ok(Some(JournalEntry::Finished(decode_outcome(value.value())?)))
     }
 
     pub fn start(&self, task_id: &str) -> Result<(), StoreError> {
@@ -106,12 +103,12 @@ impl Journal {
     pub fn finish(
         &self,
         task_id: &str,
-        update: &pb::TaskUpdate,
+        outcome: &TaskOutcome,
         desired: DesiredChange,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(JOURNAL)?
-            .insert(task_id, update.encode_to_vec().as_slice())?;
+            .insert(task_id, encode_outcome(outcome).as_slice())?;
         match desired {
             DesiredChange::Keep => {}
             DesiredChange::Set(service, resources) => {
@@ -223,6 +220,18 @@ fn write_ran(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::TaskState;
+
+    fn outcome(task_id: &str, term: u64) -> TaskOutcome {
+        TaskOutcome {
+            task_id: task_id.into(),
+            term,
+            state: TaskState::Succeeded,
+            outcomes: Vec::new(),
+            error: String::new(),
+            finished_unix_ms: 0,
+        }
+    }
 
     #[test]
     fn terms_only_move_forward_and_tasks_are_remembered() {
@@ -236,12 +245,7 @@ mod tests {
         assert_eq!(journal.get("t1").unwrap(), None);
         journal.start("t1").unwrap();
         assert_eq!(journal.get("t1").unwrap(), Some(JournalEntry::Started));
-        let update = pb::TaskUpdate {
-            task_id: "t1".into(),
-            term: 3,
-            state: pb::TaskState::Succeeded as i32,
-            ..Default::default()
-        };
+        let update = outcome("t1", 3);
         journal
             .finish("t1", &update, DesiredChange::Set("clock".into(), vec![]))
             .unwrap();
@@ -274,7 +278,7 @@ mod tests {
             unless: None,
             timeout_ms: 1_000,
         };
-        let update = pb::TaskUpdate::default();
+        let update = outcome("", 0);
         assert_eq!(journal.ran_command("web", "setup").unwrap(), None);
         journal.record_ran("web", &command("setup")).unwrap();
         journal.record_ran("web", &command("seed")).unwrap();

@@ -6,6 +6,8 @@
 //! - [`journal`]: applied task ids, the highest term seen, desired state.
 //! - [`link`]: the session with the leading controller.
 //! - [`apply`]: converging resources, fenced by term, once per task id.
+//! - [`task`]: tasks and outcomes as the agent's own types; [`wire`] the
+//!   one conversion from and to `levee.v1`.
 //! - [`supervisor`]: workload processes and their exit events; [`logs`]
 //!   their rotated output, [`user`] who they run as.
 //! - [`health`]: health checks a (re)started workload must pass, through
@@ -39,10 +41,12 @@ pub mod probe;
 pub mod sources;
 pub mod store;
 pub mod supervisor;
+pub mod task;
 #[cfg(test)]
 mod testing;
 pub mod user;
 pub mod util;
+pub mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

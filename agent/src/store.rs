@@ -30,6 +30,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("agent store record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("agent store record is corrupt: {0}")]
+    Outcome(#[from] crate::wire::WireError),
 }
 
 macro_rules! impl_from_redb {

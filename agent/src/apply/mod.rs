@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use levee_common::agent_config::AgentConfig;
 use levee_common::ids::is_valid_name;
-use levee_common::pb;
 use levee_common::resource::{
     CommandResource, DirectoryResource, FileResource, ProcessResource, Resource,
 };
@@ -42,6 +41,7 @@ use crate::journal::{DesiredChange, Journal, JournalEntry};
 use crate::paths::Roots;
 use crate::store::StoreError;
 use crate::supervisor::{Supervisor, WorkloadSpec};
+use crate::task::{ResourceOutcome, Task, TaskOutcome, TaskState};
 use crate::util::blocking;
 
 use self::totals::TaskCounters;
@@ -169,7 +169,7 @@ impl Applier {
     /// and not reported, since the report could reach the real leader and
     /// end a task that is still valid there. A run task that arrives once
     /// [`Applier::stop_runs`] was called is `None` too: left for a resend.
-    pub async fn handle(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
+    pub async fn handle(&self, task: Task) -> Result<Option<TaskOutcome>, StoreError> {
         let span = info_span!("apply", task_id = %task.task_id, plan_id = %task.plan_id, service = %task.service, term = task.term, remove = task.remove, run = task.run.is_some());
         self.handle_inner(task).instrument(span).await
     }
@@ -180,7 +180,7 @@ impl Applier {
         self.runs_stop.cancel();
     }
 
-    async fn handle_inner(&self, task: pb::Task) -> Result<Option<pb::TaskUpdate>, StoreError> {
+    async fn handle_inner(&self, task: Task) -> Result<Option<TaskOutcome>, StoreError> {
         let journal = self.journal.clone();
         let term = task.term;
         if !blocking(move || journal.observe_term(term)).await? {
@@ -214,23 +214,17 @@ impl Applier {
                 .finish(&task, refused(&task, reason), DesiredChange::Keep)
                 .await;
         }
-        if task.remove && !task.resources.is_empty() {
+        if task.remove && task.lists_resources() {
             let reason = "a remove task must not list resources".to_owned();
             return self
                 .finish(&task, refused(&task, reason), DesiredChange::Keep)
                 .await;
         }
-        let resources = match task
-            .resources
-            .iter()
-            .cloned()
-            .map(Resource::try_from)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(resources) => resources,
-            Err(err) => {
+        let resources = match &task.resources {
+            Ok(resources) => resources.clone(),
+            Err(reason) => {
                 return self
-                    .finish(&task, refused(&task, err.to_string()), DesiredChange::Keep)
+                    .finish(&task, refused(&task, reason.clone()), DesiredChange::Keep)
                     .await;
             }
         };
@@ -239,13 +233,9 @@ impl Applier {
         let task_id = task.task_id.clone();
         blocking(move || journal.start(&task_id)).await?;
         let previous = self.stored(&held).await?;
-        let mut update = pb::TaskUpdate {
-            task_id: task.task_id.clone(),
-            term,
-            ..Default::default()
-        };
+        let mut outcomes = Vec::new();
         let result = if task.remove {
-            self.remove_service(&task.service, previous.as_deref(), &mut update.outcomes)
+            self.remove_service(&task.service, previous.as_deref(), &mut outcomes)
                 .await
         } else {
             self.apply_resources(
@@ -253,33 +243,36 @@ impl Applier {
                 &held,
                 previous.as_deref().unwrap_or_default(),
                 &resources,
-                &mut update.outcomes,
+                &mut outcomes,
             )
             .await
         };
-        match result {
+        let (state, error) = match result {
             Ok(()) => {
-                update.state = pb::TaskState::Succeeded as i32;
                 info!(
-                    changed = update
-                        .outcomes
-                        .iter()
-                        .filter(|outcome| outcome.changed)
-                        .count(),
+                    changed = outcomes.iter().filter(|outcome| outcome.changed).count(),
                     "task applied"
                 );
+                (TaskState::Succeeded, String::new())
             }
             Err(err) => {
-                update.state = match err {
-                    ApplyError::Refused { .. } => pb::TaskState::Refused,
-                    ApplyError::Failed { .. } => pb::TaskState::Failed,
-                } as i32;
-                update.error = err.to_string();
                 warn!(error = %err, "task did not apply");
+                let state = match err {
+                    ApplyError::Refused { .. } => TaskState::Refused,
+                    ApplyError::Failed { .. } => TaskState::Failed,
+                };
+                (state, err.to_string())
             }
-        }
-        update.finished_unix_ms = now_ms();
-        let change = match (update.state == pb::TaskState::Refused as i32, task.remove) {
+        };
+        let update = TaskOutcome {
+            task_id: task.task_id.clone(),
+            term,
+            state,
+            outcomes,
+            error,
+            finished_unix_ms: now_ms(),
+        };
+        let change = match (update.state == TaskState::Refused, task.remove) {
             // Refused before anything was touched: nothing changed.
             (true, _) => DesiredChange::Keep,
             // Its processes were stopped first: even if a file could not be
@@ -304,7 +297,7 @@ impl Applier {
         held: &ConvergeLock,
         previous: &[Resource],
         resources: &[Resource],
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) -> Result<(), ApplyError> {
         let service = held.service();
         self.check_paths(service, resources).await?;
@@ -347,10 +340,10 @@ impl Applier {
 
     async fn finish(
         &self,
-        task: &pb::Task,
-        update: pb::TaskUpdate,
+        task: &Task,
+        update: TaskOutcome,
         change: DesiredChange,
-    ) -> Result<Option<pb::TaskUpdate>, StoreError> {
+    ) -> Result<Option<TaskOutcome>, StoreError> {
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         let recorded = update.clone();
@@ -418,7 +411,7 @@ impl Applier {
         held: &ConvergeLock,
         resources: &[Resource],
         pass: Pass,
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) -> Result<(), ApplyError> {
         self.check_paths(held.service(), resources).await?;
         self.converge(held.service(), resources, pass, outcomes)
@@ -445,7 +438,7 @@ impl Applier {
         service: &str,
         resources: &[Resource],
         pass: Pass,
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) -> Result<(), ApplyError> {
         let service_dir = self.service_dir(service);
         // A workload reads its files when it starts: when any of them
@@ -468,7 +461,7 @@ impl Applier {
             }
             .map_err(|failure| failure.of(&key))?;
             prepared_changed |= changed;
-            outcomes.push(pb::ResourceOutcome {
+            outcomes.push(ResourceOutcome {
                 resource: key,
                 changed,
                 detail,
@@ -657,14 +650,14 @@ impl Failure {
     }
 }
 
-fn refused(task: &pb::Task, reason: String) -> pb::TaskUpdate {
-    pb::TaskUpdate {
+fn refused(task: &Task, reason: String) -> TaskOutcome {
+    TaskOutcome {
         task_id: task.task_id.clone(),
         term: task.term,
-        state: pb::TaskState::Refused as i32,
+        state: TaskState::Refused,
+        outcomes: Vec::new(),
         error: reason,
         finished_unix_ms: now_ms(),
-        ..Default::default()
     }
 }
 

@@ -6,11 +6,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use levee_common::pb;
 use levee_common::resource::Resource;
 use tracing::{info, warn};
 
 use super::{Applier, ApplyError};
+use crate::task::ResourceOutcome;
 use crate::util::blocking;
 
 impl Applier {
@@ -23,7 +23,7 @@ impl Applier {
         &self,
         service: &str,
         stored: Option<&[Resource]>,
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) -> Result<(), ApplyError> {
         let Some(stored) = stored else {
             info!("service unknown on this host; nothing to remove");
@@ -43,7 +43,7 @@ impl Applier {
                     Ok(removed) => outcomes.push(outcome(resource, removed, "already absent")),
                     Err(reason) => {
                         warn!(path = %file.path, %reason, "could not delete a file of a removed service");
-                        outcomes.push(pb::ResourceOutcome {
+                        outcomes.push(ResourceOutcome {
                             resource: resource.key(),
                             changed: false,
                             detail: format!("not removed: {reason}"),
@@ -71,7 +71,7 @@ impl Applier {
         &self,
         previous: &[Resource],
         current: &[Resource],
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) {
         let kept: HashSet<&str> = current
             .iter()
@@ -100,7 +100,7 @@ impl Applier {
         service: &str,
         previous: &[Resource],
         current: &[Resource],
-        outcomes: &mut Vec<pb::ResourceOutcome>,
+        outcomes: &mut Vec<ResourceOutcome>,
     ) {
         let service_dir = self.service_dir(service);
         let resolve = |path: &str| self.roots.resolve(&service_dir, path).ok();
@@ -127,7 +127,7 @@ impl Applier {
                 }
                 Err(reason) => {
                     warn!(path = %file.path, %reason, "could not prune a file no longer specified");
-                    outcomes.push(pb::ResourceOutcome {
+                    outcomes.push(ResourceOutcome {
                         resource: resource.key(),
                         changed: false,
                         detail: format!("no longer specified, but not removed: {reason}"),
@@ -139,8 +139,8 @@ impl Applier {
 }
 
 /// `removed` when `changed`, else `unchanged_detail`.
-fn outcome(resource: &Resource, changed: bool, unchanged_detail: &str) -> pb::ResourceOutcome {
-    pb::ResourceOutcome {
+fn outcome(resource: &Resource, changed: bool, unchanged_detail: &str) -> ResourceOutcome {
+    ResourceOutcome {
         resource: resource.key(),
         changed,
         detail: if changed {

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use levee_common::ids::is_valid_name;
-use levee_common::pb;
 use levee_common::resource::DEFAULT_COMMAND_TIMEOUT_MS;
 use tracing::{info, warn};
 
@@ -22,6 +21,7 @@ use crate::clock::now_ms;
 use crate::exec::{self, Exec, ExecError, Finished, tail_text};
 use crate::journal::{DesiredChange, JournalEntry};
 use crate::store::StoreError;
+use crate::task::{ResourceOutcome, RunCommand, Task, TaskOutcome, TaskState};
 use crate::util::blocking;
 
 /// What a run task's `service` starts with, before the rule's name.
@@ -43,7 +43,7 @@ pub enum RunRefusal {
 }
 
 /// The rule a run task is for, or why it is refused.
-fn rule_of<'a>(task: &'a pb::Task, run: &pb::RunCommand) -> Result<&'a str, RunRefusal> {
+fn rule_of<'a>(task: &'a Task, run: &RunCommand) -> Result<&'a str, RunRefusal> {
     // The name becomes a directory under `runs/`.
     let rule = task
         .service
@@ -53,7 +53,7 @@ fn rule_of<'a>(task: &'a pb::Task, run: &pb::RunCommand) -> Result<&'a str, RunR
     if task.remove {
         return Err(RunRefusal::WithRemove);
     }
-    if !task.resources.is_empty() {
+    if task.lists_resources() {
         return Err(RunRefusal::WithResources);
     }
     if run.argv.is_empty() {
@@ -81,9 +81,9 @@ impl Applier {
     /// Handles a task whose `run` is set (see the module's doc).
     pub(super) async fn handle_run(
         &self,
-        task: &pb::Task,
-        run: &pb::RunCommand,
-    ) -> Result<Option<pb::TaskUpdate>, StoreError> {
+        task: &Task,
+        run: &RunCommand,
+    ) -> Result<Option<TaskOutcome>, StoreError> {
         if let Some(JournalEntry::Finished(update)) = self.journal_entry(task).await? {
             info!("run task already handled; reporting the recorded outcome again");
             return Ok(Some(update));
@@ -122,24 +122,20 @@ impl Applier {
         self.finish(task, update, DesiredChange::Keep).await
     }
 
-    async fn journal_entry(&self, task: &pb::Task) -> Result<Option<JournalEntry>, StoreError> {
+    async fn journal_entry(&self, task: &Task) -> Result<Option<JournalEntry>, StoreError> {
         let journal = self.journal.clone();
         let task_id = task.task_id.clone();
         blocking(move || journal.get(&task_id)).await
     }
 
     /// Runs `run` for `rule` until it ends, times out or the agent stops.
-    async fn run_command(&self, task_id: &str, rule: &str, run: &pb::RunCommand) -> Ran {
+    async fn run_command(&self, task_id: &str, rule: &str, run: &RunCommand) -> Ran {
         let working_dir = self.runs_dir.join(rule);
         let dir = working_dir.clone();
         if let Err(err) = blocking(move || std::fs::create_dir_all(&dir)).await {
             return Ran::NoWorkingDir(err);
         }
-        let mut env: BTreeMap<String, String> = run
-            .env
-            .iter()
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
+        let mut env: BTreeMap<String, String> = run.env.clone();
         // Inserted last, so the task's own env cannot override them.
         env.insert("LEVEE_TASK_ID".into(), task_id.to_owned());
         env.insert("LEVEE_RULE".into(), rule.to_owned());
@@ -165,13 +161,13 @@ impl Applier {
 }
 
 /// The outcome's resource: `run:<argv[0]>`.
-fn resource_key(run: &pb::RunCommand) -> String {
+fn resource_key(run: &RunCommand) -> String {
     format!("run:{}", run.argv.first().map_or("", String::as_str))
 }
 
 /// The update for a run that got past the refusals: one outcome, and the
 /// error when it did not exit 0.
-fn update_for(task: &pb::Task, resource: &str, ran: Ran) -> pb::TaskUpdate {
+fn update_for(task: &Task, resource: &str, ran: Ran) -> TaskOutcome {
     let (changed, detail, error) = match ran {
         Ran::Exited(finished) => {
             let stdout = finished.stdout_text();
@@ -225,15 +221,15 @@ fn update_for(task: &pb::Task, resource: &str, ran: Ran) -> pb::TaskUpdate {
         None => info!(%resource, %detail, "run task succeeded"),
         Some(error) => warn!(%resource, %error, "run task failed"),
     }
-    pb::TaskUpdate {
+    TaskOutcome {
         task_id: task.task_id.clone(),
         term: task.term,
         state: if error.is_none() {
-            pb::TaskState::Succeeded
+            TaskState::Succeeded
         } else {
-            pb::TaskState::Failed
-        } as i32,
-        outcomes: vec![pb::ResourceOutcome {
+            TaskState::Failed
+        },
+        outcomes: vec![ResourceOutcome {
             resource: resource.to_owned(),
             changed,
             detail,

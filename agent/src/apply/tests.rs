@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use levee_common::pb;
 use levee_common::resource::{
     CommandResource, DirectoryResource, FileResource, HealthCheck, Probe, ProcessResource,
     RestartPolicy,
@@ -9,12 +10,14 @@ use super::*;
 use crate::supervisor::WorkloadState;
 use crate::testing::{Fixture, fixture, process_alive, wait_until};
 
-fn task(task_id: &str, term: u64, resources: &[Resource]) -> pb::Task {
+fn task(task_id: &str, term: u64, resources: &[Resource]) -> Task {
     task_for("web", task_id, term, resources)
 }
 
-fn task_for(service: &str, task_id: &str, term: u64, resources: &[Resource]) -> pb::Task {
-    pb::Task {
+/// A task as the link hands it over: through the wire conversion, which
+/// checks each resource (a process name that would escape, say).
+fn task_for(service: &str, task_id: &str, term: u64, resources: &[Resource]) -> Task {
+    Task::from(pb::Task {
         task_id: task_id.into(),
         term,
         plan_id: "p1.0".into(),
@@ -22,7 +25,7 @@ fn task_for(service: &str, task_id: &str, term: u64, resources: &[Resource]) -> 
         resources: resources.iter().map(pb::Resource::from).collect(),
         remove: false,
         run: None,
-    }
+    })
 }
 
 /// `service`'s stored desired state.
@@ -38,8 +41,8 @@ fn running_pid(fixture: &Fixture, name: &str) -> u32 {
     }
 }
 
-fn remove_task(task_id: &str, term: u64) -> pb::Task {
-    pb::Task {
+fn remove_task(task_id: &str, term: u64) -> Task {
+    Task {
         remove: true,
         ..task(task_id, term, &[])
     }
@@ -66,7 +69,7 @@ fn file(path: &str, content: &str) -> Resource {
     })
 }
 
-async fn apply(fixture: &Fixture, task: pb::Task) -> pb::TaskUpdate {
+async fn apply(fixture: &Fixture, task: Task) -> TaskOutcome {
     fixture
         .applier
         .handle(task)
@@ -75,7 +78,7 @@ async fn apply(fixture: &Fixture, task: pb::Task) -> pb::TaskUpdate {
         .expect("reported")
 }
 
-fn outcome<'a>(update: &'a pb::TaskUpdate, resource: &str) -> &'a pb::ResourceOutcome {
+fn outcome<'a>(update: &'a TaskOutcome, resource: &str) -> &'a ResourceOutcome {
     update
         .outcomes
         .iter()
@@ -119,7 +122,7 @@ async fn a_task_id_is_applied_once_and_its_outcome_replayed() {
         .await
         .unwrap()
         .expect("reported");
-    assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+    assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
     assert!(first.outcomes.iter().all(|outcome| outcome.changed));
     wait_for_starts(&service_dir, 1).await;
     let pid = running_pid(&fixture, "web");
@@ -139,7 +142,7 @@ async fn a_task_id_is_applied_once_and_its_outcome_replayed() {
         .await
         .unwrap()
         .expect("reported");
-    assert_eq!(next.state, pb::TaskState::Succeeded as i32);
+    assert_eq!(next.state, TaskState::Succeeded);
     assert!(
         next.outcomes.iter().all(|outcome| !outcome.changed),
         "{next:?}"
@@ -198,7 +201,7 @@ async fn a_path_outside_the_allowed_roots_is_refused_with_the_reason() {
         .await
         .unwrap()
         .expect("reported");
-    assert_eq!(update.state, pb::TaskState::Refused as i32);
+    assert_eq!(update.state, TaskState::Refused);
     assert!(
         update.error.contains("outside the allowed roots"),
         "{}",
@@ -252,7 +255,7 @@ async fn directories_and_guarded_commands_converge_once() {
         }),
     ];
     let first = apply(&fixture, task("t1", 1, &resources)).await;
-    assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+    assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
     assert_eq!(
         outcome(&first, "directory:data/cache").detail,
         "created with mode 750"
@@ -261,7 +264,7 @@ async fn directories_and_guarded_commands_converge_once() {
     assert!(service_dir.join("data/initialized").exists());
 
     let second = apply(&fixture, task("t2", 1, &resources)).await;
-    assert_eq!(second.state, pb::TaskState::Succeeded as i32, "{second:?}");
+    assert_eq!(second.state, TaskState::Succeeded, "{second:?}");
     assert!(
         second.outcomes.iter().all(|outcome| !outcome.changed),
         "{second:?}"
@@ -281,7 +284,7 @@ async fn a_directory_outside_the_roots_is_refused_and_a_failing_command_fails() 
         mode: 0o755,
     });
     let update = apply(&fixture, task("t1", 1, &[outside])).await;
-    assert_eq!(update.state, pb::TaskState::Refused as i32);
+    assert_eq!(update.state, TaskState::Refused);
     assert!(
         update.error.contains("outside the allowed roots"),
         "{}",
@@ -307,7 +310,7 @@ async fn a_directory_outside_the_roots_is_refused_and_a_failing_command_fails() 
         "a refused task leaves no desired state"
     );
     let update = apply(&fixture, task("t2", 1, std::slice::from_ref(&failing))).await;
-    assert_eq!(update.state, pb::TaskState::Failed as i32);
+    assert_eq!(update.state, TaskState::Failed);
     assert_eq!(
         update.error,
         "command:migrate: failed with exit code 2; stderr: no database"
@@ -333,21 +336,13 @@ async fn a_remove_task_stops_the_workload_and_deletes_its_files_but_not_director
         starter(),
     ];
     let applied = apply(&fixture, task("t1", 1, &resources)).await;
-    assert_eq!(
-        applied.state,
-        pb::TaskState::Succeeded as i32,
-        "{applied:?}"
-    );
+    assert_eq!(applied.state, TaskState::Succeeded, "{applied:?}");
     let WorkloadState::Running { pid } = fixture.supervisor.state("web") else {
         panic!("the workload is not running");
     };
 
     let removed = apply(&fixture, remove_task("t2", 1)).await;
-    assert_eq!(
-        removed.state,
-        pb::TaskState::Succeeded as i32,
-        "{removed:?}"
-    );
+    assert_eq!(removed.state, TaskState::Succeeded, "{removed:?}");
     for resource in ["process:web", "file:data/app.conf", "file:banner.txt"] {
         let outcome = outcome(&removed, resource);
         assert!(outcome.changed, "{outcome:?}");
@@ -365,7 +360,7 @@ async fn a_remove_task_stops_the_workload_and_deletes_its_files_but_not_director
 
     // Removing what is not here succeeds with nothing to do.
     let again = apply(&fixture, remove_task("t3", 1)).await;
-    assert_eq!(again.state, pb::TaskState::Succeeded as i32, "{again:?}");
+    assert_eq!(again.state, TaskState::Succeeded, "{again:?}");
     assert!(again.outcomes.is_empty());
 }
 
@@ -380,10 +375,10 @@ async fn files_and_processes_dropped_from_the_spec_are_pruned() {
         task("t1", 1, &[file("a.txt", "a"), file("b.txt", "b"), old]),
     )
     .await;
-    assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+    assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
 
     let second = apply(&fixture, task("t2", 1, &[file("./a.txt", "a"), new])).await;
-    assert_eq!(second.state, pb::TaskState::Succeeded as i32, "{second:?}");
+    assert_eq!(second.state, TaskState::Succeeded, "{second:?}");
     assert_eq!(outcome(&second, "file:b.txt").detail, "removed");
     assert_eq!(outcome(&second, "process:old").detail, "removed");
     assert!(!outcome(&second, "file:./a.txt").changed);
@@ -426,7 +421,7 @@ async fn a_task_succeeds_once_its_workload_is_healthy_and_does_not_wait_again() 
         20_000,
     );
     let update = apply(&fixture, task("t1", 1, std::slice::from_ref(&web))).await;
-    assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Succeeded, "{update:?}");
     assert!(
         service_dir.join("ready").exists(),
         "the task waited for the probe to pass"
@@ -440,7 +435,7 @@ async fn a_task_succeeds_once_its_workload_is_healthy_and_does_not_wait_again() 
     // Known healthy and unchanged: no new wait, which would now fail.
     std::fs::remove_file(service_dir.join("ready")).unwrap();
     let again = apply(&fixture, task("t2", 1, std::slice::from_ref(&web))).await;
-    assert_eq!(again.state, pb::TaskState::Succeeded as i32, "{again:?}");
+    assert_eq!(again.state, TaskState::Succeeded, "{again:?}");
     let process = outcome(&again, "process:web");
     assert!(!process.changed);
     assert!(!process.detail.contains("healthy"), "{process:?}");
@@ -452,7 +447,7 @@ async fn a_workload_that_never_gets_healthy_or_exits_fails_its_task() {
     let fixture = fixture();
     let never = checked("exec sleep 600", &["/bin/test", "-f", "never"], 300);
     let update = apply(&fixture, task("t1", 1, std::slice::from_ref(&never))).await;
-    assert_eq!(update.state, pb::TaskState::Failed as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Failed, "{update:?}");
     assert!(
         update.error.starts_with(
             "process:web: not healthy: command probe [\"/bin/test\", \"-f\", \"never\"]: not healthy within 300 ms"
@@ -473,7 +468,7 @@ async fn a_workload_that_never_gets_healthy_or_exits_fails_its_task() {
 
     let dying = checked("exit 1", &["/bin/test", "-f", "never"], 20_000);
     let update = apply(&fixture, task("t2", 1, &[dying])).await;
-    assert_eq!(update.state, pb::TaskState::Failed as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Failed, "{update:?}");
     assert!(
         update
             .error
@@ -493,7 +488,7 @@ async fn a_changed_file_restarts_the_workload_and_an_unchanged_one_does_not() {
         task("t1.0.0", 1, &[file("app.conf", "v1"), starter()]),
     )
     .await;
-    assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Succeeded, "{update:?}");
     wait_for_starts(&service_dir, 1).await;
 
     let same = apply(
@@ -548,16 +543,12 @@ async fn a_failed_task_stores_its_resources_so_a_remove_finds_what_it_started() 
         command("migrate", "exit 2"),
     ];
     let failed = apply(&fixture, task("t1", 1, &resources)).await;
-    assert_eq!(failed.state, pb::TaskState::Failed as i32, "{failed:?}");
+    assert_eq!(failed.state, TaskState::Failed, "{failed:?}");
     let pid = running_pid(&fixture, "web");
     assert_eq!(stored(&fixture, "web").await, Some(resources.to_vec()));
 
     let removed = apply(&fixture, remove_task("t2", 1)).await;
-    assert_eq!(
-        removed.state,
-        pb::TaskState::Succeeded as i32,
-        "{removed:?}"
-    );
+    assert_eq!(removed.state, TaskState::Succeeded, "{removed:?}");
     assert!(outcome(&removed, "process:web").changed, "{removed:?}");
     assert!(!process_alive(pid as i32), "the workload was stopped");
     assert!(!service_dir.join("app.conf").exists());
@@ -573,10 +564,10 @@ async fn a_failed_task_prunes_files_only_the_previous_state_listed() {
         task("t1", 1, &[file("old.txt", "old"), file("kept.txt", "k")]),
     )
     .await;
-    assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+    assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
     let resources = [file("kept.txt", "k"), command("migrate", "exit 2")];
     let failed = apply(&fixture, task("t2", 1, &resources)).await;
-    assert_eq!(failed.state, pb::TaskState::Failed as i32, "{failed:?}");
+    assert_eq!(failed.state, TaskState::Failed, "{failed:?}");
     assert!(
         !service_dir.join("old.txt").exists(),
         "the stored state no longer lists it: now or never"
@@ -591,18 +582,14 @@ async fn a_remove_that_cannot_delete_a_file_still_forgets_the_service() {
     let service_dir = fixture.config.service_dir("web");
     let resources = [file("a.txt", "a"), file("b.txt", "b"), starter()];
     let applied = apply(&fixture, task("t1", 1, &resources)).await;
-    assert_eq!(
-        applied.state,
-        pb::TaskState::Succeeded as i32,
-        "{applied:?}"
-    );
+    assert_eq!(applied.state, TaskState::Succeeded, "{applied:?}");
     let pid = running_pid(&fixture, "web");
     // A directory where the file was: unlink fails, even for root.
     std::fs::remove_file(service_dir.join("a.txt")).unwrap();
     std::fs::create_dir(service_dir.join("a.txt")).unwrap();
 
     let removed = apply(&fixture, remove_task("t2", 1)).await;
-    assert_eq!(removed.state, pb::TaskState::Failed as i32, "{removed:?}");
+    assert_eq!(removed.state, TaskState::Failed, "{removed:?}");
     assert!(
         removed.error.starts_with("file:a.txt: deleting"),
         "{}",
@@ -631,11 +618,7 @@ async fn a_refused_task_touches_nothing_not_even_to_prune() {
         Resource::Process(process("old", "exec sleep 600")),
     ];
     let applied = apply(&fixture, task("t1", 1, &before)).await;
-    assert_eq!(
-        applied.state,
-        pb::TaskState::Succeeded as i32,
-        "{applied:?}"
-    );
+    assert_eq!(applied.state, TaskState::Succeeded, "{applied:?}");
     let old = running_pid(&fixture, "old");
     let outside = fixture.config.data_dir.join("elsewhere");
     std::fs::create_dir(&outside).unwrap();
@@ -673,7 +656,7 @@ async fn a_refused_task_touches_nothing_not_even_to_prune() {
             last,
         ];
         let refused = apply(&fixture, task(task_id, 1, &resources)).await;
-        assert_eq!(refused.state, pb::TaskState::Refused as i32, "{refused:?}");
+        assert_eq!(refused.state, TaskState::Refused, "{refused:?}");
         assert!(
             refused.error.contains("outside the allowed roots"),
             "{}",
@@ -710,7 +693,7 @@ async fn a_refused_task_touches_nothing_not_even_to_prune() {
         ),
     )
     .await;
-    assert_eq!(refused.state, pb::TaskState::Refused as i32, "{refused:?}");
+    assert_eq!(refused.state, TaskState::Refused, "{refused:?}");
     assert!(!fixture.config.service_dir("fresh").exists());
     fixture.supervisor.stop_all().await;
 }
@@ -724,7 +707,7 @@ async fn names_that_would_escape_as_paths_are_refused() {
         task_for("../evil", "t1", 1, &[file("a.txt", "a")]),
     )
     .await;
-    assert_eq!(update.state, pb::TaskState::Refused as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Refused, "{update:?}");
     assert!(
         update.error.starts_with("service name \"../evil\" must be"),
         "{}",
@@ -734,7 +717,7 @@ async fn names_that_would_escape_as_paths_are_refused() {
 
     let escaping = Resource::Process(process("../../evil", "exec sleep 600"));
     let update = apply(&fixture, task("t2", 1, &[escaping])).await;
-    assert_eq!(update.state, pb::TaskState::Refused as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Refused, "{update:?}");
     assert!(update.error.contains("\"../../evil\""), "{}", update.error);
     assert!(!data_dir.join("evil").exists());
     assert_eq!(
@@ -788,12 +771,12 @@ async fn a_command_without_guards_that_failed_runs_again_until_it_succeeds() {
     let flaky = command("migrate", "echo try >> tries; test -f ok");
     for (task_id, expected) in [("t1", 1), ("t2", 2)] {
         let update = apply(&fixture, task(task_id, 1, std::slice::from_ref(&flaky))).await;
-        assert_eq!(update.state, pb::TaskState::Failed as i32, "{update:?}");
+        assert_eq!(update.state, TaskState::Failed, "{update:?}");
         assert_eq!(lines(&tries), expected, "a failed command is retried");
     }
     std::fs::write(service_dir.join("ok"), "").unwrap();
     let update = apply(&fixture, task("t3", 1, std::slice::from_ref(&flaky))).await;
-    assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Succeeded, "{update:?}");
     let update = apply(&fixture, task("t4", 1, std::slice::from_ref(&flaky))).await;
     assert!(!outcome(&update, "command:migrate").changed, "{update:?}");
     assert_eq!(lines(&tries), 3);
@@ -819,10 +802,10 @@ async fn services_do_not_wait_on_each_other_but_one_service_is_serialised() {
     )
     .await
     .expect("another service's task is not held up");
-    assert_eq!(other.state, pb::TaskState::Succeeded as i32, "{other:?}");
+    assert_eq!(other.state, TaskState::Succeeded, "{other:?}");
     assert!(!web.is_finished(), "the same service's task waits");
     assert!(!fixture.config.service_dir("web").join("a.txt").exists());
     drop(held);
     let web = web.await.unwrap().expect("reported");
-    assert_eq!(web.state, pb::TaskState::Succeeded as i32, "{web:?}");
+    assert_eq!(web.state, TaskState::Succeeded, "{web:?}");
 }

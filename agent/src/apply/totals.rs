@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use levee_common::pb;
+use crate::task::TaskState;
 
 /// The running counts, shared by every clone of the applier.
 #[derive(Debug, Default)]
@@ -23,13 +23,11 @@ pub struct TaskTotals {
 
 impl TaskCounters {
     /// Counts one task whose outcome was just recorded, by its state.
-    pub(super) fn record(&self, state: i32) {
-        let counter = match pb::TaskState::try_from(state) {
-            Ok(pb::TaskState::Succeeded) => &self.succeeded,
-            Ok(pb::TaskState::Refused) => &self.refused,
-            // Every finished outcome is one of the three; anything else
-            // would be a bug, and counts as not succeeded.
-            _ => &self.failed,
+    pub(super) fn record(&self, state: TaskState) {
+        let counter = match state {
+            TaskState::Succeeded => &self.succeeded,
+            TaskState::Failed => &self.failed,
+            TaskState::Refused => &self.refused,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -51,12 +49,12 @@ mod tests {
     fn each_outcome_has_its_own_count() {
         let counters = TaskCounters::default();
         for state in [
-            pb::TaskState::Succeeded,
-            pb::TaskState::Succeeded,
-            pb::TaskState::Failed,
-            pb::TaskState::Refused,
+            TaskState::Succeeded,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Refused,
         ] {
-            counters.record(state as i32);
+            counters.record(state);
         }
         assert_eq!(
             counters.totals(),

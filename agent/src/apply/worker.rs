@@ -6,7 +6,6 @@
 //! and must not hold up the services' tasks meanwhile; it still records and
 //! reports its outcome once (see [`super::run`]).
 
-use levee_common::pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -14,6 +13,7 @@ use tracing::{Instrument, warn};
 
 use super::Applier;
 use crate::store::StoreError;
+use crate::task::{Task, TaskOutcome};
 
 /// Applies `tasks` until `stop` is cancelled or the link goes away. A task
 /// being applied then finishes; commands still running are killed and
@@ -21,8 +21,8 @@ use crate::store::StoreError;
 /// again.
 pub async fn apply_tasks(
     applier: Applier,
-    mut tasks: mpsc::UnboundedReceiver<pb::Task>,
-    updates: mpsc::Sender<pb::TaskUpdate>,
+    mut tasks: mpsc::UnboundedReceiver<Task>,
+    updates: mpsc::Sender<TaskOutcome>,
     stop: CancellationToken,
 ) {
     let mut runs = JoinSet::new();
@@ -62,8 +62,8 @@ struct LinkGone;
 
 /// Sends a task's update, if it has one.
 async fn report(
-    handled: Result<Option<pb::TaskUpdate>, StoreError>,
-    updates: &mpsc::Sender<pb::TaskUpdate>,
+    handled: Result<Option<TaskOutcome>, StoreError>,
+    updates: &mpsc::Sender<TaskOutcome>,
 ) -> Result<(), LinkGone> {
     match handled {
         Ok(Some(update)) => updates.send(update).await.map_err(|_| LinkGone),
@@ -86,44 +86,47 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use levee_common::resource::{FileResource, Resource};
+
     use super::*;
+    use crate::task::{RunCommand, TaskState};
     use crate::testing::{Fixture, PATIENCE, fixture, process_alive, wait_until};
 
-    fn run_task(task_id: &str, rule: &str, script: &str) -> pb::Task {
-        pb::Task {
+    fn run_task(task_id: &str, rule: &str, script: &str) -> Task {
+        Task {
             task_id: task_id.into(),
             term: 1,
             plan_id: "p1.0".into(),
             service: format!("rule/{rule}"),
-            run: Some(pb::RunCommand {
+            resources: Ok(Vec::new()),
+            remove: false,
+            run: Some(RunCommand {
                 argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
                 env: Default::default(),
                 timeout_ms: 600_000,
             }),
-            ..Default::default()
         }
     }
 
-    fn file_task(task_id: &str) -> pb::Task {
-        pb::Task {
+    fn file_task(task_id: &str) -> Task {
+        Task {
             task_id: task_id.into(),
             term: 1,
             plan_id: "p1.0".into(),
             service: "web".into(),
-            resources: vec![pb::Resource::from(&levee_common::resource::Resource::File(
-                levee_common::resource::FileResource {
-                    path: "a.txt".into(),
-                    content: "a".into(),
-                    mode: 0o644,
-                },
-            ))],
-            ..Default::default()
+            resources: Ok(vec![Resource::File(FileResource {
+                path: "a.txt".into(),
+                content: "a".into(),
+                mode: 0o644,
+            })]),
+            remove: false,
+            run: None,
         }
     }
 
     struct Worker {
-        tasks: mpsc::UnboundedSender<pb::Task>,
-        updates: mpsc::Receiver<pb::TaskUpdate>,
+        tasks: mpsc::UnboundedSender<Task>,
+        updates: mpsc::Receiver<TaskOutcome>,
         stop: CancellationToken,
         handle: tokio::task::JoinHandle<()>,
     }
@@ -146,7 +149,7 @@ mod tests {
         }
     }
 
-    async fn next_update(worker: &mut Worker) -> pb::TaskUpdate {
+    async fn next_update(worker: &mut Worker) -> TaskOutcome {
         tokio::time::timeout(PATIENCE, worker.updates.recv())
             .await
             .expect("an update in time")
@@ -181,7 +184,7 @@ mod tests {
         worker.tasks.send(file_task("t2")).unwrap();
         let web = next_update(&mut worker).await;
         assert_eq!(web.task_id, "t2", "the service's task came first");
-        assert_eq!(web.state, pb::TaskState::Succeeded as i32, "{web:?}");
+        assert_eq!(web.state, TaskState::Succeeded, "{web:?}");
         let pid = pid_in(&pid_file).unwrap();
         assert!(process_alive(pid), "the command still runs");
 
@@ -194,7 +197,7 @@ mod tests {
         wait_until("the stopped command to die", || !process_alive(pid)).await;
         let stopped = worker.updates.recv().await.expect("reported");
         assert_eq!(stopped.task_id, "t1");
-        assert_eq!(stopped.state, pb::TaskState::Failed as i32, "{stopped:?}");
+        assert_eq!(stopped.state, TaskState::Failed, "{stopped:?}");
         assert!(
             stopped.error.contains("the agent stopped while it ran"),
             "{}",
@@ -236,7 +239,7 @@ mod tests {
         std::fs::write(dir.join("go"), "").unwrap();
         let first = next_update(&mut worker).await;
         let second = next_update(&mut worker).await;
-        assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+        assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
         assert_eq!(first, second, "the resend gets the recorded outcome");
         assert_eq!(lines(), 1, "the command ran once");
         worker.stop.cancel();

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use levee_common::agent_config::AgentConfig;
-use levee_common::pb;
 use levee_common::tls::TlsMaterial;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +21,7 @@ use self::backoff::Backoff;
 use self::session::{SessionEnd, SessionError};
 use crate::journal::Journal;
 use crate::outbox::Outbox;
+use crate::task::{Task, TaskOutcome};
 
 pub struct Link {
     pub config: AgentConfig,
@@ -30,9 +30,9 @@ pub struct Link {
     pub outbox: Outbox,
     pub journal: Journal,
     /// Tasks received, toward the applier.
-    pub tasks: mpsc::UnboundedSender<pb::Task>,
-    /// Updates from the applier, toward the controller.
-    pub updates: mpsc::Receiver<pb::TaskUpdate>,
+    pub tasks: mpsc::UnboundedSender<Task>,
+    /// Outcomes from the applier, toward the controller.
+    pub updates: mpsc::Receiver<TaskOutcome>,
     /// Set while a session with the leader is open (welcomed), for
     /// `/metrics`.
     pub connected: Arc<AtomicBool>,

@@ -16,6 +16,7 @@ use tracing::{debug, info};
 
 use super::Link;
 use crate::store::StoreError;
+use crate::task::Task;
 use crate::util::blocking;
 
 /// A controller that sends nothing for this many heartbeat intervals is
@@ -143,7 +144,7 @@ impl Session<'_> {
                 _ = outbox.appended(), if self.in_flight.len() < MAX_BATCHES_IN_FLIGHT => {}
                 Some(update) = self.link.updates.recv() => {
                     debug!(task_id = %update.task_id, "reporting task outcome");
-                    send(&self.outbound, agent_message::Body::TaskUpdate(update)).await?;
+                    send(&self.outbound, agent_message::Body::TaskUpdate(update.into())).await?;
                 }
                 _ = ticker.tick() => self.on_tick().await?,
             }
@@ -191,7 +192,7 @@ impl Session<'_> {
                 debug!(task_id = %task.task_id, term = task.term, "task received");
                 self.link
                     .tasks
-                    .send(task)
+                    .send(Task::from(task))
                     .map_err(|_| SessionError::Protocol("the applier stopped".into()))?;
             }
             Some(controller_message::Body::Heartbeat(_)) => {}

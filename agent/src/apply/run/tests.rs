@@ -5,13 +5,13 @@ use levee_common::resource::{FileResource, Resource};
 use super::*;
 use crate::testing::{Fixture, fixture};
 
-fn run_task(task_id: &str, term: u64, service: &str, argv: &[&str]) -> pb::Task {
-    pb::Task {
+fn run_task(task_id: &str, term: u64, service: &str, argv: &[&str]) -> Task {
+    Task {
         task_id: task_id.into(),
         term,
         plan_id: "p1.0".into(),
         service: service.into(),
-        run: Some(pb::RunCommand {
+        run: Some(RunCommand {
             argv: argv.iter().map(|word| word.to_string()).collect(),
             env: Default::default(),
             timeout_ms: 30_000,
@@ -22,7 +22,7 @@ fn run_task(task_id: &str, term: u64, service: &str, argv: &[&str]) -> pb::Task 
 
 /// A run task whose command appends one line to `log` (outside the data
 /// directory), naming the task, the rule, `$GREETING` and where it ran.
-fn appending(task_id: &str, term: u64, service: &str, log: &Path) -> pb::Task {
+fn appending(task_id: &str, term: u64, service: &str, log: &Path) -> Task {
     let mut task = run_task(
         task_id,
         term,
@@ -47,7 +47,7 @@ fn lines(log: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn handle(fixture: &Fixture, task: pb::Task) -> pb::TaskUpdate {
+async fn handle(fixture: &Fixture, task: Task) -> TaskOutcome {
     fixture
         .applier
         .handle(task)
@@ -67,11 +67,11 @@ async fn a_run_task_runs_once_per_task_id_in_its_rules_directory() {
     let log = temp.path().join("runs.log");
 
     let first = handle(&fixture, appending("t1", 1, "rule/restart-web", &log)).await;
-    assert_eq!(first.state, pb::TaskState::Succeeded as i32, "{first:?}");
+    assert_eq!(first.state, TaskState::Succeeded, "{first:?}");
     assert_eq!(first.error, "");
     assert_eq!(
         first.outcomes,
-        [pb::ResourceOutcome {
+        [ResourceOutcome {
             resource: "run:/bin/sh".into(),
             changed: true,
             detail: "exit code 0; stdout tail: done".into(),
@@ -90,7 +90,7 @@ async fn a_run_task_runs_once_per_task_id_in_its_rules_directory() {
 
     // Another task of the same rule is another run.
     let next = handle(&fixture, appending("t2", 2, "rule/restart-web", &log)).await;
-    assert_eq!(next.state, pb::TaskState::Succeeded as i32, "{next:?}");
+    assert_eq!(next.state, TaskState::Succeeded, "{next:?}");
     assert_eq!(lines(&log).len(), 2);
     assert!(lines(&log)[1].starts_with("t2 restart-web "));
 
@@ -109,14 +109,14 @@ async fn a_failing_run_task_reports_its_exit_code_and_stderr_tail() {
         run_task("t1", 1, "rule/restart-web", &["/bin/sh", "-c", script]),
     )
     .await;
-    assert_eq!(failed.state, pb::TaskState::Failed as i32, "{failed:?}");
+    assert_eq!(failed.state, TaskState::Failed, "{failed:?}");
     assert_eq!(
         failed.error,
         "run:/bin/sh: failed with exit code 1; stderr: unit web not found"
     );
     assert_eq!(
         failed.outcomes,
-        [pb::ResourceOutcome {
+        [ResourceOutcome {
             resource: "run:/bin/sh".into(),
             changed: true,
             detail: "exit code 1; stdout tail: partial".into(),
@@ -128,7 +128,7 @@ async fn a_failing_run_task_reports_its_exit_code_and_stderr_tail() {
         run_task("t2", 1, "rule/restart-web", &["/nonexistent/levee-run"]),
     )
     .await;
-    assert_eq!(missing.state, pb::TaskState::Failed as i32, "{missing:?}");
+    assert_eq!(missing.state, TaskState::Failed, "{missing:?}");
     assert!(
         missing
             .error
@@ -148,7 +148,7 @@ async fn only_the_end_of_stdout_is_reported() {
         run_task("t1", 1, "rule/chatty", &["/bin/sh", "-c", script]),
     )
     .await;
-    assert_eq!(update.state, pb::TaskState::Succeeded as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Succeeded, "{update:?}");
     let detail = &update.outcomes[0].detail;
     assert!(
         detail.starts_with("exit code 0; stdout tail: aaa"),
@@ -170,7 +170,7 @@ async fn a_run_task_that_times_out_is_killed_and_fails() {
     let update = tokio::time::timeout(Duration::from_secs(15), handle(&fixture, task))
         .await
         .expect("killed at its timeout, not waited for");
-    assert_eq!(update.state, pb::TaskState::Failed as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Failed, "{update:?}");
     assert!(
         update.error.starts_with("run:/bin/sleep: ")
             && update.error.contains("did not finish within 200 ms"),
@@ -186,11 +186,7 @@ async fn a_run_task_from_an_older_term_is_refused_without_running() {
     let temp = tempfile::tempdir().unwrap();
     let log = temp.path().join("runs.log");
     let current = handle(&fixture, appending("t1", 5, "rule/restart-web", &log)).await;
-    assert_eq!(
-        current.state,
-        pb::TaskState::Succeeded as i32,
-        "{current:?}"
-    );
+    assert_eq!(current.state, TaskState::Succeeded, "{current:?}");
 
     let stale = fixture
         .applier
@@ -221,7 +217,7 @@ async fn a_bad_rule_name_is_refused_without_running() {
     .enumerate()
     {
         let update = handle(&fixture, appending(&format!("t{n}"), 1, service, &log)).await;
-        assert_eq!(update.state, pb::TaskState::Refused as i32, "{update:?}");
+        assert_eq!(update.state, TaskState::Refused, "{update:?}");
         assert!(
             update.error.contains("must be `rule/<name>`"),
             "{service}: {}",
@@ -238,15 +234,15 @@ async fn a_bad_rule_name_is_refused_without_running() {
         content: "a".into(),
         mode: 0o644,
     });
-    let converge = pb::Task {
+    let converge = Task {
         task_id: "t-converge".into(),
         term: 1,
         service: "rule/restart-web".into(),
-        resources: vec![pb::Resource::from(&file)],
+        resources: Ok(vec![file.clone()]),
         ..Default::default()
     };
     let update = handle(&fixture, converge).await;
-    assert_eq!(update.state, pb::TaskState::Refused as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Refused, "{update:?}");
     assert!(update.error.starts_with("service name"), "{}", update.error);
 }
 
@@ -260,12 +256,12 @@ async fn run_with_remove_resources_or_no_argv_is_refused() {
         content: "a".into(),
         mode: 0o644,
     });
-    let with_remove = pb::Task {
+    let with_remove = Task {
         remove: true,
         ..appending("t1", 1, "rule/restart-web", &log)
     };
-    let with_resources = pb::Task {
-        resources: vec![pb::Resource::from(&file)],
+    let with_resources = Task {
+        resources: Ok(vec![file.clone()]),
         ..appending("t2", 1, "rule/restart-web", &log)
     };
     let no_argv = run_task("t3", 1, "rule/restart-web", &[]);
@@ -275,7 +271,7 @@ async fn run_with_remove_resources_or_no_argv_is_refused() {
         (no_argv, "a run task's argv is empty"),
     ] {
         let update = handle(&fixture, task).await;
-        assert_eq!(update.state, pb::TaskState::Refused as i32, "{update:?}");
+        assert_eq!(update.state, TaskState::Refused, "{update:?}");
         assert_eq!(update.error, reason);
         assert!(update.outcomes.is_empty(), "{update:?}");
     }
@@ -296,7 +292,7 @@ async fn a_run_task_a_crash_interrupted_is_not_run_again() {
     fixture.applier.journal.start("t1").unwrap();
 
     let update = handle(&fixture, appending("t1", 1, "rule/restart-web", &log)).await;
-    assert_eq!(update.state, pb::TaskState::Failed as i32, "{update:?}");
+    assert_eq!(update.state, TaskState::Failed, "{update:?}");
     assert!(update.error.ends_with("not run again"), "{}", update.error);
     assert!(lines(&log).is_empty(), "not run again");
     let again = handle(&fixture, appending("t1", 1, "rule/restart-web", &log)).await;
