@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod http_sink;
 pub mod https;
+pub mod idle;
 pub mod json;
 pub mod load;
 pub mod mosquitto;

@@ -144,3 +144,21 @@ fn levee_dev_runs_the_example_stops_on_ctrl_c_and_keeps_state() {
     let status = query_value(&env, &["cluster", "status"]).unwrap();
     assert_eq!(status["spec_version"], 1);
 }
+
+/// The idle benchmark's smoke run: the measurement itself works (figures
+/// come from `cargo bench --bench idle`, never from a timed test).
+#[test]
+fn an_idle_dev_stack_can_be_measured() {
+    let env = TestEnv::new();
+    let idle = levee_tests::idle::measure_dev(
+        env.path(),
+        std::time::Duration::ZERO,
+        std::time::Duration::from_secs(2),
+    );
+    assert!(idle.window >= std::time::Duration::from_secs(2));
+    assert!(idle.controller_percent.is_finite() && idle.agent_percent.is_finite());
+    assert!(
+        workloads_under(env.path()).is_empty(),
+        "the measurement ends levee dev and its workloads"
+    );
+}
