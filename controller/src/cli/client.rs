@@ -88,8 +88,26 @@ impl ClientArgs {
                 anyhow!("no operator certificate given: pass --ca, --cert and --key")
             })?,
         };
-        let tls = files.load().context("loading the operator certificate")?;
-        Ok(Client { tls, endpoint })
+        CliConfig {
+            endpoint,
+            tls: files,
+        }
+        .connect()
+    }
+}
+
+impl CliConfig {
+    /// A client for this endpoint with this operator certificate; `levee
+    /// dev` uses it to apply its specs as its operator.
+    pub fn connect(&self) -> Result<Client> {
+        let tls = self
+            .tls
+            .load()
+            .context("loading the operator certificate")?;
+        Ok(Client {
+            tls,
+            endpoint: self.endpoint.clone(),
+        })
     }
 }
 

@@ -157,16 +157,7 @@ pub async fn apply(args: ApplyArgs) -> Result<u8> {
     // no round trip for a typo.
     parse_specs(&files)?;
     let client = args.specs.client.connect()?;
-    let request = pb::ApplySpecsRequest {
-        files: wire_files(files),
-        reason: args.reason,
-    };
-    let response = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.apply_specs(request).await }
-        })
-        .await?;
+    let response = apply_specs(&client, files, args.reason).await?;
     let output = args.specs.output;
     if response.unchanged {
         let line = format!(
@@ -182,6 +173,26 @@ pub async fn apply(args: ApplyArgs) -> Result<u8> {
     }
     let summary = json!({ "version": response.version, "unchanged": response.unchanged });
     follow_all(&client, &response.plan_ids, &args.follow, output, summary).await
+}
+
+/// Commits spec files as the new desired state through the Control API;
+/// the same files as the current version make no new version
+/// (`unchanged`).
+pub async fn apply_specs(
+    client: &Client,
+    files: Vec<(String, String)>,
+    reason: String,
+) -> Result<pb::ApplySpecsResponse> {
+    let request = pb::ApplySpecsRequest {
+        files: wire_files(files),
+        reason,
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.apply_specs(request).await }
+        })
+        .await
 }
 
 pub async fn rollback(args: RollbackArgs) -> Result<u8> {

@@ -1,5 +1,4 @@
-//! `levee dev` (a one-node cluster plus a local agent, with example specs)
-//! and `levee server` (one node from a config file).
+//! `levee dev`: a one-node cluster plus a local agent, with example specs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,15 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::ca;
-use super::client::CliConfig;
+use super::client::{CliConfig, Client};
+use super::desired::apply_specs;
+use super::server::shutdown_signal;
 use super::specs::{parse_specs, read_spec_files};
-use crate::clock::now_ms;
 use crate::config::{NodeConfig, RaftConfig};
 use crate::node::{self, RunningNode};
-use crate::raft::proposer::Proposer;
 use crate::sources::config::{EndpointConfig, WebhooksConfig};
 use crate::sources::webhook::Format;
-use crate::state::command::Command as StateCommand;
 
 /// The example specs, built in so `levee dev` works from any directory.
 const EMBEDDED_SPECS: [(&str, &str); 2] = [
@@ -88,13 +86,13 @@ pub async fn run(args: DevArgs) -> Result<()> {
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
-    load_specs(&node, args.specs.as_deref()).await?;
-
     let cli_config = CliConfig {
         endpoint: node.addr.to_string(),
         tls: TlsFiles::in_dir(&pki, OPERATOR_NAME),
     };
     cli_config.write(&data_dir.join("cli.toml"))?;
+    load_specs(&cli_config.connect()?, args.specs.as_deref()).await?;
+
     let agent_config = AgentConfig {
         controllers: vec![node.addr.to_string()],
         data_dir: data_dir.join("agent"),
@@ -115,15 +113,6 @@ pub async fn run(args: DevArgs) -> Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     stop_agent(agent).await;
-    shutdown.cancel();
-    node.wait().await
-}
-
-pub async fn run_server(config_path: &Path) -> Result<()> {
-    let config = NodeConfig::load(config_path)?;
-    let shutdown = CancellationToken::new();
-    let node = node::start(config, shutdown.clone()).await?;
-    shutdown_signal().await;
     shutdown.cancel();
     node.wait().await
 }
@@ -221,9 +210,10 @@ async fn wait_for_leadership(node: &RunningNode) -> Result<()> {
     Ok(())
 }
 
-/// Applies the dev specs unless the cluster already holds exactly them, so
-/// a restart does not create a new version.
-async fn load_specs(node: &RunningNode, dir: Option<&Path>) -> Result<()> {
+/// Applies the dev specs through the Control API, as `levee apply` does,
+/// as the dev operator; the specs the cluster already holds make no new
+/// version, so a restart changes nothing.
+async fn load_specs(client: &Client, dir: Option<&Path>) -> Result<()> {
     let files: Vec<(String, String)> = match dir {
         Some(dir) => read_spec_files(dir)?,
         None => EMBEDDED_SPECS
@@ -231,21 +221,20 @@ async fn load_specs(node: &RunningNode, dir: Option<&Path>) -> Result<()> {
             .map(|(name, content)| (format!("<built-in>/{name}"), (*content).to_owned()))
             .collect(),
     };
-    let specs = parse_specs(&files)?;
-    if node.state.read(|state| state.specs == specs) {
-        info!("the cluster already holds these specs");
-        return Ok(());
-    }
-    let command = StateCommand::PutSpecs {
-        specs,
-        reason: "levee dev".into(),
-        applied_by: format!("operator/{OPERATOR_NAME}"),
-        at_ms: now_ms(),
-    };
-    Proposer::new(node.raft.clone())
-        .propose(command)
+    // Checked here first, as `levee apply` does, so a bad --specs directory
+    // fails with exit code 2 and every problem listed.
+    parse_specs(&files)?;
+    let response = apply_specs(client, files, "levee dev".into())
         .await
         .context("committing the dev specs")?;
+    if response.unchanged {
+        info!(
+            version = response.version,
+            "the cluster already holds these specs"
+        );
+    } else {
+        info!(version = response.version, "dev specs committed");
+    }
     Ok(())
 }
 
@@ -312,22 +301,4 @@ fn print_banner(data_dir: &Path, node: &RunningNode, agent: &AgentConfig) {
         metrics = bound("metrics.addr"),
         webhooks = bound("webhook.addr"),
     );
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
-        Ok(signal) => signal,
-        Err(err) => {
-            warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop this process");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -10,6 +10,7 @@ mod dev;
 mod output;
 mod query;
 mod rules;
+mod server;
 mod specs;
 mod state;
 mod why;
@@ -124,7 +125,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<u8> {
     let done = match cli.command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Server { config } => dev::run_server(&config).await,
+        Command::Server { config } => server::run(&config).await,
         Command::Ca(command) => ca::run(command),
         Command::Agents(args) => query::agents(args).await,
         Command::Events(args) => query::events(args).await,
