@@ -1,10 +1,11 @@
-//! Prometheus metrics: `GET /metrics` on `metrics_listen`, plain HTTP. The
-//! numbers are read from the agent's own objects at scrape time (no task
-//! of its own keeps them); [`render`] turns them into text and is pure.
+//! Prometheus metrics: `GET /metrics` on `metrics_listen`, plain HTTP, in
+//! the text format 0.0.4. [`Readings`] is the registry's one collector: it
+//! reads the agent's own objects at scrape time (no task of its own keeps
+//! them), and [`Snapshot::encode`] writes the families and is pure.
 
 mod render;
 
-use std::convert::Infallible;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,16 +13,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use levee_common::prom::CONTENT_TYPE;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, prometheus_text};
+use prometheus_client::registry::Registry;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use self::render::{Snapshot, render};
+pub use self::render::Snapshot;
 use crate::apply::Applier;
 use crate::outbox::Outbox;
 use crate::store::StoreError;
@@ -77,9 +80,11 @@ pub async fn bind(listen: SocketAddr, data_dir: &Path) -> Result<TcpListener, Me
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, readings: Readings, shutdown: CancellationToken) {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(readings));
     let app = Router::new()
         .route("/metrics", get(scrape))
-        .with_state(readings);
+        .with_state(Arc::new(registry));
     if let Err(err) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -88,33 +93,52 @@ pub async fn serve(listener: TcpListener, readings: Readings, shutdown: Cancella
     }
 }
 
-async fn scrape(State(readings): State<Readings>) -> impl IntoResponse {
-    let text = render(&snapshot(&readings).await);
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
+async fn scrape(State(registry): State<Arc<Registry>>) -> Response {
+    // The collector reads the outbox's store (read transactions, but still
+    // file I/O): off the async threads.
+    let encoded = blocking(move || {
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry).map(|()| text)
+    })
+    .await;
+    match encoded {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(fmt::Error) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
-/// Reads every number once. A store read that fails leaves its family out
-/// of this scrape rather than failing it.
-async fn snapshot(readings: &Readings) -> Snapshot {
-    let outbox = readings.outbox.clone();
-    // Read transactions, but still file I/O: off the async threads.
-    let read =
-        blocking(move || Ok::<_, Infallible>((outbox.unacknowledged(), outbox.dropped()))).await;
-    let (events, dropped) = match read {
-        Ok(read) => read,
-        Err(never) => match never {},
-    };
-    Snapshot {
-        boot_epoch: readings.outbox.boot_epoch(),
-        connected: readings.connected.load(Ordering::Relaxed),
-        outbox_events: readable("outbox events", events),
-        outbox_dropped: readable("dropped outbox events", dropped),
-        workloads: readings.applier.supervisor().count_by_state(),
-        tasks: readings.applier.task_totals(),
-        unresolved_drift: readings
-            .unresolved_drift
-            .as_ref()
-            .map(|count| count.load(Ordering::Relaxed)),
+impl Readings {
+    /// Reads every number once. A store read that fails leaves its family
+    /// out of this scrape rather than failing it.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            boot_epoch: self.outbox.boot_epoch(),
+            connected: self.connected.load(Ordering::Relaxed),
+            outbox_events: readable("outbox events", self.outbox.unacknowledged()),
+            outbox_dropped: readable("dropped outbox events", self.outbox.dropped()),
+            workloads: self.applier.supervisor().count_by_state(),
+            tasks: self.applier.task_totals(),
+            unresolved_drift: self
+                .unresolved_drift
+                .as_ref()
+                .map(|count| count.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl Collector for Readings {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        self.snapshot().encode(&mut encoder)
+    }
+}
+
+impl fmt::Debug for Readings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Readings").finish_non_exhaustive()
     }
 }
 

@@ -1,8 +1,12 @@
 //! The agent's metric families, from one snapshot of its numbers.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use levee_common::prom::{Exposition, Kind};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::apply::TaskTotals;
 
@@ -20,72 +24,99 @@ pub struct Snapshot {
     pub unresolved_drift: Option<u64>,
 }
 
-/// The scrape's text.
-pub fn render(snapshot: &Snapshot) -> String {
-    let mut out = Exposition::new();
-    out.single(
-        "levee_agent_boot_epoch",
-        Kind::Gauge,
-        "This agent process's boot epoch; it grows at every start.",
-        snapshot.boot_epoch as f64,
-    )
-    .single(
-        "levee_agent_connected",
-        Kind::Gauge,
-        "1 while the agent has a session with the leading controller, else 0.",
-        if snapshot.connected { 1.0 } else { 0.0 },
-    );
-    if let Some(events) = snapshot.outbox_events {
-        out.single(
-            "levee_agent_outbox_events",
-            Kind::Gauge,
-            "Events stored in the outbox and not yet acknowledged by a controller.",
-            events as f64,
-        );
+impl Snapshot {
+    /// Writes every family of the scrape. A counter is named without its
+    /// `_total`, which the encoder adds to every line.
+    pub fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        gauge(
+            encoder,
+            "levee_agent_boot_epoch",
+            "This agent process's boot epoch; it grows at every start.",
+            self.boot_epoch,
+        )?;
+        gauge(
+            encoder,
+            "levee_agent_connected",
+            "1 while the agent has a session with the leading controller, else 0.",
+            u64::from(self.connected),
+        )?;
+        if let Some(events) = self.outbox_events {
+            gauge(
+                encoder,
+                "levee_agent_outbox_events",
+                "Events stored in the outbox and not yet acknowledged by a controller.",
+                events,
+            )?;
+        }
+        if let Some(dropped) = self.outbox_dropped {
+            ConstCounter::new(dropped).encode(encoder.encode_descriptor(
+                "levee_agent_outbox_dropped",
+                "Events dropped, oldest first, because the outbox was full; kept across restarts.",
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        let mut workloads = encoder.encode_descriptor(
+            "levee_agent_workloads",
+            "Workloads this agent supervises, by state.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (state, count) in &self.workloads {
+            ConstGauge::new(*count).encode(workloads.encode_family(&[("state", *state)])?)?;
+        }
+        let mut tasks = encoder.encode_descriptor(
+            "levee_agent_tasks",
+            "Tasks this agent finished since it started, by outcome; an outcome reported again for a resent task is not counted again.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, count) in [
+            ("succeeded", self.tasks.succeeded),
+            ("failed", self.tasks.failed),
+            ("refused", self.tasks.refused),
+        ] {
+            ConstCounter::new(count).encode(tasks.encode_family(&[("outcome", outcome)])?)?;
+        }
+        if let Some(unresolved) = self.unresolved_drift {
+            gauge(
+                encoder,
+                "levee_agent_unresolved_drift",
+                "Drifted resources reported and not yet resolved, as of the last drift check.",
+                unresolved,
+            )?;
+        }
+        Ok(())
     }
-    if let Some(dropped) = snapshot.outbox_dropped {
-        out.single(
-            "levee_agent_outbox_dropped_total",
-            Kind::Counter,
-            "Events dropped, oldest first, because the outbox was full; kept across restarts.",
-            dropped as f64,
-        );
-    }
-    out.family(
-        "levee_agent_workloads",
-        Kind::Gauge,
-        "Workloads this agent supervises, by state.",
-        snapshot
-            .workloads
-            .iter()
-            .map(|(state, count)| ([("state", *state)], *count as f64)),
-    );
-    let tasks = snapshot.tasks;
-    out.family(
-        "levee_agent_tasks_total",
-        Kind::Counter,
-        "Tasks this agent finished since it started, by outcome; an outcome reported again for a resent task is not counted again.",
-        [
-            ("succeeded", tasks.succeeded),
-            ("failed", tasks.failed),
-            ("refused", tasks.refused),
-        ]
-        .map(|(outcome, count)| ([("outcome", outcome)], count as f64)),
-    );
-    if let Some(unresolved) = snapshot.unresolved_drift {
-        out.single(
-            "levee_agent_unresolved_drift",
-            Kind::Gauge,
-            "Drifted resources reported and not yet resolved, as of the last drift check.",
-            unresolved as f64,
-        );
-    }
-    out.finish()
+}
+
+/// One unlabelled gauge.
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::prometheus_text;
+    use prometheus_client::registry::Registry;
+
     use super::*;
+
+    impl Collector for Snapshot {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+            Snapshot::encode(self, &mut encoder)
+        }
+    }
+
+    fn render(snapshot: &Snapshot) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(snapshot.clone()));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
 
     fn lines(text: &str) -> Vec<&str> {
         text.lines().filter(|line| !line.starts_with('#')).collect()
