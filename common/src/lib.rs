@@ -13,7 +13,6 @@ pub mod ids;
 pub mod pattern;
 pub mod pb;
 pub mod pki;
-pub mod prom;
 pub mod resource;
 pub mod spec;
 pub mod telemetry;

@@ -1,9 +1,13 @@
 //! What a scrape shows, from the state and this node's view of Raft.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use levee_common::ids::AgentId;
-use levee_common::prom::{Exposition, Kind};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::engine::planner;
 use crate::state::ClusterState;
@@ -23,54 +27,47 @@ pub struct NodeView {
 
 /// How many of each name, with every name in `all` present (0 if none),
 /// so an alert on "failed > 0" has a series to read from the start.
-fn count<'a>(all: &[&'a str], names: impl IntoIterator<Item = &'a str>) -> BTreeMap<&'a str, f64> {
-    let mut counts: BTreeMap<&'a str, f64> = all.iter().map(|name| (*name, 0.0)).collect();
+fn count<'a>(all: &[&'a str], names: impl IntoIterator<Item = &'a str>) -> BTreeMap<&'a str, u64> {
+    let mut counts: BTreeMap<&'a str, u64> = all.iter().map(|name| (*name, 0)).collect();
     for name in names {
-        *counts.entry(name).or_insert(0.0) += 1.0;
+        *counts.entry(name).or_insert(0) += 1;
     }
     counts
 }
 
-fn by<'a>(label: &'a str, counts: BTreeMap<&'a str, f64>) -> Vec<(Vec<(&'a str, &'a str)>, f64)> {
-    counts
-        .into_iter()
-        .map(|(value, n)| (vec![(label, value)], n))
-        .collect()
-}
-
-pub fn render(state: &ClusterState, node: &NodeView) -> String {
-    let mut out = Exposition::new();
-    let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    out.single(
+/// Writes every family of a scrape (pure). A counter is named without its
+/// `_total`, which the encoder adds to every line.
+pub fn encode(
+    state: &ClusterState,
+    node: &NodeView,
+    encoder: &mut DescriptorEncoder,
+) -> fmt::Result {
+    let mut out = Families(encoder);
+    out.gauge(
         "levee_raft_is_leader",
-        Kind::Gauge,
         "1 when this node leads.",
-        flag(node.is_leader),
-    )
-    .single(
+        u64::from(node.is_leader),
+    )?;
+    out.gauge(
         "levee_raft_term",
-        Kind::Gauge,
         "This node's current Raft term.",
-        node.term as f64,
-    )
-    .single(
+        node.term,
+    )?;
+    out.gauge(
         "levee_raft_last_log_index",
-        Kind::Gauge,
         "Index of the last entry in this node's log.",
-        node.last_log_index as f64,
-    )
-    .single(
+        node.last_log_index,
+    )?;
+    out.gauge(
         "levee_raft_last_applied_index",
-        Kind::Gauge,
         "Index of the last entry this node applied.",
-        node.last_applied_index as f64,
-    )
-    .single(
+        node.last_applied_index,
+    )?;
+    out.gauge(
         "levee_raft_voters",
-        Kind::Gauge,
         "Voting members of the cluster.",
-        node.voters as f64,
-    );
+        node.voters as u64,
+    )?;
 
     let agent_states = count(
         &["connected", "disconnected", "lost"],
@@ -86,44 +83,40 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
     );
     out.family(
         "levee_agents",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Agents known to the cluster, by state (connected: a session on this node).",
-        by("state", agent_states),
-    )
-    .single(
+        "state",
+        agent_states,
+    )?;
+    out.gauge(
         "levee_agents_drained",
-        Kind::Gauge,
         "Agents kept from some or all services (levee drain, or a rule).",
         state
             .agents
             .values()
             .filter(|agent| !agent.avoid.is_empty())
-            .count() as f64,
-    )
-    .single(
-        "levee_events_committed_total",
-        Kind::Counter,
+            .count() as u64,
+    )?;
+    out.counter(
+        "levee_events_committed",
         "Events committed, from agents and from outside.",
-        state.events_committed as f64,
-    )
-    .single(
-        "levee_events_raised_dropped_total",
-        Kind::Counter,
+        state.events_committed,
+    )?;
+    out.counter(
+        "levee_events_raised_dropped",
         "Controller events dropped by the per-entry limit (runaway reactions).",
-        state.raised_dropped as f64,
-    )
-    .single(
+        state.raised_dropped,
+    )?;
+    out.gauge(
         "levee_spec_version",
-        Kind::Gauge,
         "The current spec version.",
-        state.spec_version as f64,
-    )
-    .single(
+        state.spec_version,
+    )?;
+    out.gauge(
         "levee_plans",
-        Kind::Gauge,
         "Plans kept in the state.",
-        state.plans.len() as f64,
-    );
+        state.plans.len() as u64,
+    )?;
 
     let tasks = count(
         &[
@@ -139,42 +132,41 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
     );
     out.family(
         "levee_tasks",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Tasks kept in the state, by state.",
-        by("state", tasks),
-    );
+        "state",
+        tasks,
+    )?;
 
-    let services: Vec<(String, f64, f64)> = state
+    let services: Vec<(&str, u64, u64)> = state
         .specs
         .services
         .values()
         .map(|spec| {
-            let target = planner::target_of(spec, &state.targets) as f64;
+            let target = u64::from(planner::target_of(spec, &state.targets));
             let placed = state
                 .placements
                 .get(&spec.name)
-                .map_or(0, |agents| agents.len()) as f64;
-            (spec.name.clone(), target, placed)
+                .map_or(0, |agents| agents.len()) as u64;
+            (spec.name.as_str(), target, placed)
         })
         .collect();
     out.family(
         "levee_service_replicas_target",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Replicas each service aims for.",
-        services
-            .iter()
-            .map(|(name, target, _)| (vec![("service", name.as_str())], *target)),
-    )
-    .family(
+        "service",
+        services.iter().map(|(name, target, _)| (*name, *target)),
+    )?;
+    out.family(
         "levee_service_replicas_placed",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Replicas placed on agents; below target when no agent has room.",
-        services
-            .iter()
-            .map(|(name, _, placed)| (vec![("service", name.as_str())], *placed)),
-    );
+        "service",
+        services.iter().map(|(name, _, placed)| (*name, *placed)),
+    )?;
 
-    let rules: Vec<(&str, f64, f64, f64)> = state
+    let rules: Vec<(&str, u64, u64, u64)> = state
         .specs
         .rules
         .keys()
@@ -182,42 +174,38 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
             let rule_state = state.rule_state.get(name);
             (
                 name.as_str(),
-                rule_state.map_or(0.0, |s| s.actions as f64),
-                rule_state.map_or(0.0, |s| s.held as f64),
-                flag(rule_state.is_some_and(|s| s.silent)),
+                rule_state.map_or(0, |s| s.actions),
+                rule_state.map_or(0, |s| s.held),
+                u64::from(rule_state.is_some_and(|s| s.silent)),
             )
         })
         .collect();
     out.family(
-        "levee_rule_actions_total",
-        Kind::Counter,
+        "levee_rule_actions",
+        MetricType::Counter,
         "Actions each rule carried out.",
-        rules
-            .iter()
-            .map(|(rule, actions, _, _)| (vec![("rule", *rule)], *actions)),
-    )
-    .family(
-        "levee_rule_held_total",
-        Kind::Counter,
+        "rule",
+        rules.iter().map(|(rule, actions, _, _)| (*rule, *actions)),
+    )?;
+    out.family(
+        "levee_rule_held",
+        MetricType::Counter,
         "Times each rule held back (guardrails, windows refusing a reading).",
-        rules
-            .iter()
-            .map(|(rule, _, held, _)| (vec![("rule", *rule)], *held)),
-    )
-    .family(
+        "rule",
+        rules.iter().map(|(rule, _, held, _)| (*rule, *held)),
+    )?;
+    out.family(
         "levee_rule_signal_silent",
-        Kind::Gauge,
+        MetricType::Gauge,
         "1 while a rule's signal is silent.",
-        rules
-            .iter()
-            .map(|(rule, _, _, silent)| (vec![("rule", *rule)], *silent)),
-    )
-    .single(
+        "rule",
+        rules.iter().map(|(rule, _, _, silent)| (*rule, *silent)),
+    )?;
+    out.gauge(
         "levee_approvals_pending",
-        Kind::Gauge,
         "Rule actions waiting for levee approve.",
-        state.approvals.len() as f64,
-    );
+        state.approvals.len() as u64,
+    )?;
 
     let provisions = count(
         &["pending", "running", "succeeded", "failed", "unknown"],
@@ -231,10 +219,11 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
     );
     out.family(
         "levee_provisions",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Hosts asked of provisioners, by state.",
-        by("state", provisions),
-    );
+        "state",
+        provisions,
+    )?;
     let calls = count(
         &["pending", "delivered", "failed"],
         state
@@ -248,18 +237,86 @@ pub fn render(state: &ClusterState, node: &NodeView) -> String {
     );
     out.family(
         "levee_webhook_calls",
-        Kind::Gauge,
+        MetricType::Gauge,
         "Rules' webhook calls kept, by state.",
-        by("state", calls),
-    );
-    out.finish()
+        "state",
+        calls,
+    )
+}
+
+/// Writes families of constant values, each read once for this scrape.
+struct Families<'e, 'a>(&'e mut DescriptorEncoder<'a>);
+
+impl Families<'_, '_> {
+    fn gauge(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        ConstGauge::new(value).encode(self.0.encode_descriptor(
+            name,
+            help,
+            None,
+            MetricType::Gauge,
+        )?)
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) -> fmt::Result {
+        ConstCounter::new(value).encode(self.0.encode_descriptor(
+            name,
+            help,
+            None,
+            MetricType::Counter,
+        )?)
+    }
+
+    /// One sample per value of `label`.
+    fn family<'v>(
+        &mut self,
+        name: &str,
+        kind: MetricType,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'v str, u64)>,
+    ) -> fmt::Result {
+        let mut family = self.0.encode_descriptor(name, help, None, kind)?;
+        for (value, n) in samples {
+            let labels = [(label, value)];
+            let sample = family.encode_family(&labels)?;
+            if kind == MetricType::Counter {
+                ConstCounter::new(n).encode(sample)?;
+            } else {
+                ConstGauge::new(n).encode(sample)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::prometheus_text;
+    use prometheus_client::registry::Registry;
+
     use super::*;
     use crate::state::command::Command;
     use crate::state::records::LogPosition;
+
+    /// A state and a view, shown as they are.
+    #[derive(Debug)]
+    struct Fixed(ClusterState, NodeView);
+
+    impl Collector for Fixed {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+            super::encode(&self.0, &self.1, &mut encoder)
+        }
+    }
+
+    fn render(state: &ClusterState, node: NodeView) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(state.clone(), node)));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
 
     #[test]
     fn a_scrape_shows_agents_services_and_rules() {
@@ -304,7 +361,7 @@ mod tests {
             voters: 3,
             ..NodeView::default()
         };
-        let text = render(&state, &node);
+        let text = render(&state, node);
         for line in [
             "levee_raft_is_leader 1",
             "levee_raft_term 4",
