@@ -3,8 +3,10 @@
 //! - [`state`]: the replicated state and its deterministic transitions.
 //! - [`engine`]: rule matching and the planner, pure functions.
 //! - [`raft`]: openraft wiring: durable log, state machine, transport.
-//! - [`api`]: the gRPC services agents and operators call.
-//! - [`dispatch`]: the leader's delivery of tasks to connected agents.
+//! - [`api`]: the gRPC services agents, operators and peers call.
+//! - [`leader`]: what only the leader does (dispatch tasks, declare agents
+//!   lost, fire timers, run provisioners, call webhooks), each job started
+//!   and stopped with leadership.
 //! - [`sources`]: webhooks and MQTT, turned into events the leader commits.
 //! - [`metrics`]: Prometheus metrics, rendered from the state at scrape time.
 //! - [`node`]: starts and stops one controller node.
@@ -14,8 +16,8 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod dispatch;
 pub mod engine;
+pub mod leader;
 pub mod metrics;
 pub mod node;
 pub mod raft;

@@ -24,19 +24,20 @@ use tracing::{info, warn};
 use crate::api::agent_link::AgentLinkService;
 use crate::api::auth::RoleCheck;
 use crate::api::control::ControlService;
+use crate::api::raft_transport::RaftService;
 use crate::config::NodeConfig;
-use crate::dispatch::dispatcher::Dispatcher;
-use crate::dispatch::lost::LostMonitor;
-use crate::dispatch::notifier::Notifier;
-use crate::dispatch::provisioner::ProvisionRunner;
-use crate::dispatch::sessions::Sessions;
-use crate::dispatch::silence::SilenceWatch;
-use crate::dispatch::timers::TimerClock;
+use crate::leader::dispatcher::Dispatcher;
+use crate::leader::lost::LostMonitor;
+use crate::leader::notifier::Notifier;
+use crate::leader::provisioner::ProvisionRunner;
+use crate::leader::run_while_leader;
+use crate::leader::sessions::Sessions;
+use crate::leader::silence::SilenceWatch;
+use crate::leader::timers::TimerClock;
 use crate::raft::log_store::LogStore;
 use crate::raft::membership::Membership;
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
-use crate::raft::service::RaftService;
 use crate::raft::state_machine::{SharedState, StateMachine};
 use crate::raft::{LeveeRaft, store};
 use crate::sources;
@@ -160,6 +161,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         node_id: config.node_id,
         advertise: advertise.clone(),
         raft: raft.clone(),
+        proposer: proposer.clone(),
         membership,
     };
     let router = Server::builder()
@@ -199,33 +201,52 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
             warn!(error = %err, "gRPC server stopped with an error");
         }
     });
-    let monitor = LostMonitor {
+    let leadership = proposer.leadership().clone();
+    let lost = LostMonitor {
         state: state.clone(),
         sessions: sessions.clone(),
         proposer: proposer.clone(),
         lost_after: Duration::from_millis(config.agents.lost_after_ms),
     };
-    tracker.spawn(monitor.run(shutdown.clone()));
-    let clock = TimerClock {
+    let timers = TimerClock {
         state: state.clone(),
         proposer: proposer.clone(),
     };
-    tracker.spawn(clock.run(shutdown.clone()));
     let silence = SilenceWatch {
         state: state.clone(),
         proposer: proposer.clone(),
     };
-    tracker.spawn(silence.run(shutdown.clone()));
     let provisioner = ProvisionRunner {
         state: state.clone(),
         proposer: proposer.clone(),
     };
-    tracker.spawn(provisioner.run(shutdown.clone()));
     let notifier = Notifier {
         state: state.clone(),
         proposer: proposer.clone(),
     };
-    tracker.spawn(notifier.run(shutdown.clone()));
+    let dispatcher = Dispatcher {
+        state: state.clone(),
+        sessions: sessions.clone(),
+    };
+    // Every leader-only job has the same shape: started on becoming
+    // leader, cancelled on stepping down.
+    macro_rules! while_leader {
+        ($name:literal, $job:expr) => {{
+            let job = $job;
+            tracker.spawn(run_while_leader(
+                $name,
+                leadership.clone(),
+                shutdown.clone(),
+                move |term, stepped_down| job.clone().lead(term, stepped_down),
+            ));
+        }};
+    }
+    while_leader!("dispatcher", dispatcher);
+    while_leader!("lost", lost);
+    while_leader!("timers", timers);
+    while_leader!("silence", silence);
+    while_leader!("provisioner", provisioner);
+    while_leader!("notifier", notifier);
     if let Some(listen) = config.metrics_listen {
         crate::metrics::start(
             listen,
@@ -274,16 +295,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
             password,
             tls,
             sink: sink.clone(),
-            proposer: proposer.clone(),
         };
-        tracker.spawn(source.run(shutdown.clone()));
+        while_leader!("mqtt", source);
     }
-    let dispatcher = Dispatcher {
-        state: state.clone(),
-        sessions,
-        proposer,
-    };
-    tracker.spawn(dispatcher.run(shutdown.clone()));
     if !config.join.is_empty() && !raft.is_initialized().await.context("reading raft state")? {
         let joiner = Joiner {
             node_id: config.node_id,

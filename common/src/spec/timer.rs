@@ -49,6 +49,14 @@ impl TimerSpec {
         let latest_ms = latest.timestamp_millis();
         (latest_ms > after_ms).then_some(latest_ms)
     }
+
+    /// The first scheduled time after `now_ms`: when to look again.
+    pub fn next_after(&self, now_ms: i64) -> Option<i64> {
+        let cron = parse(&self.cron).ok()?;
+        let now = DateTime::<Utc>::from_timestamp_millis(now_ms)?;
+        let next = cron.find_next_occurrence(&now, false).ok()?;
+        Some(next.timestamp_millis())
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +92,17 @@ mod tests {
         let with_seconds = timer("*/10 * * * * *");
         assert_eq!(with_seconds.due(0, 25_000), Some(20_000));
         assert!(!timer("61 * * * *").problems().is_empty());
+    }
+
+    #[test]
+    fn the_next_time_is_strictly_after_now() {
+        let every_five_minutes = timer("*/5 * * * *");
+        let minute = 60_000;
+        assert_eq!(every_five_minutes.next_after(7 * minute), Some(10 * minute));
+        assert_eq!(
+            every_five_minutes.next_after(10 * minute),
+            Some(15 * minute)
+        );
+        assert_eq!(timer("not a cron").next_after(0), None);
     }
 }

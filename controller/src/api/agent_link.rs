@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::auth::caller;
 use super::error::ApiError;
 use crate::clock::now_ms;
-use crate::dispatch::sessions::{Outbound, SessionGuard, Sessions};
+use crate::leader::sessions::{Outbound, SessionGuard, Sessions};
 use crate::raft::proposer::Proposer;
 use crate::state::command::{Command, Response as StateResponse};
 use crate::state::records::{ResourceOutcome, TaskReport, TaskState};

@@ -17,7 +17,7 @@ use super::auth::caller;
 use super::automation;
 use super::desired;
 use super::error::ApiError;
-use crate::dispatch::sessions::Sessions;
+use crate::leader::sessions::Sessions;
 use crate::raft::membership::{Members, Membership};
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;

@@ -1,5 +1,5 @@
-//! The gRPC services: what agents and operators may call, and who may call
-//! what. Each service is mounted behind a role check ([`auth::RoleCheck`]);
+//! The gRPC services: what agents, operators and peer controllers may
+//! call, and who may call what. Each service is mounted behind a role check ([`auth::RoleCheck`]);
 //! the role comes from the peer's certificate, never from the request.
 
 pub mod agent_link;
@@ -8,4 +8,5 @@ mod automation;
 pub mod control;
 pub(crate) mod desired;
 pub mod error;
+pub mod raft_transport;
 pub mod trial;

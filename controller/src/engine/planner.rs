@@ -20,7 +20,7 @@ use levee_common::spec::{AgentFacts, ServiceSpec, SpecSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::state::records::{AgentRecord, Deployment};
+use super::fleet::{AgentRecord, Deployment};
 
 pub use self::placement::{fits, place};
 

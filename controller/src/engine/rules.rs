@@ -4,7 +4,7 @@ use levee_common::event::Event;
 use levee_common::pattern::Pattern;
 use levee_common::spec::{RuleSpec, SpecSet};
 
-use crate::state::records::AgentRecord;
+use crate::engine::fleet::AgentRecord;
 
 /// The rules of `specs` whose pattern matches `event`, in name order.
 /// `agent` is the agent the event is about (its sender, or for the

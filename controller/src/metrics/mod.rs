@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use self::render::{NodeView, encode};
-use crate::dispatch::sessions::Sessions;
+use crate::leader::sessions::Sessions;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 

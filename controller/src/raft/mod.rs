@@ -8,11 +8,12 @@
 //! - [`network`] and [`service`]: the two ends of the Raft transport.
 //! - [`proposer`]: how the API writes a command and waits for it.
 
+pub mod fresh_tasks;
+pub mod leadership;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod proposer;
-pub mod service;
 pub mod state_machine;
 pub mod store;
 

@@ -4,6 +4,7 @@
 use openraft::async_runtime::WatchReceiver;
 use thiserror::Error;
 
+use super::leadership::Leadership;
 use super::{LeveeRaft, LogId};
 use crate::state::command::{Command, Response};
 
@@ -20,11 +21,20 @@ pub enum ProposeError {
 #[derive(Clone)]
 pub struct Proposer {
     raft: LeveeRaft,
+    leadership: Leadership,
 }
 
 impl Proposer {
+    /// A proposer for `raft`; it follows `raft`'s leadership from now on
+    /// (so it must be made inside the runtime).
     pub fn new(raft: LeveeRaft) -> Self {
-        Self { raft }
+        let leadership = Leadership::follow(&raft);
+        Self { raft, leadership }
+    }
+
+    /// This node's leadership, as a watch.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     pub fn raft(&self) -> &LeveeRaft {
@@ -45,7 +55,7 @@ impl Proposer {
 
     /// The leader's advertised address, when one is known.
     pub fn leader_addr(&self) -> Option<String> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
+        let metrics = self.raft.server_metrics().borrow_watched().clone();
         let leader = metrics.current_leader?;
         metrics
             .membership_config
@@ -56,7 +66,6 @@ impl Proposer {
 
     /// The current term if this node leads, else `None`.
     pub fn leader_term(&self) -> Option<u64> {
-        let metrics = self.raft.metrics().borrow_watched().clone();
-        (metrics.current_leader == Some(metrics.id)).then_some(metrics.current_term)
+        self.leadership.term()
     }
 }

@@ -15,6 +15,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::watch;
 
+use super::fresh_tasks::{FreshTasks, Since};
 use super::store::{SNAPSHOT, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, blocking, io_error};
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::state::ClusterState;
@@ -27,6 +28,8 @@ pub struct Applied {
     pub state: ClusterState,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// Tasks recent entries made pending, for the leader's dispatcher.
+    fresh_tasks: FreshTasks,
 }
 
 /// A read handle on the applied state plus a watch that ticks with the
@@ -67,6 +70,17 @@ impl SharedState {
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    /// The tasks made pending by entries after `cursor`, and the index
+    /// read up to (the next cursor), under one lock.
+    pub fn fresh_tasks_since(&self, cursor: u64) -> (Since, u64) {
+        let applied = self
+            .applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let index = applied.last_applied.map_or(0, |id| id.index);
+        (applied.fresh_tasks.since(cursor), index)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Applied> {
@@ -215,7 +229,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             index: entry.log_id.index,
                             term: entry.log_id.leader_id.term,
                         };
-                        applied.state.apply(at, command)
+                        let response = applied.state.apply(at, command);
+                        let now_pending = applied.state.take_now_pending();
+                        applied.fresh_tasks.push(at.index, now_pending);
+                        response
                     }
                     EntryPayload::Membership(membership) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -255,6 +272,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let index = {
             let mut applied = self.shared.write();
             applied.state = state;
+            let index = meta.last_log_id.as_ref().map_or(0, |log_id| log_id.index);
+            applied.fresh_tasks.forget_through(index);
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership.clone();
             applied

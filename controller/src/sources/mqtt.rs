@@ -24,49 +24,43 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::MqttConfig;
 use super::sink::InboundSink;
-use crate::raft::proposer::Proposer;
 use crate::state::inbound::InboundEvent;
 
-/// How often a subscriber checks that this node still leads.
-const LEADERSHIP_CHECK: Duration = Duration::from_millis(250);
 /// Pause after a failed connection before the next attempt.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
+#[derive(Clone)]
 pub struct MqttSource {
     pub config: MqttConfig,
     pub password: Option<String>,
     /// Set when the broker is reached over TLS.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub sink: InboundSink,
-    pub proposer: Proposer,
 }
 
 /// Why a session with the broker ended.
 enum Ended {
-    Shutdown,
-    NotLeader,
+    /// Leadership ended or the node is stopping.
+    Stopped,
     Failed,
 }
 
 impl MqttSource {
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Holds the subscription while this node leads: followers keep no
+    /// session, since the broker would split the messages between them,
+    /// or replay them to each.
+    pub async fn lead(self, _term: u64, stepped_down: CancellationToken) {
         let span = info_span!("mqtt", subscription = %self.config.name);
         async move {
             loop {
-                // Followers keep no session: the broker would split the
-                // messages between them, or replay them to each.
-                while self.proposer.leader_term().is_none() {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(LEADERSHIP_CHECK) => {}
+                match self.session(&stepped_down).await {
+                    Ended::Stopped => {
+                        info!("no longer the leader (or stopping): unsubscribed");
+                        return;
                     }
-                }
-                match self.session(&shutdown).await {
-                    Ended::Shutdown => return,
-                    Ended::NotLeader => info!("no longer the leader: unsubscribed"),
                     Ended::Failed => {
                         tokio::select! {
-                            () = shutdown.cancelled() => return,
+                            () = stepped_down.cancelled() => return,
                             () = tokio::time::sleep(RECONNECT_PAUSE) => {}
                         }
                     }
@@ -100,19 +94,12 @@ impl MqttSource {
 
     /// One connection, from connect to the first failure, loss of
     /// leadership or shutdown.
-    async fn session(&self, shutdown: &CancellationToken) -> Ended {
+    async fn session(&self, stepped_down: &CancellationToken) -> Ended {
         let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
         let source = format!("mqtt/{}", self.config.name);
-        let mut leadership = tokio::time::interval(LEADERSHIP_CHECK);
         let ended = loop {
             let polled = tokio::select! {
-                () = shutdown.cancelled() => break Ended::Shutdown,
-                _ = leadership.tick() => {
-                    if self.proposer.leader_term().is_none() {
-                        break Ended::NotLeader;
-                    }
-                    continue;
-                }
+                () = stepped_down.cancelled() => break Ended::Stopped,
                 polled = eventloop.poll() => polled,
             };
             match polled {

@@ -440,6 +440,12 @@ impl ClusterState {
         }
     }
 
+    /// The tasks that became pending while applying the last entry, by
+    /// agent: what the leader sends next. Taking them clears the list.
+    pub fn take_now_pending(&mut self) -> Vec<(AgentId, TaskId)> {
+        std::mem::take(&mut self.entry.now_pending)
+    }
+
     /// Pending tasks for one agent, oldest first: what the dispatcher sends.
     pub fn pending_tasks_for<'a>(
         &'a self,

@@ -171,6 +171,10 @@ impl ClusterState {
             task.resources = std::sync::Arc::unwrap_or_clone(step.resources);
             if step.batch > 0 {
                 task.state = TaskState::Waiting;
+            } else {
+                self.entry
+                    .now_pending
+                    .push((task.agent_id.clone(), task_id.clone()));
             }
             self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);

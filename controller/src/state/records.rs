@@ -1,6 +1,6 @@
 //! The records the replicated state keeps: agents, events, plans, tasks.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use levee_common::event::Event;
 use levee_common::ids::{AgentId, PlanId, TaskId};
@@ -8,6 +8,7 @@ use levee_common::resource::Resource;
 use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::engine::fleet::{AgentRecord, DRAINED, Deployment, FAILED_DIGEST};
 use crate::engine::planner::Action;
 
 /// Where a command sits in the Raft log. Everything derived from a command
@@ -17,37 +18,6 @@ use crate::engine::planner::Action;
 pub struct LogPosition {
     pub index: u64,
     pub term: u64,
-}
-
-/// An agent the cluster has seen, as it last introduced itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentRecord {
-    pub agent_id: AgentId,
-    pub boot_epoch: u64,
-    pub labels: BTreeMap<String, String>,
-    pub cpu_millis: u32,
-    pub memory_bytes: u64,
-    pub first_seen_ms: i64,
-    pub last_hello_ms: i64,
-    pub events_committed: u64,
-    /// Declared lost by the leader (no session for too long); it takes no
-    /// new replicas until it says hello again.
-    #[serde(default)]
-    pub lost: bool,
-    /// Services this agent must not run (`*`: none at all, it is drained),
-    /// set by `drain`/`reschedule` and cleared by `levee undrain`.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub avoid: BTreeSet<String>,
-}
-
-/// The `avoid` entry that drains an agent of everything.
-pub const DRAINED: &str = "*";
-
-impl AgentRecord {
-    /// Whether `service` may be placed on this agent.
-    pub fn takes(&self, service: &str) -> bool {
-        !self.lost && !self.avoid.contains(DRAINED) && !self.avoid.contains(service)
-    }
 }
 
 /// A committed event with what it caused.
@@ -89,13 +59,16 @@ pub struct RuleState {
 }
 
 /// Counts kept while applying one log entry: plans made (each plan's id
-/// is `p<index>.<n>`, so every plan of an entry gets its own) and events
-/// the controllers raised (a bound on runaway reactions). Not replicated
-/// (every `apply` starts them at 0), and never part of equality.
-#[derive(Debug, Clone, Copy, Default)]
+/// is `p<index>.<n>`, so every plan of an entry gets its own), events
+/// the controllers raised (a bound on runaway reactions), and the tasks
+/// that became pending (what the leader sends after the entry). Not
+/// replicated (every `apply` starts them afresh), and never part of
+/// equality.
+#[derive(Debug, Clone, Default)]
 pub struct EntryCounters {
     pub plans: usize,
     pub raised: usize,
+    pub now_pending: Vec<(AgentId, TaskId)>,
 }
 
 impl PartialEq for EntryCounters {
@@ -268,33 +241,6 @@ impl VersionOrigin {
             } => {
                 format!("automatic rollback of {service} ({failed_task} failed)")
             }
-        }
-    }
-}
-
-/// One service on one agent, as far as the cluster knows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deployment {
-    /// Digest of the resources the agent last reported converged.
-    pub applied: Option<String>,
-    pub applied_task: Option<TaskId>,
-    /// The newest unfinished task for it: the digest it converges to
-    /// (empty for a removal).
-    pub in_flight: Option<(String, TaskId)>,
-}
-
-/// Marks a deployment whose last task failed: it matches no digest, so
-/// the next reconcile converges it again.
-pub const FAILED_DIGEST: &str = "failed";
-
-impl Deployment {
-    /// The digest the planner compares against: where the agent is or is
-    /// being taken. `None` when it runs nothing or is being emptied.
-    pub fn current(&self) -> Option<&str> {
-        match &self.in_flight {
-            Some((digest, _)) if digest.is_empty() => None,
-            Some((digest, _)) => Some(digest),
-            None => self.applied.as_deref(),
         }
     }
 }

@@ -145,6 +145,7 @@ impl ClusterState {
             let task = self.tasks.get_mut(&id).expect("listed from the plan");
             if task.batch == batch + 1 && task.state == TaskState::Waiting {
                 task.state = TaskState::Pending;
+                self.entry.now_pending.push((task.agent_id.clone(), id));
             }
         }
     }

@@ -13,7 +13,7 @@ use levee_common::ids::AgentId;
 use levee_common::spec::{ResourceRequests, ServiceSpec};
 
 use super::{PlanInput, target_of};
-use crate::state::records::AgentRecord;
+use crate::engine::fleet::AgentRecord;
 
 const MIB: u64 = 1024 * 1024;
 

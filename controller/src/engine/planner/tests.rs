@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::placement::selects;
 use super::*;
-use crate::state::records::Deployment;
+use crate::engine::fleet::Deployment;
 
 fn agent(name: &str, labels: &[(&str, &str)], cpu_millis: u32) -> AgentRecord {
     AgentRecord {

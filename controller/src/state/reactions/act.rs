@@ -258,6 +258,9 @@ impl ClusterState {
                 cause.clone(),
             );
             task.run = Some(run.clone());
+            self.entry
+                .now_pending
+                .push((task.agent_id.clone(), task_id.clone()));
             self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }

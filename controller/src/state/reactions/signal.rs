@@ -58,6 +58,21 @@ impl ClusterState {
             .collect()
     }
 
+    /// When the earliest signal not yet silent will have been quiet for
+    /// its `silent_after_ms`: when the leader must look again.
+    pub fn next_signal_deadline(&self) -> Option<i64> {
+        self.specs
+            .rules
+            .values()
+            .filter_map(|rule| {
+                let signal = rule.signal.as_ref()?;
+                let state = self.rule_state.get(&rule.name)?;
+                let last = state.last_signal_ms?;
+                (!state.silent).then(|| last.saturating_add(signal.silent_after_ms as i64))
+            })
+            .min()
+    }
+
     /// The leader found `rule`'s signal silent since `last_signal_ms`. Void
     /// if an event came meanwhile (the time moved) or it is marked already.
     pub(in crate::state) fn signal_silent(

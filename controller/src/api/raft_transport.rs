@@ -1,5 +1,6 @@
-//! The receiving end of the Raft transport. Mounted behind the controller
-//! role check: agent and operator certificates never reach it.
+//! The receiving end of the Raft transport (the sending end is
+//! `raft::network`). Mounted behind the controller role check: agent and
+//! operator certificates never reach it.
 
 use std::sync::Arc;
 
@@ -10,17 +11,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
-use super::membership::Membership;
-use super::network::SnapshotHeader;
-use super::proposer::Proposer;
-use super::{LeveeRaft, SnapshotData};
-use crate::api::error::ApiError;
+use super::error::ApiError;
+use crate::raft::membership::Membership;
+use crate::raft::network::SnapshotHeader;
+use crate::raft::proposer::Proposer;
+use crate::raft::{LeveeRaft, SnapshotData};
 use crate::sources::sink::{self, Forwarded};
 
 pub struct RaftService {
     pub node_id: u64,
     pub advertise: String,
     pub raft: LeveeRaft,
+    pub proposer: Proposer,
     pub membership: Arc<Membership>,
 }
 
@@ -108,7 +110,6 @@ impl RaftTransport for RaftService {
         let Forwarded { source, events } = decode(request.get_ref())?;
         // Forwarded once only: a node that is not the leader either says
         // so instead of passing the events on again.
-        let proposer = Proposer::new(self.raft.clone());
-        encode(sink::commit(&proposer, &source, events).await)
+        encode(sink::commit(&self.proposer, &source, events).await)
     }
 }

@@ -18,7 +18,6 @@ use crate::raft::state_machine::SharedState;
 use crate::state::command::Command;
 use crate::state::records::NotificationRecord;
 
-const TICK: Duration = Duration::from_millis(250);
 /// Attempts before a call is given up: with the backoff doubling from
 /// 500 ms up to a minute, about ten minutes of retrying.
 const ATTEMPTS: u32 = 16;
@@ -29,26 +28,23 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// the node that also serves Raft.
 const MAX_IN_FLIGHT: usize = 32;
 
+#[derive(Clone)]
 pub struct Notifier {
     pub state: SharedState,
     pub proposer: Proposer,
 }
 
 impl Notifier {
-    pub async fn run(self, shutdown: CancellationToken) {
-        // Dropping the set at shutdown aborts deliveries under way; they
-        // stay pending and the next leader sends them.
+    /// Delivers pending calls while this node leads; woken by applied
+    /// entries (new calls) and by deliveries ending (room for more).
+    pub async fn lead(self, _term: u64, stepped_down: CancellationToken) {
+        // Dropping the set when leadership ends aborts deliveries under
+        // way; they stay pending and the next leader sends them again,
+        // with the same `Idempotency-Key`.
         let mut deliveries: JoinSet<()> = JoinSet::new();
         let in_flight: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let mut applied = self.state.subscribe();
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(TICK) => {}
-                Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
-            }
-            if self.proposer.leader_term().is_none() {
-                continue;
-            }
             for record in self.state.read(|state| state.pending_notifications()) {
                 if deliveries.len() >= MAX_IN_FLIGHT {
                     break;
@@ -86,6 +82,11 @@ impl Notifier {
                     }
                     .instrument(span),
                 );
+            }
+            tokio::select! {
+                () = stepped_down.cancelled() => break,
+                _ = applied.changed() => {}
+                Some(_) = deliveries.join_next(), if !deliveries.is_empty() => {}
             }
         }
     }

@@ -14,39 +14,41 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::sleep_until;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 use crate::state::command::{Command, Response};
 
-const TICK: Duration = Duration::from_millis(250);
+/// How soon a proposal that failed is tried again.
+const RETRY: Duration = Duration::from_millis(250);
 /// How much of a provisioner's output is kept in the record.
 const OUTPUT_TAIL: usize = 4096;
 
+#[derive(Clone)]
 pub struct ProvisionRunner {
     pub state: SharedState,
     pub proposer: Proposer,
 }
 
 impl ProvisionRunner {
-    pub async fn run(self, shutdown: CancellationToken) {
-        // Dropping the set at shutdown aborts the runs, which kills their
-        // commands (kill_on_drop).
+    /// Runs pending provisions while this node leads `term`; woken by
+    /// applied entries. Stepping down drops the runs, which kills their
+    /// commands (kill_on_drop): a deposed leader starts nothing and
+    /// finishes nothing, and the next leader closes what it left running
+    /// as `unknown`, never running it again.
+    pub async fn lead(self, term: u64, stepped_down: CancellationToken) {
         let mut running: JoinSet<()> = JoinSet::new();
         // Provisions this node is running now.
         let running_here: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let mut applied = self.state.subscribe();
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(TICK) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-            }
-            let Some(term) = self.proposer.leader_term() else {
-                continue;
-            };
+            // A proposal that failed is tried again shortly.
+            let mut retry_at: Option<Instant> = None;
             let work = self.state.read(|state| {
                 state
                     .provisions_to_handle(term)
@@ -72,6 +74,7 @@ impl ProvisionRunner {
                     };
                     if let Err(err) = self.proposer.propose(command).await {
                         warn!(%id, error = %err, "could not close an abandoned provision");
+                        retry_at = Some(Instant::now() + RETRY);
                     }
                     continue;
                 }
@@ -95,6 +98,7 @@ impl ProvisionRunner {
                     }
                     Err(err) => {
                         warn!(%id, error = %err, "could not start a provision");
+                        retry_at = Some(Instant::now() + RETRY);
                         lock(&running_here).remove(&id);
                         continue;
                     }
@@ -122,6 +126,12 @@ impl ProvisionRunner {
                     }
                     .instrument(span),
                 );
+            }
+            tokio::select! {
+                () = stepped_down.cancelled() => break,
+                _ = applied.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = sleep_until(retry_at) => {}
             }
         }
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use levee_common::ids::{AgentId, TaskId};
 use levee_common::pb::ControllerMessage;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -14,10 +14,20 @@ pub type Outbound = mpsc::Sender<Result<ControllerMessage, Status>>;
 
 /// Live sessions by agent. A newer session of the same agent replaces the
 /// older one.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Sessions {
     inner: Arc<Mutex<Inner>>,
-    changed: Arc<Notify>,
+    /// Bumped on every session added or removed, so jobs wait on change.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -34,6 +44,17 @@ struct Session {
     /// Tasks already sent on this session; a new session starts empty, so
     /// a reconnect gets every pending task again.
     sent: HashSet<TaskId>,
+    /// The session should be sent every pending task of its agent: it is
+    /// new, its stream was full, or a new leadership term began.
+    wants_all: bool,
+}
+
+/// What became of tasks handed to [`Sessions::deliver`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: Vec<TaskId>,
+    /// The agent's stream was full: the rest wait for its next full send.
+    pub full: bool,
 }
 
 /// Removes its session from the registry when dropped, unless a newer
@@ -62,13 +83,14 @@ impl Sessions {
                 outbound,
                 cancel,
                 sent: HashSet::new(),
+                wants_all: true,
             };
             if let Some(previous) = inner.by_agent.insert(agent_id.clone(), session) {
                 previous.cancel.cancel();
             }
             session_id
         };
-        self.changed.notify_one();
+        self.changes.send_modify(|generation| *generation += 1);
         SessionGuard {
             sessions: self.clone(),
             agent_id,
@@ -82,22 +104,68 @@ impl Sessions {
         agents
     }
 
-    /// Waits until a session is added or removed.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
+    pub fn is_connected(&self, agent_id: &AgentId) -> bool {
+        self.lock().by_agent.contains_key(agent_id)
     }
 
-    /// Calls `send` for each session with the set of tasks it was already
-    /// sent; `send` returns the tasks it sent now.
-    pub fn for_each(
-        &self,
-        mut send: impl FnMut(&AgentId, &Outbound, &HashSet<TaskId>) -> Vec<TaskId>,
-    ) {
-        let mut inner = self.lock();
-        for (agent_id, session) in inner.by_agent.iter_mut() {
-            let sent_now = send(agent_id, &session.outbound, &session.sent);
-            session.sent.extend(sent_now);
+    /// A receiver that wakes whenever a session is added or removed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Asks for every pending task to be sent again to every session
+    /// (those not sent on it yet).
+    pub fn want_all_everywhere(&self) {
+        for session in self.lock().by_agent.values_mut() {
+            session.wants_all = true;
         }
+    }
+
+    /// The agents whose sessions want every pending task, clearing the
+    /// mark.
+    pub fn take_wanting_all(&self) -> Vec<AgentId> {
+        let mut inner = self.lock();
+        inner
+            .by_agent
+            .iter_mut()
+            .filter_map(|(agent_id, session)| {
+                std::mem::take(&mut session.wants_all).then(|| agent_id.clone())
+            })
+            .collect()
+    }
+
+    /// Sends `messages` (task id and message, in order) on `agent_id`'s
+    /// session, skipping tasks already sent on it, without waiting: a full
+    /// stream stops the delivery and marks the session for a full send.
+    pub fn deliver(
+        &self,
+        agent_id: &AgentId,
+        messages: impl IntoIterator<Item = (TaskId, ControllerMessage)>,
+    ) -> Delivery {
+        let mut inner = self.lock();
+        let Some(session) = inner.by_agent.get_mut(agent_id) else {
+            return Delivery::default();
+        };
+        let mut delivery = Delivery::default();
+        for (task_id, message) in messages {
+            if session.sent.contains(&task_id) {
+                continue;
+            }
+            match session.outbound.try_send(Ok(message)) {
+                Ok(()) => {
+                    session.sent.insert(task_id.clone());
+                    delivery.sent.push(task_id);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    session.wants_all = true;
+                    delivery.full = true;
+                    break;
+                }
+                // The session is ending; its guard removes it.
+                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            }
+        }
+        delivery
     }
 
     /// Ends every session: their streams close and agents reconnect
@@ -106,7 +174,7 @@ impl Sessions {
         for (_, session) in self.lock().by_agent.drain() {
             session.cancel.cancel();
         }
-        self.changed.notify_one();
+        self.changes.send_modify(|generation| *generation += 1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,6 +197,8 @@ impl Drop for SessionGuard {
             inner.by_agent.remove(&self.agent_id);
         }
         drop(inner);
-        self.sessions.changed.notify_one();
+        self.sessions
+            .changes
+            .send_modify(|generation| *generation += 1);
     }
 }
