@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -206,6 +207,36 @@ fn server_tls(cert: &Path, key: &Path) -> Result<rustls::ServerConfig> {
     Ok(config)
 }
 
+/// How much of a refused, oversized body is still read and dropped, and
+/// for how long, so the sender sees the 413 rather than a connection reset
+/// (closing a socket with unread data resets it).
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Reads a body of at most `max` bytes. A larger one is refused, after
+/// draining a bounded amount of what follows.
+async fn read_body(body: Body, max: usize) -> Result<axum::body::Bytes, String> {
+    let mut stream = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| err.to_string())?;
+        if read.len() + chunk.len() > max {
+            let mut drained = read.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while drained < DRAIN_BYTES
+                    && let Some(Ok(chunk)) = stream.next().await
+                {
+                    drained += chunk.len();
+                }
+            })
+            .await;
+            return Err("length limit exceeded".into());
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.into())
+}
+
 /// Handles one delivery.
 async fn receive(
     State(receiver): State<Arc<Receiver>>,
@@ -229,7 +260,7 @@ async fn receive(
         {
             return refused;
         }
-        let body = match axum::body::to_bytes(body, receiver.max_body_bytes).await {
+        let body = match read_body(body, receiver.max_body_bytes).await {
             Ok(body) => body,
             Err(err) => {
                 return reply(
