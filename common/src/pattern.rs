@@ -6,8 +6,62 @@
 //! and `{"numeric": [">", 80, "<=", 100]}`. Against an array field a list
 //! matches when any element matches.
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use thiserror::Error;
+
+/// A rule's `match` as written, with its compiled form. It is compiled
+/// once, when specs are parsed (or read back from the log or a snapshot),
+/// never per event; it serialises as what was written.
+#[derive(Debug, Clone)]
+pub struct EventPattern {
+    source: Value,
+    compiled: Result<Pattern, PatternError>,
+}
+
+impl EventPattern {
+    pub fn new(source: Value) -> Self {
+        let compiled = Pattern::compile(&source);
+        Self { source, compiled }
+    }
+
+    /// The pattern as written.
+    pub fn source(&self) -> &Value {
+        &self.source
+    }
+
+    /// Why the pattern does not compile, if it does not.
+    pub fn problem(&self) -> Option<&PatternError> {
+        self.compiled.as_ref().err()
+    }
+
+    /// Whether `document` matches. A pattern that does not compile (only
+    /// possible in state written by another version: specs are checked
+    /// when accepted) matches nothing.
+    pub fn matches(&self, document: &Value) -> bool {
+        self.compiled
+            .as_ref()
+            .is_ok_and(|pattern| pattern.matches(document))
+    }
+}
+
+impl PartialEq for EventPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Serialize for EventPattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.source.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventPattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Self::new)
+    }
+}
 
 /// A compiled pattern, ready to match documents.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +95,7 @@ enum Comparison {
 }
 
 /// Why a pattern could not be compiled; `path` names the offending field.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Debug, Clone, Error, PartialEq)]
 pub enum PatternError {
     #[error("pattern must be an object of fields")]
     NotAnObject,

@@ -18,8 +18,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::pattern::{Pattern, PatternError};
-
 pub use self::module::{ModuleSpec, ModuleUse, ParameterSpec, ParameterType};
 pub use self::replicas::Replicas;
 pub use self::rule::{
@@ -211,9 +209,9 @@ impl SpecSet {
                             continue;
                         };
                         let name = rule.name.clone();
-                        let mut problems = match Pattern::compile(&rule.pattern) {
-                            Ok(_) => Vec::new(),
-                            Err(err) => vec![("match", format!("rule `{name}`: `match`: {err}"))],
+                        let mut problems = match rule.pattern.problem() {
+                            None => Vec::new(),
+                            Some(err) => vec![("match", format!("rule `{name}`: `match`: {err}"))],
                         };
                         problems.extend(rule.problems());
                         if problems.is_empty() && check_name(&name).is_ok() {
@@ -372,12 +370,6 @@ impl SpecSet {
                 }
             }
         }
-    }
-
-    /// The rule's compiled pattern. Rules in a `SpecSet` were validated, so
-    /// compilation cannot fail here; a failure is reported as no match.
-    pub fn rule_pattern(rule: &RuleSpec) -> Result<Pattern, PatternError> {
-        Pattern::compile(&rule.pattern)
     }
 }
 

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
+
+use crate::pattern::EventPattern;
 use serde::{Deserialize, Serialize};
 
 /// When an event matches `match`, do `action`.
@@ -17,7 +19,8 @@ pub struct RuleSpec {
     /// An EventBridge-style pattern over the event document
     /// (`type`, `source`, `subject`, `data`).
     #[serde(rename = "match")]
-    pub pattern: serde_json::Value,
+    #[schemars(with = "serde_json::Value")]
+    pub pattern: EventPattern,
     /// Written as a one-key map, `repair: { service: clock }`.
     #[serde(with = "yaml_serde::with::singleton_map")]
     #[schemars(with = "RuleAction")]

@@ -1,7 +1,6 @@
 //! Which rules an event triggers.
 
 use levee_common::event::Event;
-use levee_common::pattern::Pattern;
 use levee_common::spec::{RuleSpec, SpecSet};
 
 use crate::engine::fleet::AgentRecord;
@@ -19,12 +18,7 @@ pub fn matching_rules<'a>(
     specs
         .rules
         .values()
-        .filter(|rule| {
-            // Rules in a SpecSet were compiled once at validation; a failure
-            // here would mean a state written by another version, which we
-            // treat as "matches nothing" rather than crash every node.
-            Pattern::compile(&rule.pattern).is_ok_and(|pattern| pattern.matches(&document))
-        })
+        .filter(|rule| rule.pattern.matches(&document))
         .collect()
 }
 
