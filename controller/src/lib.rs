@@ -3,6 +3,7 @@
 //! - [`state`]: the replicated state and its deterministic transitions.
 //! - [`engine`]: rule matching and the planner, pure functions.
 //! - [`raft`]: openraft wiring: durable log, state machine, transport.
+//! - [`convert`]: domain records to and from `levee.v1` wire messages.
 //! - [`api`]: the gRPC services agents, operators and peers call.
 //! - [`leader`]: what only the leader does (dispatch tasks, declare agents
 //!   lost, fire timers, run provisioners, call webhooks), each job started
@@ -16,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod convert;
 pub mod engine;
 pub mod leader;
 pub mod metrics;

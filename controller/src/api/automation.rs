@@ -6,9 +6,8 @@ use tonic::{Request, Status};
 use tracing::info;
 
 use super::auth::caller;
-use super::control::ControlService;
-use super::desired::commit;
 use super::error::ApiError;
+use super::service::{ControlService, commit};
 use crate::state::ClusterState;
 use crate::state::command::{Command, Response as StateResponse};
 use crate::state::reactions::describe;

@@ -3,73 +3,21 @@
 //! Reads are linearizable: they go through Raft's read index, so a deposed
 //! leader cannot answer from stale state.
 
-use std::sync::Arc;
-
 use levee_common::ids::AgentId;
 use levee_common::pb::control_server::Control;
 use levee_common::pb::{self};
-use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::auth::caller;
-use super::automation;
-use super::desired;
 use super::error::ApiError;
-use crate::leader::sessions::Sessions;
-use crate::raft::membership::{Members, Membership};
-use crate::raft::network::Network;
-use crate::raft::proposer::Proposer;
-use crate::raft::state_machine::SharedState;
+pub use super::service::ControlService;
+use super::service::limit;
+use super::{automation, desired};
+use crate::convert::{cause_chain, event_info, members_response, plan_info, task_info};
 use crate::state::command::{Command, Response as StateResponse};
-use crate::state::records::{EventRecord, PlanRecord, TaskRecord};
-
-/// Rows returned when a request does not say how many.
-const DEFAULT_LIMIT: usize = 100;
-
-pub struct ControlService {
-    pub node_id: u64,
-    pub advertise: String,
-    pub proposer: Proposer,
-    pub state: SharedState,
-    pub sessions: Sessions,
-    pub membership: Arc<Membership>,
-    pub network: Network,
-}
-
-impl ControlService {
-    /// Makes a read linearizable (through Raft's read index on the
-    /// leader), unless the caller accepts this node's possibly stale state.
-    pub(super) async fn read_barrier(&self, stale: bool) -> Result<(), Status> {
-        if stale {
-            return Ok(());
-        }
-        match self
-            .proposer
-            .raft()
-            .ensure_linearizable(ReadPolicy::ReadIndex)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => match err.forward_to_leader() {
-                Some(forward) => Err(ApiError::NotLeader {
-                    leader_addr: forward.leader_node.as_ref().map(|node| node.addr.clone()),
-                }
-                .into()),
-                None => Err(ApiError::Unavailable(err.to_string()).into()),
-            },
-        }
-    }
-}
-
-pub(super) fn limit(requested: u32) -> usize {
-    if requested == 0 {
-        DEFAULT_LIMIT
-    } else {
-        requested as usize
-    }
-}
+use crate::state::records::{PlanRecord, TaskRecord};
 
 #[tonic::async_trait]
 impl Control for ControlService {
@@ -459,103 +407,5 @@ impl Control for ControlService {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(members_response(members)))
-    }
-}
-
-fn members_response(members: Members) -> pb::MembershipResponse {
-    pb::MembershipResponse {
-        voters: members.voters.into_iter().collect(),
-        learners: members.learners.into_iter().collect(),
-    }
-}
-
-fn event_info(record: &EventRecord) -> pb::EventInfo {
-    pb::EventInfo {
-        id: record.event.id(),
-        source: record.event.source.clone(),
-        r#type: record.event.event_type.clone(),
-        subject: record.event.subject.clone(),
-        time_unix_ms: record.event.time_unix_ms,
-        data_json: record.event.data.to_string(),
-        log_index: record.log_index,
-        rules: record.rules.clone(),
-        plan_ids: record.plan_ids.iter().map(ToString::to_string).collect(),
-        outcomes: record.outcomes.clone(),
-    }
-}
-
-fn cause_chain(chain: crate::state::why::Chain) -> pb::CauseChain {
-    pb::CauseChain {
-        plan_id: chain.plan_id.to_string(),
-        reason: chain.reason,
-        log_index: chain.log_index,
-        created_unix_ms: chain.created_ms,
-        event: chain.event.map(|event| pb::EventInfo {
-            id: event.id,
-            source: event.source,
-            r#type: event.event_type,
-            subject: event.subject,
-            time_unix_ms: event.time_ms,
-            data_json: event.data.to_string(),
-            ..Default::default()
-        }),
-        rule: chain.rule.unwrap_or_default(),
-        rule_outcome: chain.rule_outcome.unwrap_or_default(),
-        tasks: chain
-            .tasks
-            .into_iter()
-            .map(|task| pb::ChainTask {
-                task_id: task.task_id,
-                agent_id: task.agent_id,
-                action: task.action,
-                state: task.state,
-                result: task.result,
-            })
-            .collect(),
-    }
-}
-
-pub(super) fn task_info(task: &TaskRecord) -> pb::TaskInfo {
-    pb::TaskInfo {
-        task_id: task.task_id.to_string(),
-        plan_id: task.plan_id.to_string(),
-        agent_id: task.agent_id.to_string(),
-        service: task.service.clone(),
-        state: task.state.as_str().to_owned(),
-        action: task.action.as_str().to_owned(),
-        batch: task.batch,
-        created_term: task.created.term,
-        cause_event_id: task.cause.event_id.clone().unwrap_or_default(),
-        rule: task.cause.rule.clone().unwrap_or_default(),
-        error: task.error.clone(),
-        outcomes: task
-            .outcomes
-            .iter()
-            .map(|outcome| {
-                format!(
-                    "{} {}: {}",
-                    if outcome.changed { "changed" } else { "ok" },
-                    outcome.resource,
-                    outcome.detail
-                )
-            })
-            .collect(),
-        created_unix_ms: task.created_ms,
-        finished_unix_ms: task.finished_ms,
-    }
-}
-
-pub(super) fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
-    pb::PlanInfo {
-        plan_id: plan.plan_id.to_string(),
-        reason: plan.cause.reason.clone(),
-        cause_event_id: plan.cause.event_id.clone().unwrap_or_default(),
-        rule: plan.cause.rule.clone().unwrap_or_default(),
-        task_ids: plan.task_ids.iter().map(ToString::to_string).collect(),
-        log_index: plan.created.index,
-        term: plan.created.term,
-        spec_version: plan.spec_version,
-        problems: plan.problems.clone(),
-        rolled_back_by: plan.rolled_back_by.unwrap_or_default(),
     }
 }

@@ -6,36 +6,16 @@ use std::collections::HashSet;
 
 use levee_common::ids::PlanId;
 use levee_common::pb;
-use levee_common::spec::SpecSet;
 use tonic::{Request, Status};
 use tracing::info;
 
 use super::auth::caller;
-use super::control::{ControlService, plan_info, task_info};
-use super::error::ApiError;
+use super::service::{ControlService, commit, limit, parse_files};
 use crate::clock::now_ms;
+use crate::convert::{plan_info, task_info, version_info};
 use crate::engine::planner::{self, Action};
 use crate::state::command::{Command, Response as StateResponse};
-use crate::state::records::{FAILED_DIGEST, SpecVersion};
-
-/// Largest total size of spec files in one request.
-const MAX_SPEC_BYTES: usize = 8 * 1024 * 1024;
-
-/// Parses the spec files of a request, as `levee validate` would.
-pub fn parse_files(files: &[pb::SpecFile]) -> Result<SpecSet, ApiError> {
-    let total: usize = files.iter().map(|file| file.content.len()).sum();
-    if total > MAX_SPEC_BYTES {
-        return Err(ApiError::InvalidArgument(format!(
-            "spec files total {total} bytes, more than {MAX_SPEC_BYTES}"
-        )));
-    }
-    SpecSet::parse(
-        files
-            .iter()
-            .map(|file| (file.name.as_str(), file.content.as_str())),
-    )
-    .map_err(|errors| ApiError::InvalidArgument(errors.to_string()))
-}
+use crate::state::records::FAILED_DIGEST;
 
 pub async fn apply_specs(
     service: &ControlService,
@@ -124,7 +104,7 @@ pub async fn list_versions(
 ) -> Result<pb::ListVersionsResponse, Status> {
     let request = request.into_inner();
     service.read_barrier(request.stale).await?;
-    let limit = super::control::limit(request.limit);
+    let limit = limit(request.limit);
     let versions = service.state.read(|state| {
         let skip = state.versions.len().saturating_sub(limit);
         state
@@ -259,22 +239,6 @@ pub async fn test_rules(
     super::trial::run(copy, after, request, now_ms()).map_err(Status::from)
 }
 
-/// Proposes `command`; a refusal by the state is `FailedPrecondition`.
-pub(super) async fn commit(
-    service: &ControlService,
-    command: Command,
-) -> Result<StateResponse, Status> {
-    let (_, response) = service
-        .proposer
-        .propose(command)
-        .await
-        .map_err(ApiError::from)?;
-    match response {
-        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
-        response => Ok(response),
-    }
-}
-
 fn specs_applied(response: StateResponse) -> Result<pb::ApplySpecsResponse, Status> {
     let StateResponse::SpecsApplied {
         version,
@@ -289,18 +253,4 @@ fn specs_applied(response: StateResponse) -> Result<pb::ApplySpecsResponse, Stat
         plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
         unchanged: !new_version,
     })
-}
-
-fn version_info(version: &SpecVersion, current: u64) -> pb::VersionInfo {
-    pb::VersionInfo {
-        version: version.version,
-        applied_by: version.applied_by.clone(),
-        reason: version.reason.clone(),
-        applied_unix_ms: version.at_ms,
-        origin: version.origin.describe(),
-        services: version.specs.services.keys().cloned().collect(),
-        rules: version.specs.rules.keys().cloned().collect(),
-        plan_ids: version.plan_ids.iter().map(ToString::to_string).collect(),
-        current: version.version == current,
-    }
 }

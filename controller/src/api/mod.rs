@@ -9,4 +9,5 @@ pub mod control;
 pub(crate) mod desired;
 pub mod error;
 pub mod raft_transport;
+pub mod service;
 pub mod trial;

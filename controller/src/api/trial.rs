@@ -7,8 +7,8 @@ use levee_common::ids::AgentId;
 use levee_common::pb;
 use serde::{Deserialize, Serialize};
 
-use super::desired::parse_files;
 use super::error::ApiError;
+use super::service::parse_files;
 use crate::state::ClusterState;
 use crate::state::records::LogPosition;
 use crate::state::whatif::TrialEvent;

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use levee_common::ids::{AgentId, TaskId};
-use levee_common::pb::{self, ControllerMessage, controller_message};
+use levee_common::pb::ControllerMessage;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::sessions::Sessions;
 use super::sleep_until;
-use crate::engine::planner::Action;
+use crate::convert::task_message;
 use crate::raft::fresh_tasks::Since;
 use crate::raft::state_machine::SharedState;
 use crate::state::ClusterState;
@@ -110,7 +110,7 @@ fn outgoing(
         outgoing
             .entry(task.agent_id.clone())
             .or_default()
-            .push((task.task_id.clone(), to_wire(task, term)));
+            .push((task.task_id.clone(), task_message(task, term)));
     };
     for agent_id in wanting_all {
         state.pending_tasks_for(agent_id).for_each(&mut add);
@@ -123,23 +123,4 @@ fn outgoing(
         .filter(|task| task.state == TaskState::Pending)
         .for_each(add);
     outgoing
-}
-
-fn to_wire(task: &TaskRecord, term: u64) -> ControllerMessage {
-    let task = pb::Task {
-        task_id: task.task_id.to_string(),
-        term,
-        plan_id: task.plan_id.to_string(),
-        service: task.service.clone(),
-        resources: task.resources.iter().map(pb::Resource::from).collect(),
-        remove: task.action == Action::Remove,
-        run: task.run.as_ref().map(|run| pb::RunCommand {
-            argv: run.argv.clone(),
-            env: run.env.clone().into_iter().collect(),
-            timeout_ms: run.timeout_ms,
-        }),
-    };
-    ControllerMessage {
-        body: Some(controller_message::Body::Task(task)),
-    }
 }

@@ -9,7 +9,7 @@ use levee_common::ids::{AgentId, PlanId};
 use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
 
-use super::inbound::InboundEvent;
+use super::inbound_event::InboundEvent;
 use super::records::TaskReport;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,80 +4,12 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
 use serde::{Deserialize, Serialize};
 
 use super::ClusterState;
 use super::command::Response;
+pub use super::inbound_event::{InboundEvent, RESERVED_PREFIXES, is_reserved_type};
 use super::records::LogPosition;
-
-/// One event as a source (webhook, MQTT) parsed it, before it is
-/// committed. The source's name is stamped by the receiver, never taken
-/// from the payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InboundEvent {
-    /// E.g. `alert.firing`, `cloudwatch.alarm`, or a CloudEvent's `type`.
-    pub event_type: String,
-    /// What the event is about: an alert's name, an MQTT topic...
-    pub subject: String,
-    pub data: serde_json::Value,
-    /// A sender's own id for the event (a CloudEvent's `source` + `id`, an
-    /// SNS `MessageId`, an alert's fingerprint and state), so a retried
-    /// delivery is committed once. `None` when the sender gives none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dedup_id: Option<String>,
-    /// When the sender says it happened; the commit time when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_unix_ms: Option<i64>,
-    /// An id to remember once this event is committed, without
-    /// deduplicating it by that id: an MQTT message's content, so the same
-    /// content replayed later as a retained message is dropped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remember: Option<String>,
-}
-
-/// Type prefixes of events raised inside the fleet (agents' `host.*`, the
-/// controllers' `levee.*` and `timer.*`): an outsider claiming `host.lost`
-/// or `timer.fired` could make rules act when nothing happened.
-pub const RESERVED_PREFIXES: [&str; 3] = ["host.", "levee.", "timer."];
-
-pub fn is_reserved_type(event_type: &str) -> bool {
-    RESERVED_PREFIXES
-        .iter()
-        .any(|prefix| event_type.starts_with(prefix))
-}
-
-impl InboundEvent {
-    /// Why the state would refuse this event, if it would: sources check
-    /// first and answer the sender; apply checks again, so no path (a
-    /// forwarded call, a future source) can slip one in.
-    pub fn problem(&self) -> Option<String> {
-        if self.event_type.is_empty() {
-            return Some("the event type is empty".into());
-        }
-        if is_reserved_type(&self.event_type) {
-            return Some(format!(
-                "type `{}` is reserved for events from inside the fleet",
-                self.event_type
-            ));
-        }
-        for (field, value) in [("type", &self.event_type), ("subject", &self.subject)] {
-            if value.len() > MAX_EVENT_FIELD_BYTES {
-                return Some(format!(
-                    "the {field} is {} bytes, more than {MAX_EVENT_FIELD_BYTES}",
-                    value.len()
-                ));
-            }
-        }
-        let data = self.data.to_string().len();
-        if data > MAX_EVENT_DATA_BYTES {
-            return Some(format!(
-                "the data is {data} bytes, more than {MAX_EVENT_DATA_BYTES}"
-            ));
-        }
-        None
-    }
-}
 
 /// How many sender ids per source are remembered for deduplication. A
 /// sender retries within minutes; this covers far more than that.

@@ -11,6 +11,7 @@ pub mod command;
 mod digest;
 pub mod hosts;
 pub mod inbound;
+mod inbound_event;
 mod notifications;
 mod planning;
 mod provisions;

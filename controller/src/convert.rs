@@ -1,0 +1,141 @@
+//! Where the controller's domain records meet the wire: the `levee.v1`
+//! messages the API answers with and the tasks the leader sends, made from
+//! the replicated state's records in one place.
+
+use levee_common::pb;
+
+use crate::engine::planner::Action;
+use crate::raft::membership::Members;
+use crate::state::records::{EventRecord, PlanRecord, SpecVersion, TaskRecord};
+
+pub fn members_response(members: Members) -> pb::MembershipResponse {
+    pb::MembershipResponse {
+        voters: members.voters.into_iter().collect(),
+        learners: members.learners.into_iter().collect(),
+    }
+}
+
+pub fn event_info(record: &EventRecord) -> pb::EventInfo {
+    pb::EventInfo {
+        id: record.event.id(),
+        source: record.event.source.clone(),
+        r#type: record.event.event_type.clone(),
+        subject: record.event.subject.clone(),
+        time_unix_ms: record.event.time_unix_ms,
+        data_json: record.event.data.to_string(),
+        log_index: record.log_index,
+        rules: record.rules.clone(),
+        plan_ids: record.plan_ids.iter().map(ToString::to_string).collect(),
+        outcomes: record.outcomes.clone(),
+    }
+}
+
+pub fn cause_chain(chain: crate::state::why::Chain) -> pb::CauseChain {
+    pb::CauseChain {
+        plan_id: chain.plan_id.to_string(),
+        reason: chain.reason,
+        log_index: chain.log_index,
+        created_unix_ms: chain.created_ms,
+        event: chain.event.map(|event| pb::EventInfo {
+            id: event.id,
+            source: event.source,
+            r#type: event.event_type,
+            subject: event.subject,
+            time_unix_ms: event.time_ms,
+            data_json: event.data.to_string(),
+            ..Default::default()
+        }),
+        rule: chain.rule.unwrap_or_default(),
+        rule_outcome: chain.rule_outcome.unwrap_or_default(),
+        tasks: chain
+            .tasks
+            .into_iter()
+            .map(|task| pb::ChainTask {
+                task_id: task.task_id,
+                agent_id: task.agent_id,
+                action: task.action,
+                state: task.state,
+                result: task.result,
+            })
+            .collect(),
+    }
+}
+
+pub fn task_info(task: &TaskRecord) -> pb::TaskInfo {
+    pb::TaskInfo {
+        task_id: task.task_id.to_string(),
+        plan_id: task.plan_id.to_string(),
+        agent_id: task.agent_id.to_string(),
+        service: task.service.clone(),
+        state: task.state.as_str().to_owned(),
+        action: task.action.as_str().to_owned(),
+        batch: task.batch,
+        created_term: task.created.term,
+        cause_event_id: task.cause.event_id.clone().unwrap_or_default(),
+        rule: task.cause.rule.clone().unwrap_or_default(),
+        error: task.error.clone(),
+        outcomes: task
+            .outcomes
+            .iter()
+            .map(|outcome| {
+                format!(
+                    "{} {}: {}",
+                    if outcome.changed { "changed" } else { "ok" },
+                    outcome.resource,
+                    outcome.detail
+                )
+            })
+            .collect(),
+        created_unix_ms: task.created_ms,
+        finished_unix_ms: task.finished_ms,
+    }
+}
+
+pub fn plan_info(plan: &PlanRecord) -> pb::PlanInfo {
+    pb::PlanInfo {
+        plan_id: plan.plan_id.to_string(),
+        reason: plan.cause.reason.clone(),
+        cause_event_id: plan.cause.event_id.clone().unwrap_or_default(),
+        rule: plan.cause.rule.clone().unwrap_or_default(),
+        task_ids: plan.task_ids.iter().map(ToString::to_string).collect(),
+        log_index: plan.created.index,
+        term: plan.created.term,
+        spec_version: plan.spec_version,
+        problems: plan.problems.clone(),
+        rolled_back_by: plan.rolled_back_by.unwrap_or_default(),
+    }
+}
+
+pub fn version_info(version: &SpecVersion, current: u64) -> pb::VersionInfo {
+    pb::VersionInfo {
+        version: version.version,
+        applied_by: version.applied_by.clone(),
+        reason: version.reason.clone(),
+        applied_unix_ms: version.at_ms,
+        origin: version.origin.describe(),
+        services: version.specs.services.keys().cloned().collect(),
+        rules: version.specs.rules.keys().cloned().collect(),
+        plan_ids: version.plan_ids.iter().map(ToString::to_string).collect(),
+        current: version.version == current,
+    }
+}
+
+/// A task as the leader of `term` sends it to its agent.
+pub fn task_message(task: &TaskRecord, term: u64) -> pb::ControllerMessage {
+    let task = pb::Task {
+        task_id: task.task_id.to_string(),
+        term,
+        plan_id: task.plan_id.to_string(),
+        service: task.service.clone(),
+        resources: task.resources.iter().map(pb::Resource::from).collect(),
+        remove: task.action == Action::Remove,
+        run: task.run.as_ref().map(|run| pb::RunCommand {
+            argv: run.argv.clone(),
+            env: run.env.clone().into_iter().collect(),
+            timeout_ms: run.timeout_ms,
+        }),
+    };
+    pb::ControllerMessage {
+        body: Some(pb::controller_message::Body::Task(task)),
+    }
+}
