@@ -1,5 +1,5 @@
-//! Issue 2, point 2: `levee dev` starts everything, stops cleanly on
-//! Ctrl-C, and keeps its state across restarts.
+//! `levee dev` starts everything, stops cleanly on Ctrl-C, and keeps its
+//! state across restarts.
 
 use levee_tests::process::{Running, binary, workloads_under};
 use levee_tests::{TestEnv, https, wait_until};

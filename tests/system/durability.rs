@@ -1,5 +1,5 @@
-//! Issue 2, point 4: what was acknowledged survives a controller crash,
-//! and no task is applied twice.
+//! What was acknowledged survives a controller crash: the event, its plan
+//! and its task are there after a SIGKILL, and the task is applied once.
 
 use levee_tests::{TestEnv, wait_until};
 use nix::sys::signal::{Signal, kill};

@@ -1,4 +1,5 @@
-//! Issue 2, point 3: one event, end to end, with real processes.
+//! One event, end to end, with real processes: a workload killed outside
+//! Levee is repaired through event, rule, plan and task, all on record.
 
 use std::time::Instant;
 

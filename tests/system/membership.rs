@@ -1,4 +1,6 @@
-//! Issue 3: membership changes, log compaction and snapshot installation.
+//! Membership changes, log compaction and snapshot installation: a new
+//! node catches up from a snapshot, and a removed node cannot rejoin under
+//! its old id.
 
 use std::time::Duration;
 

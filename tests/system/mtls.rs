@@ -1,4 +1,7 @@
-//! Issue 2, point 5: mTLS only, and roles enforced per service.
+//! mTLS only: a caller with no certificate, one from another CA or plain
+//! text is refused; each role may call only its own services; an agent
+//! cannot speak for another, nor as `controller`; and a redelivered event
+//! is acknowledged again but committed once.
 
 use std::time::Duration;
 
