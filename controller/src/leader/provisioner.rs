@@ -1,8 +1,9 @@
 //! The leader runs provisioners: for each pending provision it commits
 //! `ProvisionStarted` (with its term), runs the provisioner's argv, and
 //! commits the result. A provision found started by an older term is
-//! never run again: it is closed as failed, for an operator to check,
-//! since its command may have made a host before the leader changed.
+//! never run again: it is closed as `unknown` (still counting against
+//! `max_hosts`) for an operator to resolve, since its command may have
+//! made a host before the leader changed.
 
 use std::collections::BTreeSet;
 use std::process::Stdio;

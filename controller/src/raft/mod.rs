@@ -3,10 +3,16 @@
 //!
 //! - [`store`]: the one redb file per node and its tables.
 //! - [`log_store`]: the Raft log and vote, fsynced before Raft is told.
-//! - [`state_machine`]: applies committed commands to [`ClusterState`] and
+//! - [`state_machine`]: applies committed commands to
+//!   [`ClusterState`](crate::state::ClusterState) and
 //!   keeps snapshots.
-//! - [`network`] and [`service`]: the two ends of the Raft transport.
+//! - [`fresh_tasks`]: the tasks recent entries made pending, for the
+//!   leader's dispatcher.
+//! - [`network`]: the sending end of the Raft transport (the receiving end
+//!   is `api::raft_transport`).
 //! - [`proposer`]: how the API writes a command and waits for it.
+//! - [`leadership`]: this node's leadership as a watch.
+//! - [`membership`]: init, join as learner then voter, leave.
 
 pub mod fresh_tasks;
 pub mod leadership;

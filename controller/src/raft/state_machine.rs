@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use super::fresh_tasks::{FreshTasks, Since};
 use super::store::{SNAPSHOT, SNAPSHOT_DATA_KEY, SNAPSHOT_META_KEY, blocking, io_error};
 use super::{LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::state::ClusterState;
 use crate::state::command::Response;
 use crate::state::records::LogPosition;
+use crate::state::{ClusterState, Entry};
 
 /// What has been applied, shared with the API and the dispatcher.
 #[derive(Debug, Default)]
@@ -229,9 +229,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             index: entry.log_id.index,
                             term: entry.log_id.leader_id.term,
                         };
-                        let response = applied.state.apply(at, command);
-                        let now_pending = applied.state.take_now_pending();
-                        applied.fresh_tasks.push(at.index, now_pending);
+                        let mut applying = Entry::new(at, command.at_ms());
+                        let response = applied.state.apply_entry(&mut applying, command);
+                        applied.fresh_tasks.push(at.index, applying.now_pending);
                         response
                     }
                     EntryPayload::Membership(membership) => {

@@ -197,6 +197,34 @@ pub enum Response {
     },
 }
 
+impl Command {
+    /// The time the command carries: when its proposer's clock read it,
+    /// or, for a task report, when the agent finished the task.
+    pub fn at_ms(&self) -> i64 {
+        match self {
+            Command::RecordTaskReport { report, .. } => report.finished_ms,
+            Command::AgentHello { at_ms, .. }
+            | Command::RecordEvents { at_ms, .. }
+            | Command::RecordInbound { at_ms, .. }
+            | Command::PutSpecs { at_ms, .. }
+            | Command::Rollback { at_ms, .. }
+            | Command::Scale { at_ms, .. }
+            | Command::Answer { at_ms, .. }
+            | Command::TimerFired { at_ms, .. }
+            | Command::AgentLost { at_ms, .. }
+            | Command::SignalSilent { at_ms, .. }
+            | Command::ProvisionStarted { at_ms, .. }
+            | Command::ProvisionFinished { at_ms, .. }
+            | Command::NotificationDone { at_ms, .. }
+            | Command::ProvisionAbandoned { at_ms, .. }
+            | Command::ProvisionResolved { at_ms, .. }
+            | Command::Drain { at_ms, .. }
+            | Command::Undrain { at_ms, .. }
+            | Command::NodeRemoved { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
 impl fmt::Display for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

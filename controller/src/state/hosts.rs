@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use super::ClusterState;
 use super::command::Response;
-use super::records::{Cause, LogPosition};
+use super::records::Cause;
 use crate::engine::planner::Trigger;
+use crate::state::Entry;
 
 /// Most events the controllers raise while applying one log entry; more
 /// means reactions feeding each other, and the rest are dropped (counted
@@ -25,8 +26,7 @@ impl ClusterState {
     /// raised for the rules.
     pub(super) fn agent_lost(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         agent_id: &AgentId,
         silent_ms: u64,
         last_hello_ms: i64,
@@ -42,7 +42,7 @@ impl ClusterState {
         record.lost = true;
         let labels = record.labels.clone();
         let data = json!({ "agent": agent_id.as_str(), "silent_ms": silent_ms, "labels": labels });
-        self.raise_host_event(at, at_ms, HOST_LOST, agent_id, data);
+        self.raise_host_event(entry, HOST_LOST, agent_id, data);
         let cause = Cause {
             reason: format!("agent {agent_id} lost after {silent_ms} ms without a session"),
             event_id: None,
@@ -59,9 +59,9 @@ impl ClusterState {
             .map(|task| task.task_id.clone())
             .collect();
         for task_id in stranded {
-            self.supersede(&task_id);
+            self.supersede(entry, &task_id);
         }
-        self.plan(at, at_ms, cause, &Trigger::Reconcile);
+        self.plan(entry, cause, &Trigger::Reconcile);
         Response::Nothing
     }
 
@@ -69,8 +69,7 @@ impl ClusterState {
     /// a repeated or late proposal (a new leader, a retry) changes nothing.
     pub(super) fn timer_fired(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         timer: &str,
         scheduled_ms: i64,
     ) -> Response {
@@ -86,7 +85,7 @@ impl ClusterState {
         }
         self.timers_fired.insert(timer.to_owned(), scheduled_ms);
         let data = json!({ "timer": timer, "scheduled_ms": scheduled_ms, "data": spec.data });
-        self.raise_event(at, at_ms, TIMER_FIRED, timer, data);
+        self.raise_event(entry, TIMER_FIRED, timer, data);
         Response::Nothing
     }
 
@@ -94,43 +93,32 @@ impl ClusterState {
     /// subject), so rules and `levee events` see it like any other.
     pub(super) fn raise_host_event(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         event_type: &str,
         agent: &AgentId,
         data: Value,
     ) {
-        self.raise_event(at, at_ms, event_type, agent.as_str(), data);
+        self.raise_event(entry, event_type, agent.as_str(), data);
     }
 
     /// Commits an event the controllers raise, about `subject`.
-    fn raise_event(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        event_type: &str,
-        subject: &str,
-        data: Value,
-    ) {
+    fn raise_event(&mut self, entry: &mut Entry, event_type: &str, subject: &str, data: Value) {
         self.raise_from(
-            at,
-            at_ms,
+            entry,
             CONTROLLER_SOURCE,
             event_type,
             subject,
             data,
-            at_ms,
+            entry.at_ms,
         );
     }
 
     /// Commits an event that no agent sent: the controllers' own, or one
     /// received from outside (`source` names which). Keyed
     /// `controller/0/<seq>` in one sequence shared by all of them.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn raise_from(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         source: &str,
         event_type: &str,
         subject: &str,
@@ -139,8 +127,8 @@ impl ClusterState {
     ) {
         // A runaway chain of reactions inside one entry stops here, the
         // same way on every node.
-        self.entry.raised += 1;
-        if self.entry.raised > MAX_RAISED_PER_ENTRY {
+        entry.raised += 1;
+        if entry.raised > MAX_RAISED_PER_ENTRY {
             self.raised_dropped += 1;
             return;
         }
@@ -157,6 +145,6 @@ impl ClusterState {
             time_unix_ms,
             data,
         };
-        self.commit_event(at, event, at_ms);
+        self.commit_event(entry, event);
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterState;
 use super::command::Response;
 pub use super::inbound_event::{InboundEvent, RESERVED_PREFIXES, is_reserved_type};
-use super::records::LogPosition;
+use crate::state::Entry;
 
 /// How many sender ids per source are remembered for deduplication. A
 /// sender retries within minutes; this covers far more than that.
@@ -43,8 +43,7 @@ impl ClusterState {
     /// id was committed before.
     pub(super) fn record_inbound(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         source: &str,
         events: Vec<InboundEvent>,
     ) -> Response {
@@ -73,10 +72,9 @@ impl ClusterState {
                     .or_default()
                     .insert(key);
             }
-            let time = inbound.time_unix_ms.unwrap_or(at_ms);
+            let time = inbound.time_unix_ms.unwrap_or(entry.at_ms);
             self.raise_from(
-                at,
-                at_ms,
+                entry,
                 source,
                 &inbound.event_type,
                 &inbound.subject,

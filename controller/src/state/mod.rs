@@ -9,6 +9,7 @@
 
 pub mod command;
 mod digest;
+mod entry;
 pub mod hosts;
 pub mod inbound;
 mod inbound_event;
@@ -31,6 +32,7 @@ use levee_common::spec::SpecSet;
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
+pub use self::entry::Entry;
 use self::records::{
     AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PendingApproval,
     PlanRecord, RuleState, ScalingRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
@@ -109,8 +111,6 @@ pub struct ClusterState {
     /// Controller events dropped by `MAX_RAISED_PER_ENTRY`.
     #[serde(default)]
     pub raised_dropped: u64,
-    #[serde(skip)]
-    pub(crate) entry: records::EntryCounters,
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
@@ -120,13 +120,19 @@ impl ClusterState {
     /// Applies one committed command. Must stay deterministic: no clock,
     /// no randomness, no iteration over unordered collections.
     pub fn apply(&mut self, at: LogPosition, command: Command) -> Response {
-        self.entry = records::EntryCounters::default();
-        let response = self.apply_command(at, command);
+        let mut entry = Entry::new(at, command.at_ms());
+        self.apply_entry(&mut entry, command)
+    }
+
+    /// Applies one committed command as `entry`, which keeps what applying
+    /// it produced beside the state (the tasks it made pending).
+    pub fn apply_entry(&mut self, entry: &mut Entry, command: Command) -> Response {
+        let response = self.apply_command(entry, command);
         self.prune_history();
         response
     }
 
-    fn apply_command(&mut self, at: LogPosition, command: Command) -> Response {
+    fn apply_command(&mut self, entry: &mut Entry, command: Command) -> Response {
         match command {
             Command::AgentHello {
                 agent_id,
@@ -135,7 +141,7 @@ impl ClusterState {
                 cpu_millis,
                 memory_bytes,
                 highest_term_seen,
-                at_ms,
+                at_ms: _,
             } => {
                 let is_new = !self.agents.contains_key(&agent_id);
                 // An agent that remembers no task runs nothing, whatever
@@ -151,7 +157,7 @@ impl ClusterState {
                         .map(|task| task.task_id.clone())
                         .collect();
                     for task_id in stale {
-                        self.supersede(&task_id);
+                        self.supersede(entry, &task_id);
                     }
                 }
                 let record = self
@@ -163,8 +169,8 @@ impl ClusterState {
                         labels: BTreeMap::new(),
                         cpu_millis: 0,
                         memory_bytes: 0,
-                        first_seen_ms: at_ms,
-                        last_hello_ms: at_ms,
+                        first_seen_ms: entry.at_ms,
+                        last_hello_ms: entry.at_ms,
                         events_committed: 0,
                         lost: false,
                         avoid: Default::default(),
@@ -182,10 +188,10 @@ impl ClusterState {
                 record.labels = labels;
                 record.cpu_millis = cpu_millis;
                 record.memory_bytes = memory_bytes;
-                record.last_hello_ms = at_ms;
+                record.last_hello_ms = entry.at_ms;
                 if recovered {
                     let data = serde_json::json!({ "agent": agent_id.as_str() });
-                    self.raise_host_event(at, at_ms, HOST_RECOVERED, &agent_id, data);
+                    self.raise_host_event(entry, HOST_RECOVERED, &agent_id, data);
                 }
                 let reconcile_plans = if changed {
                     let cause = Cause {
@@ -194,7 +200,7 @@ impl ClusterState {
                         rule: None,
                         depth: 0,
                     };
-                    self.plan(at, at_ms, cause, &Trigger::Reconcile)
+                    self.plan(entry, cause, &Trigger::Reconcile)
                         .into_iter()
                         .collect()
                 } else {
@@ -205,24 +211,24 @@ impl ClusterState {
             Command::RecordEvents {
                 agent_id,
                 events,
-                at_ms,
-            } => self.record_events(at, &agent_id, events, at_ms),
+                at_ms: _,
+            } => self.record_events(entry, &agent_id, events),
             Command::RecordInbound {
                 source,
                 events,
-                at_ms,
-            } => self.record_inbound(at, at_ms, &source, events),
+                at_ms: _,
+            } => self.record_inbound(entry, &source, events),
             Command::PutSpecs {
                 specs,
                 reason,
                 applied_by,
-                at_ms,
-            } => self.put_specs(at, at_ms, specs, reason, applied_by, VersionOrigin::Apply),
+                at_ms: _,
+            } => self.put_specs(entry, specs, reason, applied_by, VersionOrigin::Apply),
             Command::Rollback {
                 version,
                 reason,
                 requested_by,
-                at_ms,
+                at_ms: _,
             } => match self.versions.get(&version) {
                 Some(old) => {
                     let specs = old.specs.clone();
@@ -232,8 +238,7 @@ impl ClusterState {
                         reason
                     };
                     self.put_specs(
-                        at,
-                        at_ms,
+                        entry,
                         specs,
                         reason,
                         requested_by,
@@ -252,65 +257,63 @@ impl ClusterState {
                 replicas,
                 reason,
                 requested_by,
-                at_ms,
-            } => self.scale(at, at_ms, &service, replicas, reason, requested_by),
+                at_ms: _,
+            } => self.scale(entry, &service, replicas, reason, requested_by),
             Command::RecordTaskReport { agent_id, report } => {
-                self.record_task_report(at, &agent_id, report)
+                self.record_task_report(entry, &agent_id, report)
             }
             Command::AgentLost {
                 agent_id,
                 silent_ms,
                 last_hello_ms,
-                at_ms,
-            } => self.agent_lost(at, at_ms, &agent_id, silent_ms, last_hello_ms),
+                at_ms: _,
+            } => self.agent_lost(entry, &agent_id, silent_ms, last_hello_ms),
             Command::TimerFired {
                 timer,
                 scheduled_ms,
-                at_ms,
-            } => self.timer_fired(at, at_ms, &timer, scheduled_ms),
+                at_ms: _,
+            } => self.timer_fired(entry, &timer, scheduled_ms),
             Command::Answer {
                 id,
                 approve,
                 by,
-                at_ms,
-            } => self.answer_approval(at, at_ms, &id, approve, &by),
+                at_ms: _,
+            } => self.answer_approval(entry, &id, approve, &by),
             Command::SignalSilent {
                 rule,
                 last_signal_ms,
-                at_ms,
-            } => self.signal_silent(at, at_ms, &rule, last_signal_ms),
-            Command::ProvisionStarted { id, term, at_ms } => {
-                self.provision_started(&id, term, at_ms)
-            }
-            Command::ProvisionFinished { id, result, at_ms } => {
-                self.provision_finished(&id, result, at_ms)
+                at_ms: _,
+            } => self.signal_silent(entry, &rule, last_signal_ms),
+            Command::ProvisionStarted { id, term, .. } => self.provision_started(&id, term, entry),
+            Command::ProvisionFinished { id, result, .. } => {
+                self.provision_finished(&id, result, entry)
             }
             Command::ProvisionResolved {
                 id,
                 host_made,
                 by,
-                at_ms,
-            } => self.provision_resolved(&id, host_made, &by, at_ms),
-            Command::ProvisionAbandoned { id, term, at_ms } => {
-                self.provision_abandoned(&id, term, at_ms)
+                at_ms: _,
+            } => self.provision_resolved(&id, host_made, &by, entry),
+            Command::ProvisionAbandoned { id, term, .. } => {
+                self.provision_abandoned(&id, term, entry)
             }
             Command::NotificationDone {
                 id,
                 result,
                 attempts,
-                at_ms,
-            } => self.notification_done(&id, result, attempts, at_ms),
+                at_ms: _,
+            } => self.notification_done(&id, result, attempts, entry),
             Command::Drain {
                 agent_id,
                 service,
                 by,
-                at_ms,
-            } => self.drain(at, at_ms, &agent_id, service.as_deref(), &by),
+                at_ms: _,
+            } => self.drain(entry, &agent_id, service.as_deref(), &by),
             Command::Undrain {
                 agent_id,
                 by,
-                at_ms,
-            } => self.undrain(at, at_ms, &agent_id, &by),
+                at_ms: _,
+            } => self.undrain(entry, &agent_id, &by),
             Command::NodeRemoved { node_id, .. } => {
                 self.removed_nodes.insert(node_id);
                 Response::Nothing
@@ -327,10 +330,9 @@ impl ClusterState {
 
     fn record_events(
         &mut self,
-        at: LogPosition,
+        entry: &mut Entry,
         agent_id: &AgentId,
         events: Vec<Event>,
-        at_ms: i64,
     ) -> Response {
         let mut accepted = 0;
         let mut duplicates = 0;
@@ -348,7 +350,7 @@ impl ClusterState {
             } else {
                 *cursor = event.key.seq;
                 accepted += 1;
-                self.commit_event(at, event, at_ms);
+                self.commit_event(entry, event);
             }
             acks.insert(epoch, self.event_cursors[agent_id][&epoch]);
         }
@@ -364,14 +366,14 @@ impl ClusterState {
     }
 
     /// Records a committed event and lets the rules react to it.
-    pub(super) fn commit_event(&mut self, at: LogPosition, event: Event, at_ms: i64) {
-        self.track_drift(&event, at_ms);
+    pub(super) fn commit_event(&mut self, entry: &mut Entry, event: Event) {
+        self.track_drift(&event, entry);
         // Recorded before the rules react, so an event a reaction raises
         // (a shortfall) comes after the event that caused it.
         let key = event.key.clone();
         self.events.push_back(EventRecord {
             event: event.clone(),
-            log_index: at.index,
+            log_index: entry.at.index,
             rules: Vec::new(),
             plan_ids: Vec::new(),
             outcomes: Vec::new(),
@@ -379,7 +381,7 @@ impl ClusterState {
         while self.events.len() > EVENT_HISTORY {
             self.events.pop_front();
         }
-        let reaction = self.react(at, at_ms, &event);
+        let reaction = self.react(entry, &event);
         if let Some(record) = self
             .events
             .iter_mut()
@@ -394,7 +396,7 @@ impl ClusterState {
 
     /// Keeps `drift` in step with the agents' drift events, for
     /// `levee status`.
-    fn track_drift(&mut self, event: &Event, at_ms: i64) {
+    fn track_drift(&mut self, event: &Event, entry: &mut Entry) {
         let agent = &event.key.agent_id;
         let field = |name: &str| {
             event
@@ -412,7 +414,7 @@ impl ClusterState {
                 DriftRecord {
                     service: field("service"),
                     detail: field("detail"),
-                    since_ms: at_ms,
+                    since_ms: entry.at_ms,
                     event_id: event.id(),
                 },
             );
@@ -439,12 +441,6 @@ impl ClusterState {
                 }
             }
         }
-    }
-
-    /// The tasks that became pending while applying the last entry, by
-    /// agent: what the leader sends next. Taking them clears the list.
-    pub fn take_now_pending(&mut self) -> Vec<(AgentId, TaskId)> {
-        std::mem::take(&mut self.entry.now_pending)
     }
 
     /// Pending tasks for one agent, oldest first: what the dispatcher sends.

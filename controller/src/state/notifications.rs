@@ -1,5 +1,5 @@
 //! Rules' `webhook` calls. The call is recorded when the rule acts, with
-//! its body fixed then; the leader delivers it (`dispatch::notifier`) and
+//! its body fixed then; the leader delivers it (`leader::notifier`) and
 //! commits the result. Delivery is at least once: a leader that dies
 //! after sending but before committing leaves it pending, and the next
 //! leader sends it again with the same `Idempotency-Key`.
@@ -10,6 +10,7 @@ use super::ClusterState;
 use super::command::Response;
 use super::reactions::act::Acted;
 use super::records::{NotificationRecord, NotificationState, PendingApproval};
+use crate::state::Entry;
 
 /// Finished calls kept for `levee notifications`; pending ones are never
 /// dropped.
@@ -18,7 +19,7 @@ pub const NOTIFICATION_HISTORY: usize = 1000;
 impl ClusterState {
     pub(super) fn notify(
         &mut self,
-        at_ms: i64,
+        entry: &mut Entry,
         pending: &PendingApproval,
         url: &str,
         token_file: Option<String>,
@@ -41,7 +42,7 @@ impl ClusterState {
             "reason": pending.cause.reason,
             "host": pending.agent.as_str(),
             "event": event,
-            "at_ms": at_ms,
+            "at_ms": entry.at_ms,
         });
         self.notifications.insert(
             id.clone(),
@@ -51,7 +52,7 @@ impl ClusterState {
                 url: url.to_owned(),
                 token_file,
                 body: body.to_string(),
-                requested_ms: at_ms,
+                requested_ms: entry.at_ms,
                 state: NotificationState::Pending,
             },
         );
@@ -68,7 +69,7 @@ impl ClusterState {
         id: &str,
         result: Result<u16, String>,
         attempts: u32,
-        at_ms: i64,
+        entry: &mut Entry,
     ) -> Response {
         let Some(record) = self.notifications.get_mut(id) else {
             return Response::Nothing;
@@ -80,12 +81,12 @@ impl ClusterState {
             Ok(status) => NotificationState::Delivered {
                 status,
                 attempts,
-                at_ms,
+                at_ms: entry.at_ms,
             },
             Err(error) => NotificationState::Failed {
                 error,
                 attempts,
-                at_ms,
+                at_ms: entry.at_ms,
             },
         };
         self.prune_notifications();

@@ -11,10 +11,9 @@ use levee_common::spec::SpecSet;
 use super::ClusterState;
 use super::SPEC_HISTORY;
 use super::command::Response;
-use super::records::{
-    Cause, LogPosition, PlanRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
-};
+use super::records::{Cause, PlanRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin};
 use crate::engine::planner::{self, Draft, PlanInput, Trigger};
+use crate::state::Entry;
 
 impl ClusterState {
     /// The planner's input over the current state, with `specs` in place
@@ -56,27 +55,19 @@ impl ClusterState {
             .map(|task| task.resources.as_slice())
     }
 
-    /// The id of the next plan made while applying the entry at `at`.
-    pub(super) fn next_plan_id(&mut self, at: LogPosition) -> PlanId {
-        let plan_id = PlanId::at(at.index, self.entry.plans);
-        self.entry.plans += 1;
-        plan_id
-    }
-
     /// Runs the planner and records its plan and tasks. Returns the plan
     /// id, or `None` when there is nothing to do. A service left short of
     /// replicas raises `levee.service.unplaced` (once the plan is recorded,
     /// so a rule reacting to it plans on top of this plan).
     pub(super) fn plan(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         cause: Cause,
         trigger: &Trigger,
     ) -> Option<PlanId> {
         let depth = cause.depth;
-        let plan_id = self.record_plan(at, at_ms, cause, trigger);
-        self.note_shortfalls(at, at_ms, depth);
+        let plan_id = self.record_plan(entry, cause, trigger);
+        self.note_shortfalls(entry, depth);
         plan_id
     }
 
@@ -84,7 +75,7 @@ impl ClusterState {
     /// `levee.service.unplaced` for each shortfall that changed, carrying
     /// the `depth` of the change that caused it (so rules reacting to it
     /// continue that chain and stop at their `max_chain_depth`).
-    fn note_shortfalls(&mut self, at: LogPosition, at_ms: i64, depth: u32) {
+    fn note_shortfalls(&mut self, entry: &mut Entry, depth: u32) {
         let specs = &self.specs;
         self.shortfalls
             .retain(|name, _| specs.services.contains_key(name));
@@ -115,21 +106,19 @@ impl ClusterState {
                 "cause_depth": depth,
             });
             self.raise_from(
-                at,
-                at_ms,
+                entry,
                 super::hosts::CONTROLLER_SOURCE,
                 SERVICE_UNPLACED,
                 &name,
                 data,
-                at_ms,
+                entry.at_ms,
             );
         }
     }
 
     fn record_plan(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         cause: Cause,
         trigger: &Trigger,
     ) -> Option<PlanId> {
@@ -144,11 +133,11 @@ impl ClusterState {
         if steps.is_empty() {
             return None;
         }
-        let plan_id = self.next_plan_id(at);
+        let plan_id = entry.next_plan_id();
         let mut task_ids = Vec::with_capacity(steps.len());
         for (step_index, step) in steps.into_iter().enumerate() {
             let task_id = TaskId::of_plan(&plan_id, step_index);
-            self.supersede_unfinished(&step.agent, &step.service);
+            self.supersede_unfinished(entry, &step.agent, &step.service);
             let deployment = self
                 .deployments
                 .entry(step.agent.clone())
@@ -162,8 +151,7 @@ impl ClusterState {
                 step.agent,
                 step.service,
                 step.action,
-                at,
-                at_ms,
+                entry,
                 cause.clone(),
             );
             task.batch = step.batch;
@@ -172,14 +160,14 @@ impl ClusterState {
             if step.batch > 0 {
                 task.state = TaskState::Waiting;
             } else {
-                self.entry
+                entry
                     .now_pending
                     .push((task.agent_id.clone(), task_id.clone()));
             }
             self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
-        self.record_plan_of(plan_id.clone(), cause, task_ids, at, at_ms, problems);
+        self.record_plan_of(plan_id.clone(), cause, task_ids, entry, problems);
         Some(plan_id)
     }
 
@@ -189,16 +177,15 @@ impl ClusterState {
         plan_id: PlanId,
         cause: Cause,
         task_ids: Vec<TaskId>,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         problems: Vec<String>,
     ) {
         let plan = PlanRecord {
             plan_id: plan_id.clone(),
             cause,
             task_ids,
-            created: at,
-            created_ms: at_ms,
+            created: entry.at,
+            created_ms: entry.at_ms,
             spec_version: self.spec_version,
             problems,
             rolled_back_by: None,
@@ -208,7 +195,12 @@ impl ClusterState {
 
     /// A newer task for the same service on the same agent replaces any
     /// unfinished one: the agent converges to the newest.
-    fn supersede_unfinished(&mut self, agent: &levee_common::ids::AgentId, service: &str) {
+    fn supersede_unfinished(
+        &mut self,
+        entry: &mut Entry,
+        agent: &levee_common::ids::AgentId,
+        service: &str,
+    ) {
         let Some((_, task_id)) = self
             .deployments
             .get(agent)
@@ -217,12 +209,12 @@ impl ClusterState {
         else {
             return;
         };
-        self.supersede(&task_id);
+        self.supersede(entry, &task_id);
     }
 
     /// Marks an unfinished task superseded and lets its rollout go on: a
     /// superseded task counts as done for its batch.
-    pub(super) fn supersede(&mut self, task_id: &TaskId) {
+    pub(super) fn supersede(&mut self, entry: &mut Entry, task_id: &TaskId) {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
@@ -231,15 +223,13 @@ impl ClusterState {
         }
         task.state = TaskState::Superseded;
         let (plan_id, service, batch) = (task.plan_id.clone(), task.service.clone(), task.batch);
-        self.release_next_batch(&plan_id, &service, batch);
+        self.release_next_batch(entry, &plan_id, &service, batch);
     }
 
     /// Commits `specs` as a new version and plans it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn put_specs(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         specs: SpecSet,
         reason: String,
         applied_by: String,
@@ -258,7 +248,7 @@ impl ClusterState {
                 depth: 0,
             };
             let plan_ids = self
-                .plan(at, at_ms, cause, &Trigger::Reconcile)
+                .plan(entry, cause, &Trigger::Reconcile)
                 .into_iter()
                 .collect();
             return Response::SpecsApplied {
@@ -269,7 +259,7 @@ impl ClusterState {
         }
         self.targets = clamped_targets(&self.targets, &specs);
         self.specs = specs;
-        self.start_signals(at_ms);
+        self.start_signals(entry);
         self.spec_version += 1;
         let version = self.spec_version;
         let cause = Cause {
@@ -282,7 +272,7 @@ impl ClusterState {
             depth: 0,
         };
         let plan_ids: Vec<PlanId> = self
-            .plan(at, at_ms, cause, &Trigger::Reconcile)
+            .plan(entry, cause, &Trigger::Reconcile)
             .into_iter()
             .collect();
         self.versions.insert(
@@ -292,7 +282,7 @@ impl ClusterState {
                 specs: self.specs.clone(),
                 applied_by,
                 reason,
-                at_ms,
+                at_ms: entry.at_ms,
                 origin,
                 plan_ids: plan_ids.clone(),
             },
@@ -309,8 +299,7 @@ impl ClusterState {
 
     pub(super) fn scale(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         service: &str,
         replicas: u32,
         reason: String,
@@ -337,9 +326,9 @@ impl ClusterState {
         self.targets.insert(service.to_owned(), replicas);
         let scaling = self.scaling.entry(service.to_owned()).or_default();
         if replicas > from {
-            scaling.last_up_ms = Some(at_ms);
+            scaling.last_up_ms = Some(entry.at_ms);
         } else if replicas < from {
-            scaling.last_down_ms = Some(at_ms);
+            scaling.last_down_ms = Some(entry.at_ms);
         }
         let cause = Cause {
             reason: format!(
@@ -349,7 +338,7 @@ impl ClusterState {
             rule: None,
             depth: 0,
         };
-        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(entry, cause, &Trigger::Reconcile);
         Response::Scaled {
             from,
             to: replicas,

@@ -1,14 +1,15 @@
 //! Hosts asked of provisioners, and agents drained by hand. A provision
 //! runs at most once: the leader commits that it starts before running the
 //! command, and a later leader finding it started but unfinished marks it
-//! failed rather than run it again (that could make a second host).
+//! `unknown` rather than run it again (that could make a second host).
 
 use levee_common::ids::AgentId;
 
 use super::ClusterState;
 use super::command::Response;
-use super::records::{Cause, DRAINED, LogPosition, ProvisionState};
+use super::records::{Cause, DRAINED, ProvisionState};
 use crate::engine::planner::Trigger;
+use crate::state::Entry;
 
 impl ClusterState {
     /// Provisions waiting for the leader: pending ones to run, and running
@@ -26,12 +27,12 @@ impl ClusterState {
             .collect()
     }
 
-    pub(super) fn provision_started(&mut self, id: &str, term: u64, at_ms: i64) -> Response {
+    pub(super) fn provision_started(&mut self, id: &str, term: u64, entry: &mut Entry) -> Response {
         match self.provisions.get_mut(id) {
             Some(record) if record.state == ProvisionState::Pending => {
                 record.state = ProvisionState::Running {
                     term,
-                    started_ms: at_ms,
+                    started_ms: entry.at_ms,
                 };
                 Response::Nothing
             }
@@ -48,7 +49,7 @@ impl ClusterState {
         &mut self,
         id: &str,
         result: Result<String, String>,
-        at_ms: i64,
+        entry: &mut Entry,
     ) -> Response {
         let Some(record) = self.provisions.get_mut(id) else {
             return Response::Rejected {
@@ -57,16 +58,16 @@ impl ClusterState {
         };
         record.state = match (&record.state, result) {
             (ProvisionState::Running { .. }, Ok(output)) => ProvisionState::Succeeded {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 output,
             },
             (ProvisionState::Running { .. }, Err(error)) => ProvisionState::Failed {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 error,
             },
             // Never started (its provisioner left the specs): nothing ran.
             (ProvisionState::Pending, Err(error)) => ProvisionState::Failed {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 error,
             },
             _ => return Response::Nothing,
@@ -76,7 +77,12 @@ impl ClusterState {
 
     /// A new leader found a provision started under an older term: its
     /// command's fate is unknown, and it is never run again.
-    pub(super) fn provision_abandoned(&mut self, id: &str, term: u64, at_ms: i64) -> Response {
+    pub(super) fn provision_abandoned(
+        &mut self,
+        id: &str,
+        term: u64,
+        entry: &mut Entry,
+    ) -> Response {
         let Some(record) = self.provisions.get_mut(id) else {
             return Response::Nothing;
         };
@@ -84,7 +90,7 @@ impl ClusterState {
             && started < term
         {
             record.state = ProvisionState::Unknown {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 reason: format!(
                     "the leader of term {started} ran it and lost leadership before it finished; check whether the host was made"
                 ),
@@ -99,7 +105,7 @@ impl ClusterState {
         id: &str,
         host_made: bool,
         by: &str,
-        at_ms: i64,
+        entry: &mut Entry,
     ) -> Response {
         let Some(record) = self.provisions.get_mut(id) else {
             return Response::Rejected {
@@ -116,12 +122,12 @@ impl ClusterState {
         let note = format!("{reason}; resolved by {by}");
         record.state = if host_made {
             ProvisionState::Succeeded {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 output: format!("{note}: the host was made"),
             }
         } else {
             ProvisionState::Failed {
-                finished_ms: at_ms,
+                finished_ms: entry.at_ms,
                 error: format!("{note}: no host was made"),
             }
         };
@@ -131,8 +137,7 @@ impl ClusterState {
     /// An operator drains an agent (of one service, or everything).
     pub(super) fn drain(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         agent_id: &AgentId,
         service: Option<&str>,
         by: &str,
@@ -160,18 +165,12 @@ impl ClusterState {
             Some(service) => format!("{service} moved off {agent_id} by {by}"),
             None => format!("{agent_id} drained by {by}"),
         };
-        let plan_id = self.plan(at, at_ms, operator(reason), &Trigger::Reconcile);
+        let plan_id = self.plan(entry, operator(reason), &Trigger::Reconcile);
         Response::Drained { plan_id }
     }
 
     /// An operator lets an agent take work again.
-    pub(super) fn undrain(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        agent_id: &AgentId,
-        by: &str,
-    ) -> Response {
+    pub(super) fn undrain(&mut self, entry: &mut Entry, agent_id: &AgentId, by: &str) -> Response {
         let Some(record) = self.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
@@ -181,7 +180,7 @@ impl ClusterState {
             return Response::Drained { plan_id: None };
         }
         let reason = format!("{agent_id} undrained by {by}");
-        let plan_id = self.plan(at, at_ms, operator(reason), &Trigger::Reconcile);
+        let plan_id = self.plan(entry, operator(reason), &Trigger::Reconcile);
         Response::Drained { plan_id }
     }
 }

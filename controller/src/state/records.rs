@@ -11,14 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::engine::fleet::{AgentRecord, DRAINED, Deployment, FAILED_DIGEST};
 use crate::engine::planner::Action;
 
-/// Where a command sits in the Raft log. Everything derived from a command
-/// (ids, times, terms) comes from here or from the command itself, never
-/// from the applying node's clock, so every node derives the same state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogPosition {
-    pub index: u64,
-    pub term: u64,
-}
+pub use super::entry::{Entry, LogPosition};
 
 /// A committed event with what it caused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,25 +49,6 @@ pub struct RuleState {
     /// Hosts the rule's actions sent tasks to, with when: its blast radius.
     #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
     pub touched: VecDeque<(i64, AgentId)>,
-}
-
-/// Counts kept while applying one log entry: plans made (each plan's id
-/// is `p<index>.<n>`, so every plan of an entry gets its own), events
-/// the controllers raised (a bound on runaway reactions), and the tasks
-/// that became pending (what the leader sends after the entry). Not
-/// replicated (every `apply` starts them afresh), and never part of
-/// equality.
-#[derive(Debug, Clone, Default)]
-pub struct EntryCounters {
-    pub plans: usize,
-    pub raised: usize,
-    pub now_pending: Vec<(AgentId, TaskId)>,
-}
-
-impl PartialEq for EntryCounters {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 /// A host a `Provisioner` was asked to make.
@@ -325,15 +299,13 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     /// A pending task of `plan_id` in batch 0, with no resources yet.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         task_id: TaskId,
         plan_id: &PlanId,
         agent_id: AgentId,
         service: String,
         action: Action,
-        created: LogPosition,
-        created_ms: i64,
+        entry: &Entry,
         cause: Cause,
     ) -> Self {
         Self {
@@ -346,8 +318,8 @@ impl TaskRecord {
             digest: String::new(),
             resources: Vec::new(),
             state: TaskState::Pending,
-            created,
-            created_ms,
+            created: entry.at,
+            created_ms: entry.at_ms,
             cause,
             outcomes: Vec::new(),
             error: String::new(),

@@ -66,12 +66,13 @@ impl ClusterState {
 mod tests {
     use super::*;
     use crate::engine::planner::Action;
+    use crate::state::Entry;
     use crate::state::records::{Cause, LogPosition, TaskRecord, TaskState};
 
     fn add_plan(state: &mut ClusterState, index: u64, task_state: TaskState) -> TaskId {
         let plan_id = PlanId::at(index, 0);
         let task_id = TaskId::of_plan(&plan_id, 0);
-        let at = LogPosition { index, term: 1 };
+        let mut entry = Entry::new(LogPosition { index, term: 1 }, 0);
         let cause = Cause {
             reason: "test".into(),
             event_id: None,
@@ -84,13 +85,18 @@ mod tests {
             "a1".into(),
             "web".into(),
             Action::Update,
-            at,
-            0,
+            &entry,
             cause.clone(),
         );
         task.state = task_state;
         state.tasks.insert(task_id.clone(), task);
-        state.record_plan_of(plan_id, cause, vec![task_id.clone()], at, 0, Vec::new());
+        state.record_plan_of(
+            plan_id,
+            cause,
+            vec![task_id.clone()],
+            &mut entry,
+            Vec::new(),
+        );
         task_id
     }
 

@@ -6,8 +6,9 @@ use levee_common::ids::{AgentId, PlanId, TaskId};
 
 use super::ClusterState;
 use super::command::Response;
-use super::records::{FAILED_DIGEST, LogPosition, TaskReport, TaskState, VersionOrigin};
+use super::records::{FAILED_DIGEST, TaskReport, TaskState, VersionOrigin};
 use crate::engine::planner::Action;
+use crate::state::Entry;
 
 /// Who commits automatic rollbacks, in the history.
 pub const AUTOMATIC: &str = "levee (automatic rollback)";
@@ -15,7 +16,7 @@ pub const AUTOMATIC: &str = "levee (automatic rollback)";
 impl ClusterState {
     pub(super) fn record_task_report(
         &mut self,
-        at: LogPosition,
+        entry: &mut Entry,
         agent_id: &AgentId,
         report: TaskReport,
     ) -> Response {
@@ -66,14 +67,14 @@ impl ClusterState {
             return Response::TaskReportRecorded { known: true };
         }
         if succeeded {
-            self.release_next_batch(&plan_id, &service, batch);
+            self.release_next_batch(entry, &plan_id, &service, batch);
         } else {
-            self.stop_rollout(at, report.finished_ms, &plan_id, &service, &report.task_id);
+            self.stop_rollout(entry, &plan_id, &service, &report.task_id);
         }
         Response::TaskReportRecorded { known: true }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // The fields of one report, all needed.
     fn record_deployment(
         &mut self,
         agent_id: &AgentId,
@@ -131,7 +132,13 @@ impl ClusterState {
     }
 
     /// Sends the next batch once every task of this one is fine.
-    pub(super) fn release_next_batch(&mut self, plan_id: &PlanId, service: &str, batch: u32) {
+    pub(super) fn release_next_batch(
+        &mut self,
+        entry: &mut Entry,
+        plan_id: &PlanId,
+        service: &str,
+        batch: u32,
+    ) {
         let ids = self.rollout_tasks(plan_id, service);
         let batch_done = ids
             .iter()
@@ -145,7 +152,7 @@ impl ClusterState {
             let task = self.tasks.get_mut(&id).expect("listed from the plan");
             if task.batch == batch + 1 && task.state == TaskState::Waiting {
                 task.state = TaskState::Pending;
-                self.entry.now_pending.push((task.agent_id.clone(), id));
+                entry.now_pending.push((task.agent_id.clone(), id));
             }
         }
     }
@@ -154,8 +161,7 @@ impl ClusterState {
     /// service goes back to its previous version if its spec asks.
     fn stop_rollout(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         plan_id: &PlanId,
         service: &str,
         failed_task: &TaskId,
@@ -212,7 +218,7 @@ impl ClusterState {
             failed_task: failed_task.clone(),
         };
         if let Response::SpecsApplied { version, .. } =
-            self.put_specs(at, at_ms, specs, reason, AUTOMATIC.to_owned(), origin)
+            self.put_specs(entry, specs, reason, AUTOMATIC.to_owned(), origin)
             && let Some(plan) = self.plans.get_mut(plan_id)
         {
             plan.rolled_back_by = Some(version);

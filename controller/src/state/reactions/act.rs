@@ -8,11 +8,12 @@ use levee_common::spec::{Guardrails, RuleAction};
 
 use crate::engine::planner::{self, Action, Trigger};
 use crate::state::ClusterState;
+use crate::state::Entry;
 use crate::state::command::Response;
 use crate::state::hosts::CONTROLLER_SOURCE;
 use crate::state::records::{
-    Cause, DRAINED, LogPosition, PendingApproval, ProvisionRecord, ProvisionState, RunSpec,
-    TaskRecord, VersionOrigin,
+    Cause, DRAINED, PendingApproval, ProvisionRecord, ProvisionState, RunSpec, TaskRecord,
+    VersionOrigin,
 };
 
 /// What an action did.
@@ -63,17 +64,16 @@ impl ClusterState {
     /// and counts it against the rule's limits if it changed anything.
     pub(in crate::state) fn act(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         pending: &PendingApproval,
         guardrails: &Guardrails,
     ) -> Acted {
         if guardrails.limits_hosts() && !guardrails.dry_run {
-            return self.act_within_blast_radius(at, at_ms, pending, guardrails);
+            return self.act_within_blast_radius(entry, pending, guardrails);
         }
-        let acted = self.carry_out(at, at_ms, pending, guardrails.dry_run);
+        let acted = self.carry_out(entry, pending, guardrails.dry_run);
         if acted.counted {
-            self.count_action(&pending.rule, at_ms);
+            self.count_action(&pending.rule, entry);
         }
         acted
     }
@@ -82,13 +82,13 @@ impl ClusterState {
     /// known exactly, and the copy is kept only if they fit the radius.
     fn act_within_blast_radius(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         pending: &PendingApproval,
         guardrails: &Guardrails,
     ) -> Acted {
         let mut trial = self.clone();
-        let acted = trial.carry_out(at, at_ms, pending, false);
+        let mut trial_entry = entry.clone();
+        let acted = trial.carry_out(&mut trial_entry, pending, false);
         let hosts: BTreeSet<AgentId> = acted
             .plan_id
             .as_ref()
@@ -101,7 +101,7 @@ impl ClusterState {
                     .collect()
             })
             .unwrap_or_default();
-        let since = at_ms.saturating_sub(guardrails.window_ms as i64);
+        let since = entry.at_ms.saturating_sub(guardrails.window_ms as i64);
         let mut touched: BTreeSet<AgentId> = self
             .rule_state
             .get(&pending.rule)
@@ -129,6 +129,7 @@ impl ClusterState {
             return Acted::nothing(self.hold(&pending.rule, reason));
         }
         *self = trial;
+        *entry = trial_entry;
         let state = self.rule_state.entry(pending.rule.clone()).or_default();
         while state
             .touched
@@ -139,27 +140,21 @@ impl ClusterState {
         }
         state
             .touched
-            .extend(hosts.into_iter().map(|agent| (at_ms, agent)));
+            .extend(hosts.into_iter().map(|agent| (entry.at_ms, agent)));
         if acted.counted {
-            self.count_action(&pending.rule, at_ms);
+            self.count_action(&pending.rule, entry);
         }
         acted
     }
 
-    fn count_action(&mut self, rule: &str, at_ms: i64) {
+    fn count_action(&mut self, rule: &str, entry: &mut Entry) {
         let state = self.rule_state.entry(rule.to_owned()).or_default();
-        state.last_action_ms = Some(at_ms);
-        state.recent.push_back(at_ms);
+        state.last_action_ms = Some(entry.at_ms);
+        state.recent.push_back(entry.at_ms);
         state.actions += 1;
     }
 
-    fn carry_out(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        pending: &PendingApproval,
-        dry_run: bool,
-    ) -> Acted {
+    fn carry_out(&mut self, entry: &mut Entry, pending: &PendingApproval, dry_run: bool) -> Acted {
         let host = &pending.agent;
         let cause = pending.cause.clone();
         let needs_host = pending.action.needs_host()
@@ -179,24 +174,24 @@ impl ClusterState {
                     service: service.clone(),
                     agent: host.clone(),
                 };
-                match self.plan(at, at_ms, cause, &trigger) {
+                match self.plan(entry, cause, &trigger) {
                     Some(plan) => Acted::planned(&format!("repair {service}"), Some(plan)),
                     None => Acted::nothing(format!("repair {service}: not placed on {host}")),
                 }
             }
             RuleAction::Scale { service, by, to } => {
-                self.scale_by_rule(at, at_ms, cause, service, *by, *to)
+                self.scale_by_rule(entry, cause, service, *by, *to)
             }
-            RuleAction::Reschedule { service } => self.avoid(at, at_ms, cause, host, service),
-            RuleAction::Drain {} => self.avoid(at, at_ms, cause, host, DRAINED),
+            RuleAction::Reschedule { service } => self.avoid(entry, cause, host, service),
+            RuleAction::Drain {} => self.avoid(entry, cause, host, DRAINED),
             RuleAction::ApplyVersion { version } => {
-                self.apply_version(at, at_ms, &pending.rule, *version)
+                self.apply_version(entry, &pending.rule, *version)
             }
             RuleAction::Provision { provisioner, count } => {
-                self.provision(at_ms, provisioner, *count, cause)
+                self.provision(entry, provisioner, *count, cause)
             }
             RuleAction::Webhook { url, token_file } => {
-                self.notify(at_ms, pending, url, token_file.clone())
+                self.notify(entry, pending, url, token_file.clone())
             }
             RuleAction::Run {
                 argv,
@@ -223,18 +218,16 @@ impl ClusterState {
                     env: env.clone(),
                     timeout_ms: *timeout_ms,
                 };
-                self.run_on(at, at_ms, cause, &pending.rule, agents, run)
+                self.run_on(entry, cause, &pending.rule, agents, run)
             }
         }
     }
 
     /// Records a plan of one `run` task per agent. Run tasks belong to no
     /// service: no deployment, no rollout, no drift.
-    #[allow(clippy::too_many_arguments)]
     fn run_on(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         cause: Cause,
         rule: &str,
         agents: Vec<AgentId>,
@@ -243,7 +236,7 @@ impl ClusterState {
         if agents.is_empty() {
             return Acted::nothing("no live agent matches the selector".into());
         }
-        let plan_id = self.next_plan_id(at);
+        let plan_id = entry.next_plan_id();
         let mut task_ids = Vec::with_capacity(agents.len());
         for (index, agent) in agents.iter().enumerate() {
             let task_id = TaskId::of_plan(&plan_id, index);
@@ -253,18 +246,17 @@ impl ClusterState {
                 agent.clone(),
                 format!("rule/{rule}"),
                 Action::Run,
-                at,
-                at_ms,
+                entry,
                 cause.clone(),
             );
             task.run = Some(run.clone());
-            self.entry
+            entry
                 .now_pending
                 .push((task.agent_id.clone(), task_id.clone()));
             self.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
-        self.record_plan_of(plan_id.clone(), cause, task_ids, at, at_ms, Vec::new());
+        self.record_plan_of(plan_id.clone(), cause, task_ids, entry, Vec::new());
         Acted::planned(
             &format!("running {:?} on {} agent(s)", run.argv, agents.len()),
             Some(plan_id),
@@ -303,11 +295,9 @@ impl ClusterState {
     }
 
     /// Moves a service's replica target as a rule asks, within its bounds.
-    #[allow(clippy::too_many_arguments)]
     fn scale_by_rule(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         cause: Cause,
         service: &str,
         by: Option<i32>,
@@ -332,24 +322,17 @@ impl ClusterState {
         self.targets.insert(service.to_owned(), next);
         let scaling = self.scaling.entry(service.to_owned()).or_default();
         if next > current {
-            scaling.last_up_ms = Some(at_ms);
+            scaling.last_up_ms = Some(entry.at_ms);
         } else {
-            scaling.last_down_ms = Some(at_ms);
+            scaling.last_down_ms = Some(entry.at_ms);
         }
-        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(entry, cause, &Trigger::Reconcile);
         Acted::planned(&format!("scaled {service} {current} -> {next}"), plan_id)
     }
 
     /// Keeps `service` (or everything, for `DRAINED`) off `agent` and
     /// places it elsewhere.
-    fn avoid(
-        &mut self,
-        at: LogPosition,
-        at_ms: i64,
-        cause: Cause,
-        agent: &AgentId,
-        service: &str,
-    ) -> Acted {
+    fn avoid(&mut self, entry: &mut Entry, cause: Cause, agent: &AgentId, service: &str) -> Acted {
         let what = if service == DRAINED {
             format!("drained {agent}")
         } else {
@@ -361,11 +344,11 @@ impl ClusterState {
         if !record.avoid.insert(service.to_owned()) {
             return Acted::nothing(format!("{what} already"));
         }
-        let plan_id = self.plan(at, at_ms, cause, &Trigger::Reconcile);
+        let plan_id = self.plan(entry, cause, &Trigger::Reconcile);
         Acted::planned(&what, plan_id)
     }
 
-    fn apply_version(&mut self, at: LogPosition, at_ms: i64, rule: &str, version: u64) -> Acted {
+    fn apply_version(&mut self, entry: &mut Entry, rule: &str, version: u64) -> Acted {
         let Some(old) = self.versions.get(&version) else {
             return Acted::nothing(format!(
                 "version {version} is not in the history (it keeps versions {})",
@@ -377,8 +360,7 @@ impl ClusterState {
         }
         let specs = old.specs.clone();
         let response = self.put_specs(
-            at,
-            at_ms,
+            entry,
             specs,
             format!("rule {rule}"),
             format!("rule {rule}"),
@@ -399,7 +381,13 @@ impl ClusterState {
 
     /// Asks the provisioner for `count` hosts, within its `max_hosts`; the
     /// leader runs it (`dispatch::provisioner`).
-    fn provision(&mut self, at_ms: i64, provisioner: &str, count: u32, cause: Cause) -> Acted {
+    fn provision(
+        &mut self,
+        entry: &mut Entry,
+        provisioner: &str,
+        count: u32,
+        cause: Cause,
+    ) -> Acted {
         let Some(spec) = self.specs.provisioners.get(provisioner) else {
             return Acted::nothing(format!("no provisioner {provisioner}"));
         };
@@ -424,7 +412,7 @@ impl ClusterState {
                     id: id.clone(),
                     provisioner: provisioner.to_owned(),
                     cause: cause.clone(),
-                    requested_ms: at_ms,
+                    requested_ms: entry.at_ms,
                     state: ProvisionState::Pending,
                 },
             );

@@ -18,9 +18,10 @@ use self::window::Progress;
 use super::ClusterState;
 use super::command::Response;
 use super::hosts::CONTROLLER_SOURCE;
-use super::records::{AgentRecord, Cause, LogPosition, PendingApproval};
+use super::records::{AgentRecord, Cause, PendingApproval};
 use crate::engine::planner;
 use crate::engine::rules;
+use crate::state::Entry;
 
 /// What the rules did with one event.
 #[derive(Debug, Default)]
@@ -76,7 +77,7 @@ pub fn describe(action: &RuleAction) -> String {
 }
 
 impl ClusterState {
-    pub(super) fn react(&mut self, at: LogPosition, at_ms: i64, event: &Event) -> Reaction {
+    pub(super) fn react(&mut self, entry: &mut Entry, event: &Event) -> Reaction {
         let matched: Vec<RuleSpec> =
             rules::matching_rules(&self.specs, event, self.agent_of(event))
                 .into_iter()
@@ -108,8 +109,7 @@ impl ClusterState {
         for rule in matched {
             let name = rule.name.clone();
             let outcome = self.react_one(
-                at,
-                at_ms,
+                entry,
                 event,
                 &rule,
                 depth,
@@ -123,19 +123,17 @@ impl ClusterState {
     }
 
     /// One matched rule's decision and action; returns its outcome.
-    #[allow(clippy::too_many_arguments)]
     fn react_one(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         event: &Event,
         rule: &RuleSpec,
         depth: u32,
         chain: Option<&str>,
         plan_ids: &mut Vec<PlanId>,
     ) -> String {
-        let returned = self.signal_seen(&rule.name, at_ms);
-        let outcome = self.decide(at, at_ms, event, rule, depth, chain, plan_ids);
+        let returned = self.signal_seen(&rule.name, entry);
+        let outcome = self.decide(entry, event, rule, depth, chain, plan_ids);
         match returned {
             Some(silent_for) => format!("{outcome} (signal back after {silent_for} ms silent)"),
             None => outcome,
@@ -143,11 +141,9 @@ impl ClusterState {
     }
 
     /// A matched rule's window, guardrails and action, in that order.
-    #[allow(clippy::too_many_arguments)]
     fn decide(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         event: &Event,
         rule: &RuleSpec,
         depth: u32,
@@ -169,7 +165,7 @@ impl ClusterState {
                     .windows
                     .entry(key.clone())
                     .or_default();
-                let progress = window::observe(window, samples, &document, at_ms)?;
+                let progress = window::observe(window, samples, &document, entry.at_ms)?;
                 window_key = Some(key);
                 Ok(progress)
             });
@@ -187,7 +183,7 @@ impl ClusterState {
                 chain.unwrap_or("raised by the controllers after a rule's change")
             ))
         } else {
-            self.verdict(name, &rule.action, guardrails, at_ms)
+            self.verdict(name, &rule.action, guardrails, entry)
         };
         let cause = Cause {
             reason: format!("rule {name}{because}"),
@@ -202,7 +198,7 @@ impl ClusterState {
             action: rule.action.clone(),
             agent: target,
             cause,
-            at_ms,
+            at_ms: entry.at_ms,
             event: Some(event.clone()),
         };
         match verdict {
@@ -221,7 +217,7 @@ impl ClusterState {
                 format!("awaiting approval: `levee approve {id}` to {described}")
             }
             Verdict::Act => {
-                let acted = self.act(at, at_ms, &pending, guardrails);
+                let acted = self.act(entry, &pending, guardrails);
                 plan_ids.extend(acted.plan_id);
                 if acted.counted
                     && let Some(key) = &window_key
@@ -276,8 +272,7 @@ impl ClusterState {
     /// now (its guardrails are checked again); rejected, it is dropped.
     pub(super) fn answer_approval(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         id: &str,
         approve: bool,
         by: &str,
@@ -308,7 +303,7 @@ impl ClusterState {
         }
         let guardrails = rule.guardrails.clone();
         if let Verdict::Hold(reason) =
-            self.verdict(&pending.rule, &pending.action, &guardrails, at_ms)
+            self.verdict(&pending.rule, &pending.action, &guardrails, entry)
         {
             return Response::Answered {
                 outcome: format!("{}: approved by {by}, but held: {reason}", pending.rule),
@@ -318,7 +313,7 @@ impl ClusterState {
         let mut cause = pending.cause.clone();
         cause.reason = format!("{} (approved by {by})", cause.reason);
         let pending = PendingApproval { cause, ..pending };
-        let acted = self.act(at, at_ms, &pending, &guardrails);
+        let acted = self.act(entry, &pending, &guardrails);
         Response::Answered {
             outcome: format!("{}: approved by {by}: {}", pending.rule, acted.outcome),
             plan_id: acted.plan_id,
@@ -331,14 +326,14 @@ impl ClusterState {
         rule: &str,
         action: &RuleAction,
         guardrails: &Guardrails,
-        at_ms: i64,
+        entry: &mut Entry,
     ) -> Verdict {
         if let Some(waiting) = self.approvals.values().find(|pending| pending.rule == rule) {
             return Verdict::Hold(format!("{} awaits approval", waiting.id));
         }
         let state = self.rule_state.entry(rule.to_owned()).or_default();
         if guardrails.window_ms > 0 {
-            let since = at_ms.saturating_sub(guardrails.window_ms as i64);
+            let since = entry.at_ms.saturating_sub(guardrails.window_ms as i64);
             while state.recent.front().is_some_and(|time| *time <= since) {
                 state.recent.pop_front();
             }
@@ -347,8 +342,8 @@ impl ClusterState {
         }
         if let Some(last) = state.last_action_ms {
             let ready = last.saturating_add(guardrails.cooldown_ms as i64);
-            if guardrails.cooldown_ms > 0 && at_ms < ready {
-                return Verdict::Hold(format!("cooldown, {} ms left", ready - at_ms));
+            if guardrails.cooldown_ms > 0 && entry.at_ms < ready {
+                return Verdict::Hold(format!("cooldown, {} ms left", ready - entry.at_ms));
             }
         }
         if guardrails.max_actions > 0 && state.recent.len() >= guardrails.max_actions as usize {
@@ -379,10 +374,10 @@ impl ClusterState {
                 && down
             {
                 let ready = last_up.saturating_add(guardrails.scale_down_after_up_ms as i64);
-                if at_ms < ready {
+                if entry.at_ms < ready {
                     return Verdict::Hold(format!(
                         "{service} was scaled up {} ms ago",
-                        at_ms - last_up
+                        entry.at_ms - last_up
                     ));
                 }
             }

@@ -9,26 +9,27 @@ use levee_common::spec::OnSilent;
 use serde_json::json;
 
 use crate::state::ClusterState;
+use crate::state::Entry;
 use crate::state::command::Response;
 use crate::state::hosts::CONTROLLER_SOURCE;
-use crate::state::records::{Cause, LogPosition, PendingApproval};
+use crate::state::records::{Cause, PendingApproval};
 
 use super::Verdict;
 
 impl ClusterState {
     /// A matching event came: the signal is live. Returns for how long it
     /// had been silent, if it was.
-    pub(super) fn signal_seen(&mut self, rule: &str, at_ms: i64) -> Option<i64> {
+    pub(super) fn signal_seen(&mut self, rule: &str, entry: &mut Entry) -> Option<i64> {
         let state = self.rule_state.entry(rule.to_owned()).or_default();
         let was_silent = std::mem::take(&mut state.silent)
-            .then(|| at_ms - state.last_signal_ms.unwrap_or(at_ms));
-        state.last_signal_ms = Some(at_ms);
+            .then(|| entry.at_ms - state.last_signal_ms.unwrap_or(entry.at_ms));
+        state.last_signal_ms = Some(entry.at_ms);
         was_silent
     }
 
     /// Starts the silence clock of rules with a signal that have none yet
     /// (new rules): silence is counted from when they were added.
-    pub(in crate::state) fn start_signals(&mut self, at_ms: i64) {
+    pub(in crate::state) fn start_signals(&mut self, entry: &mut Entry) {
         let watched: Vec<String> = self
             .specs
             .rules
@@ -38,7 +39,7 @@ impl ClusterState {
             .collect();
         for rule in watched {
             let state = self.rule_state.entry(rule).or_default();
-            state.last_signal_ms.get_or_insert(at_ms);
+            state.last_signal_ms.get_or_insert(entry.at_ms);
         }
     }
 
@@ -77,8 +78,7 @@ impl ClusterState {
     /// if an event came meanwhile (the time moved) or it is marked already.
     pub(in crate::state) fn signal_silent(
         &mut self,
-        at: LogPosition,
-        at_ms: i64,
+        entry: &mut Entry,
         rule: &str,
         last_signal_ms: i64,
     ) -> Response {
@@ -94,7 +94,7 @@ impl ClusterState {
         }
         state.silent = true;
         state.windows.clear();
-        let silent_ms = at_ms - last_signal_ms;
+        let silent_ms = entry.at_ms - last_signal_ms;
         let fallback = match (&signal.fallback, signal.on_silent) {
             (Some(action), OnSilent::Fallback) => {
                 let pending = PendingApproval {
@@ -108,12 +108,12 @@ impl ClusterState {
                         rule: Some(rule.to_owned()),
                         depth: 1,
                     },
-                    at_ms,
+                    at_ms: entry.at_ms,
                     event: None,
                 };
-                let outcome = match self.verdict(rule, action, &spec.guardrails, at_ms) {
+                let outcome = match self.verdict(rule, action, &spec.guardrails, entry) {
                     Verdict::Hold(reason) => self.hold(rule, reason),
-                    Verdict::Act => self.act(at, at_ms, &pending, &spec.guardrails).outcome,
+                    Verdict::Act => self.act(entry, &pending, &spec.guardrails).outcome,
                 };
                 Some(outcome)
             }
@@ -126,7 +126,14 @@ impl ClusterState {
                 "on_silent": signal.on_silent,
                 "fallback": fallback,
             });
-            self.raise_from(at, at_ms, CONTROLLER_SOURCE, RULE_SILENT, rule, data, at_ms);
+            self.raise_from(
+                entry,
+                CONTROLLER_SOURCE,
+                RULE_SILENT,
+                rule,
+                data,
+                entry.at_ms,
+            );
         }
         Response::Nothing
     }

@@ -25,7 +25,7 @@ use crate::state::inbound::InboundEvent;
 
 /// One entry of the recorded log.
 #[derive(Debug, Serialize, Deserialize)]
-struct Entry {
+struct Recorded {
     index: u64,
     term: u64,
     command: Command,
@@ -85,7 +85,7 @@ const ALL_KINDS: [&str; 19] = [
     "NodeRemoved",
 ];
 
-fn read_log() -> Vec<Entry> {
+fn read_log() -> Vec<Recorded> {
     let path = testdata("log.jsonl");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
@@ -105,7 +105,7 @@ fn read_log() -> Vec<Entry> {
 }
 
 /// The digest after each entry, one `index digest` line per entry.
-fn replay(log: Vec<Entry>) -> Vec<String> {
+fn replay(log: Vec<Recorded>) -> Vec<String> {
     let mut state = ClusterState::default();
     log.into_iter()
         .map(|entry| {
@@ -171,7 +171,7 @@ const T0: i64 = 1_800_000_000_000;
 
 struct Recorder {
     state: ClusterState,
-    entries: Vec<Entry>,
+    entries: Vec<Recorded>,
     term: u64,
     now: i64,
 }
@@ -183,7 +183,7 @@ impl Recorder {
             index,
             term: self.term,
         };
-        self.entries.push(Entry {
+        self.entries.push(Recorded {
             index,
             term: self.term,
             command: command.clone(),
