@@ -69,11 +69,12 @@ pub async fn resolve_provision(
 
 pub fn rules(state: &ClusterState) -> Vec<pb::RuleInfo> {
     state
+        .desired
         .specs
         .rules
         .values()
         .map(|rule| {
-            let rule_state = state.rule_state.get(&rule.name);
+            let rule_state = state.rule_book.rule_state.get(&rule.name);
             let signal = match (&rule.signal, rule_state) {
                 (None, _) => "",
                 (Some(_), Some(rule_state)) if rule_state.silent => "silent",
@@ -96,6 +97,7 @@ pub fn rules(state: &ClusterState) -> Vec<pb::RuleInfo> {
 
 pub fn provisions(state: &ClusterState) -> Vec<pb::ProvisionInfo> {
     state
+        .effects
         .provisions
         .values()
         .map(|record| {

@@ -32,6 +32,7 @@ impl Control for ControlService {
             self.sessions.connected().into_iter().collect();
         let agents = self.state.read(|state| {
             state
+                .fleet
                 .agents
                 .values()
                 .map(|agent| pb::AgentInfo {
@@ -41,6 +42,7 @@ impl Control for ControlService {
                     labels: agent.labels.clone().into_iter().collect(),
                     last_connected_unix_ms: agent.last_hello_ms,
                     services: state
+                        .work
                         .placements
                         .iter()
                         .filter(|(_, agents)| agents.contains(&agent.agent_id))
@@ -61,8 +63,14 @@ impl Control for ControlService {
         self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let events = self.state.read(|state| {
-            let skip = state.events.len().saturating_sub(limit);
-            state.events.iter().skip(skip).map(event_info).collect()
+            let skip = state.event_log.events.len().saturating_sub(limit);
+            state
+                .event_log
+                .events
+                .iter()
+                .skip(skip)
+                .map(event_info)
+                .collect()
         });
         Ok(Response::new(pb::ListEventsResponse { events }))
     }
@@ -74,7 +82,7 @@ impl Control for ControlService {
         self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let tasks = self.state.read(|state| {
-            let mut tasks: Vec<&TaskRecord> = state.tasks.values().collect();
+            let mut tasks: Vec<&TaskRecord> = state.work.tasks.values().collect();
             tasks.sort_by_key(|task| (task.created.index, task.task_id.clone()));
             let skip = tasks.len().saturating_sub(limit);
             tasks.into_iter().skip(skip).map(task_info).collect()
@@ -89,7 +97,7 @@ impl Control for ControlService {
         self.read_barrier(request.get_ref().stale).await?;
         let limit = limit(request.get_ref().limit);
         let plans = self.state.read(|state| {
-            let mut plans: Vec<&PlanRecord> = state.plans.values().collect();
+            let mut plans: Vec<&PlanRecord> = state.work.plans.values().collect();
             plans.sort_by_key(|plan| (plan.created.index, plan.plan_id.clone()));
             let skip = plans.len().saturating_sub(limit);
             plans.into_iter().skip(skip).map(plan_info).collect()
@@ -178,6 +186,7 @@ impl Control for ControlService {
         self.read_barrier(request.get_ref().stale).await?;
         let approvals = self.state.read(|state| {
             state
+                .rule_book
                 .approvals
                 .values()
                 .map(|pending| pb::ApprovalInfo {
@@ -321,7 +330,7 @@ impl Control for ControlService {
             term: metrics.current_term,
             last_log_index: last_index,
             last_applied: index(metrics.last_applied),
-            spec_version: self.state.read(|state| state.spec_version),
+            spec_version: self.state.read(|state| state.desired.spec_version),
             state: format!("{:?}", metrics.state).to_lowercase(),
             committed: index(metrics.local_committed),
             purged: index(metrics.purged),

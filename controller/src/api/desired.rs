@@ -67,7 +67,7 @@ pub async fn plan_specs(
             })
             .collect();
         pb::PlanSpecsResponse {
-            current_version: state.spec_version,
+            current_version: state.desired.spec_version,
             steps,
             problems: draft.problems,
         }
@@ -84,13 +84,13 @@ pub async fn get_plan(
     service
         .state
         .read(|state| {
-            let plan = state.plans.get(&plan_id)?;
+            let plan = state.work.plans.get(&plan_id)?;
             Some(pb::GetPlanResponse {
                 plan: Some(plan_info(plan)),
                 tasks: plan
                     .task_ids
                     .iter()
-                    .filter_map(|id| state.tasks.get(id))
+                    .filter_map(|id| state.work.tasks.get(id))
                     .map(task_info)
                     .collect(),
             })
@@ -106,12 +106,13 @@ pub async fn list_versions(
     service.read_barrier(request.stale).await?;
     let limit = limit(request.limit);
     let versions = service.state.read(|state| {
-        let skip = state.versions.len().saturating_sub(limit);
+        let skip = state.desired.versions.len().saturating_sub(limit);
         state
+            .desired
             .versions
             .values()
             .skip(skip)
-            .map(|version| version_info(version, state.spec_version))
+            .map(|version| version_info(version, state.desired.spec_version))
             .collect()
     });
     Ok(pb::ListVersionsResponse { versions })
@@ -168,14 +169,16 @@ pub async fn status(
     let connected: HashSet<_> = service.sessions.connected().into_iter().collect();
     Ok(service.state.read(|state| {
         let services = state
+            .desired
             .specs
             .services
             .values()
             .map(|spec| {
-                let placed = state.placements.get(&spec.name);
+                let placed = state.work.placements.get(&spec.name);
                 let deployments = || {
                     placed.into_iter().flatten().filter_map(|agent| {
                         state
+                            .work
                             .deployments
                             .get(agent)
                             .and_then(|services| services.get(&spec.name))
@@ -186,7 +189,7 @@ pub async fn status(
                 };
                 pb::ServiceStatus {
                     name: spec.name.clone(),
-                    target: planner::target_of(spec, &state.targets),
+                    target: planner::target_of(spec, &state.desired.targets),
                     min: spec.replicas.min,
                     max: spec.replicas.max,
                     placed: placed.map_or(0, |agents| agents.len() as u32),
@@ -202,16 +205,19 @@ pub async fn status(
             })
             .collect();
         let agents = state
+            .fleet
             .agents
             .values()
             .map(|agent| pb::AgentStatus {
                 agent_id: agent.agent_id.to_string(),
                 connected: connected.contains(&agent.agent_id),
                 services: state
+                    .work
                     .deployments
                     .get(&agent.agent_id)
                     .map_or(0, |s| s.len() as u32),
                 drift: state
+                    .fleet
                     .drift
                     .get(&agent.agent_id)
                     .into_iter()
@@ -221,7 +227,7 @@ pub async fn status(
             })
             .collect();
         pb::StatusResponse {
-            spec_version: state.spec_version,
+            spec_version: state.desired.spec_version,
             services,
             agents,
         }

@@ -119,7 +119,7 @@ fn outgoing(
     // superseded it.
     fresh
         .iter()
-        .filter_map(|(_, task_id)| state.tasks.get(task_id))
+        .filter_map(|(_, task_id)| state.work.tasks.get(task_id))
         .filter(|task| task.state == TaskState::Pending)
         .for_each(add);
     outgoing

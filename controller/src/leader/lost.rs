@@ -57,6 +57,7 @@ impl LostMonitor {
         let connected: HashSet<AgentId> = self.sessions.connected().into_iter().collect();
         let watched: HashMap<AgentId, i64> = self.state.read(|state| {
             state
+                .fleet
                 .agents
                 .values()
                 .filter(|agent| !agent.lost && !connected.contains(&agent.agent_id))

@@ -55,8 +55,13 @@ impl ProvisionRunner {
                     .provisions_to_handle(term)
                     .into_iter()
                     .filter_map(|(id, pending)| {
-                        let record = state.provisions.get(&id)?;
-                        let spec = state.specs.provisioners.get(&record.provisioner).cloned();
+                        let record = state.effects.provisions.get(&id)?;
+                        let spec = state
+                            .desired
+                            .specs
+                            .provisioners
+                            .get(&record.provisioner)
+                            .cloned();
                         Some((id, pending, spec))
                     })
                     .collect::<Vec<_>>()

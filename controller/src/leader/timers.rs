@@ -34,8 +34,8 @@ impl TimerClock {
             let (due, next) = self.state.read(|state| {
                 let mut due = Vec::new();
                 let mut next: Option<i64> = None;
-                for timer in state.specs.timers.values() {
-                    let after = match state.timers_fired.get(&timer.name) {
+                for timer in state.desired.specs.timers.values() {
+                    let after = match state.rule_book.timers_fired.get(&timer.name) {
                         Some(last) => *last,
                         None => *first_seen.entry(timer.name.clone()).or_insert(now),
                     };

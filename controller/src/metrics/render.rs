@@ -71,7 +71,7 @@ pub fn encode(
 
     let agent_states = count(
         &["connected", "disconnected", "lost"],
-        state.agents.values().map(|agent| {
+        state.fleet.agents.values().map(|agent| {
             if agent.lost {
                 "lost"
             } else if node.connected.contains(&agent.agent_id) {
@@ -92,6 +92,7 @@ pub fn encode(
         "levee_agents_drained",
         "Agents kept from some or all services (levee drain, or a rule).",
         state
+            .fleet
             .agents
             .values()
             .filter(|agent| !agent.avoid.is_empty())
@@ -100,22 +101,22 @@ pub fn encode(
     out.counter(
         "levee_events_committed",
         "Events committed, from agents and from outside.",
-        state.events_committed,
+        state.event_log.events_committed,
     )?;
     out.counter(
         "levee_events_raised_dropped",
         "Controller events dropped by the per-entry limit (runaway reactions).",
-        state.raised_dropped,
+        state.event_log.raised_dropped,
     )?;
     out.gauge(
         "levee_spec_version",
         "The current spec version.",
-        state.spec_version,
+        state.desired.spec_version,
     )?;
     out.gauge(
         "levee_plans",
         "Plans kept in the state.",
-        state.plans.len() as u64,
+        state.work.plans.len() as u64,
     )?;
 
     let tasks = count(
@@ -128,7 +129,7 @@ pub fn encode(
             "refused",
             "superseded",
         ],
-        state.tasks.values().map(|task| task.state.as_str()),
+        state.work.tasks.values().map(|task| task.state.as_str()),
     );
     out.family(
         "levee_tasks",
@@ -139,12 +140,14 @@ pub fn encode(
     )?;
 
     let services: Vec<(&str, u64, u64)> = state
+        .desired
         .specs
         .services
         .values()
         .map(|spec| {
-            let target = u64::from(planner::target_of(spec, &state.targets));
+            let target = u64::from(planner::target_of(spec, &state.desired.targets));
             let placed = state
+                .work
                 .placements
                 .get(&spec.name)
                 .map_or(0, |agents| agents.len()) as u64;
@@ -167,11 +170,12 @@ pub fn encode(
     )?;
 
     let rules: Vec<(&str, u64, u64, u64)> = state
+        .desired
         .specs
         .rules
         .keys()
         .map(|name| {
-            let rule_state = state.rule_state.get(name);
+            let rule_state = state.rule_book.rule_state.get(name);
             (
                 name.as_str(),
                 rule_state.map_or(0, |s| s.actions),
@@ -204,18 +208,22 @@ pub fn encode(
     out.gauge(
         "levee_approvals_pending",
         "Rule actions waiting for levee approve.",
-        state.approvals.len() as u64,
+        state.rule_book.approvals.len() as u64,
     )?;
 
     let provisions = count(
         &["pending", "running", "succeeded", "failed", "unknown"],
-        state.provisions.values().map(|record| match record.state {
-            ProvisionState::Pending => "pending",
-            ProvisionState::Running { .. } => "running",
-            ProvisionState::Succeeded { .. } => "succeeded",
-            ProvisionState::Failed { .. } => "failed",
-            ProvisionState::Unknown { .. } => "unknown",
-        }),
+        state
+            .effects
+            .provisions
+            .values()
+            .map(|record| match record.state {
+                ProvisionState::Pending => "pending",
+                ProvisionState::Running { .. } => "running",
+                ProvisionState::Succeeded { .. } => "succeeded",
+                ProvisionState::Failed { .. } => "failed",
+                ProvisionState::Unknown { .. } => "unknown",
+            }),
     );
     out.family(
         "levee_provisions",
@@ -227,6 +235,7 @@ pub fn encode(
     let calls = count(
         &["pending", "delivered", "failed"],
         state
+            .effects
             .notifications
             .values()
             .map(|record| match record.state {

@@ -109,7 +109,7 @@ impl Membership {
             .map_err(change_error)?;
         if self
             .state
-            .read(|state| state.removed_nodes.contains(&node_id))
+            .read(|state| state.members.removed_nodes.contains(&node_id))
         {
             return Err(MembershipError::RemovedId(node_id));
         }

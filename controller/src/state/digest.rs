@@ -22,9 +22,22 @@ impl ClusterState {
     }
 
     /// Every replicated field by name, with every object's keys sorted
-    /// (whatever order the code declares them in).
+    /// (whatever order the code declares them in) and the state's parts
+    /// flattened (whichever part a field belongs to).
     fn canonical(&self) -> serde_json::Value {
-        sorted(serde_json::to_value(self).expect("the state serialises to JSON"))
+        let serde_json::Value::Object(parts) =
+            serde_json::to_value(self).expect("the state serialises to JSON")
+        else {
+            unreachable!("the state serialises to an object");
+        };
+        let mut fields = serde_json::Map::new();
+        for (part, value) in parts {
+            match value {
+                serde_json::Value::Object(part_fields) => fields.extend(part_fields),
+                other => unreachable!("part `{part}` serialises to an object, not {other}"),
+            }
+        }
+        sorted(serde_json::Value::Object(fields))
     }
 }
 

@@ -31,7 +31,7 @@ impl ClusterState {
         silent_ms: u64,
         last_hello_ms: i64,
     ) -> Response {
-        let Some(record) = self.agents.get_mut(agent_id) else {
+        let Some(record) = self.fleet.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id}"),
             };
@@ -53,6 +53,7 @@ impl ClusterState {
         // placed elsewhere below, so they are superseded (and a rollout
         // waiting on them goes on).
         let stranded: Vec<levee_common::ids::TaskId> = self
+            .work
             .tasks
             .values()
             .filter(|task| &task.agent_id == agent_id && !task.state.is_finished())
@@ -73,17 +74,20 @@ impl ClusterState {
         timer: &str,
         scheduled_ms: i64,
     ) -> Response {
-        let Some(spec) = self.specs.timers.get(timer) else {
+        let Some(spec) = self.desired.specs.timers.get(timer) else {
             return Response::Nothing;
         };
         if self
+            .rule_book
             .timers_fired
             .get(timer)
             .is_some_and(|last| *last >= scheduled_ms)
         {
             return Response::Nothing;
         }
-        self.timers_fired.insert(timer.to_owned(), scheduled_ms);
+        self.rule_book
+            .timers_fired
+            .insert(timer.to_owned(), scheduled_ms);
         let data = json!({ "timer": timer, "scheduled_ms": scheduled_ms, "data": spec.data });
         self.raise_event(entry, TIMER_FIRED, timer, data);
         Response::Nothing
@@ -129,15 +133,15 @@ impl ClusterState {
         // same way on every node.
         entry.raised += 1;
         if entry.raised > MAX_RAISED_PER_ENTRY {
-            self.raised_dropped += 1;
+            self.event_log.raised_dropped += 1;
             return;
         }
-        self.controller_events += 1;
+        self.event_log.controller_events += 1;
         let event = Event {
             key: EventKey {
                 agent_id: AgentId::from(CONTROLLER_SOURCE),
                 boot_epoch: 0,
-                seq: self.controller_events,
+                seq: self.event_log.controller_events,
             },
             source: source.to_owned(),
             event_type: event_type.to_owned(),

@@ -57,6 +57,7 @@ impl ClusterState {
             }
             if let Some(id) = &inbound.dedup_id
                 && !self
+                    .event_log
                     .inbound_seen
                     .entry(source.to_owned())
                     .or_default()
@@ -67,7 +68,8 @@ impl ClusterState {
             }
             accepted += 1;
             if let Some(key) = &inbound.remember {
-                self.inbound_seen
+                self.event_log
+                    .inbound_seen
                     .entry(source.to_owned())
                     .or_default()
                     .insert(key);
@@ -82,7 +84,7 @@ impl ClusterState {
                 time,
             );
         }
-        self.events_committed += u64::from(accepted);
+        self.event_log.events_committed += u64::from(accepted);
         Response::InboundRecorded {
             accepted,
             duplicates,

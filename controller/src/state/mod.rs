@@ -14,6 +14,7 @@ pub mod hosts;
 pub mod inbound;
 mod inbound_event;
 mod notifications;
+mod parts;
 mod planning;
 mod provisions;
 pub mod reactions;
@@ -23,19 +24,18 @@ mod rollout;
 pub mod whatif;
 pub mod why;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use levee_common::event::Event;
 use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED, HOST_RECOVERED};
-use levee_common::ids::{AgentId, PlanId, TaskId};
-use levee_common::spec::SpecSet;
+use levee_common::ids::{AgentId, TaskId};
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
 pub use self::entry::Entry;
+pub use self::parts::{Desired, Effects, EventLog, Fleet, Members, RuleBook, Work};
 use self::records::{
-    AgentRecord, Cause, Deployment, DriftRecord, EventRecord, LogPosition, PendingApproval,
-    PlanRecord, RuleState, ScalingRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin,
+    AgentRecord, Cause, DriftRecord, EventRecord, LogPosition, TaskRecord, TaskState, VersionOrigin,
 };
 use crate::engine::planner::Trigger;
 
@@ -45,75 +45,16 @@ pub const EVENT_HISTORY: usize = 10_000;
 /// How many spec versions `levee history` and `levee rollback` can reach.
 pub const SPEC_HISTORY: usize = 100;
 
+/// The replicated state: a thin front over its parts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub agents: BTreeMap<AgentId, AgentRecord>,
-    /// Highest committed event sequence, per agent and boot epoch.
-    pub event_cursors: BTreeMap<AgentId, BTreeMap<u64, u64>>,
-    pub events: VecDeque<EventRecord>,
-    pub events_committed: u64,
-    pub specs: SpecSet,
-    pub spec_version: u64,
-    /// Recent spec versions, oldest first, the current one included.
-    #[serde(default)]
-    pub versions: BTreeMap<u64, SpecVersion>,
-    /// Replica targets set by `levee scale`, per service.
-    #[serde(default)]
-    pub targets: BTreeMap<String, u32>,
-    pub placements: BTreeMap<String, BTreeSet<AgentId>>,
-    /// What each agent runs or is being asked to run, per service.
-    #[serde(default)]
-    pub deployments: BTreeMap<AgentId, BTreeMap<String, Deployment>>,
-    pub plans: BTreeMap<PlanId, PlanRecord>,
-    pub tasks: BTreeMap<TaskId, TaskRecord>,
-    /// Resources agents reported drifted and not yet converged back, per
-    /// agent and `service/resource key`.
-    #[serde(default)]
-    pub drift: BTreeMap<AgentId, BTreeMap<String, DriftRecord>>,
-    /// What each rule did recently, for its guardrails.
-    #[serde(default)]
-    pub rule_state: BTreeMap<String, RuleState>,
-    /// The last scheduled time each timer fired for.
-    #[serde(default)]
-    pub timers_fired: BTreeMap<String, i64>,
-    /// Rule actions waiting for `levee approve`, by id.
-    #[serde(default)]
-    pub approvals: BTreeMap<String, PendingApproval>,
-    /// How many approvals were ever asked for: the next id.
-    #[serde(default)]
-    pub approvals_asked: u64,
-    /// When each service was last scaled up and down.
-    #[serde(default)]
-    pub scaling: BTreeMap<String, ScalingRecord>,
-    /// Sequence of events the controllers raise themselves (`host.lost`...).
-    #[serde(default)]
-    pub controller_events: u64,
-    /// Hosts asked of provisioners, by id.
-    #[serde(default)]
-    pub provisions: BTreeMap<String, records::ProvisionRecord>,
-    /// How many provisions were ever asked for: the next id.
-    #[serde(default)]
-    pub provisions_asked: u64,
-    /// Services last found short of replicas (no agent with room), and by
-    /// how many, so `levee.service.unplaced` is raised once per change.
-    #[serde(default)]
-    pub shortfalls: BTreeMap<String, u32>,
-    /// Rules' webhook calls, pending and recent, by id.
-    #[serde(default)]
-    pub notifications: BTreeMap<String, records::NotificationRecord>,
-    /// How many webhook calls were ever made: the next id.
-    #[serde(default)]
-    pub notifications_made: u64,
-    /// Recent sender ids of inbound events, per source, so a retried
-    /// webhook or a redelivered MQTT message is committed once.
-    #[serde(default)]
-    pub inbound_seen: BTreeMap<String, inbound::SeenIds>,
-    /// Controller events dropped by `MAX_RAISED_PER_ENTRY`.
-    #[serde(default)]
-    pub raised_dropped: u64,
-    /// Controller node ids removed from the cluster, never to be reused.
-    #[serde(default)]
-    pub removed_nodes: BTreeSet<u64>,
+    pub fleet: Fleet,
+    pub event_log: EventLog,
+    pub desired: Desired,
+    pub work: Work,
+    pub rule_book: RuleBook,
+    pub effects: Effects,
+    pub members: Members,
 }
 
 impl ClusterState {
@@ -143,14 +84,16 @@ impl ClusterState {
                 highest_term_seen,
                 at_ms: _,
             } => {
-                let is_new = !self.agents.contains_key(&agent_id);
+                let is_new = !self.fleet.agents.contains_key(&agent_id);
                 // An agent that remembers no task runs nothing, whatever
                 // the cluster last heard: its store was lost. Forget what
                 // it ran so the planner creates it all again.
-                let forgot = highest_term_seen == 0 && self.deployments.remove(&agent_id).is_some();
+                let forgot =
+                    highest_term_seen == 0 && self.work.deployments.remove(&agent_id).is_some();
                 if forgot {
                     // Its unfinished tasks are for a state it no longer has.
                     let stale: Vec<TaskId> = self
+                        .work
                         .tasks
                         .values()
                         .filter(|task| task.agent_id == agent_id && !task.state.is_finished())
@@ -161,6 +104,7 @@ impl ClusterState {
                     }
                 }
                 let record = self
+                    .fleet
                     .agents
                     .entry(agent_id.clone())
                     .or_insert_with(|| AgentRecord {
@@ -229,7 +173,7 @@ impl ClusterState {
                 reason,
                 requested_by,
                 at_ms: _,
-            } => match self.versions.get(&version) {
+            } => match self.desired.versions.get(&version) {
                 Some(old) => {
                     let specs = old.specs.clone();
                     let reason = if reason.is_empty() {
@@ -315,14 +259,17 @@ impl ClusterState {
                 at_ms: _,
             } => self.undrain(entry, &agent_id, &by),
             Command::NodeRemoved { node_id, .. } => {
-                self.removed_nodes.insert(node_id);
+                self.members.removed_nodes.insert(node_id);
                 Response::Nothing
             }
         }
     }
 
     pub(super) fn version_range(&self) -> String {
-        match (self.versions.keys().next(), self.versions.keys().last()) {
+        match (
+            self.desired.versions.keys().next(),
+            self.desired.versions.keys().last(),
+        ) {
             (Some(first), Some(last)) => format!("{first} to {last}"),
             _ => "none yet".into(),
         }
@@ -340,6 +287,7 @@ impl ClusterState {
         for event in events {
             let epoch = event.key.boot_epoch;
             let cursor = self
+                .event_log
                 .event_cursors
                 .entry(agent_id.clone())
                 .or_default()
@@ -352,12 +300,12 @@ impl ClusterState {
                 accepted += 1;
                 self.commit_event(entry, event);
             }
-            acks.insert(epoch, self.event_cursors[agent_id][&epoch]);
+            acks.insert(epoch, self.event_log.event_cursors[agent_id][&epoch]);
         }
-        if let Some(record) = self.agents.get_mut(agent_id) {
+        if let Some(record) = self.fleet.agents.get_mut(agent_id) {
             record.events_committed += u64::from(accepted);
         }
-        self.events_committed += u64::from(accepted);
+        self.event_log.events_committed += u64::from(accepted);
         Response::EventsRecorded {
             accepted,
             duplicates,
@@ -371,18 +319,19 @@ impl ClusterState {
         // Recorded before the rules react, so an event a reaction raises
         // (a shortfall) comes after the event that caused it.
         let key = event.key.clone();
-        self.events.push_back(EventRecord {
+        self.event_log.events.push_back(EventRecord {
             event: event.clone(),
             log_index: entry.at.index,
             rules: Vec::new(),
             plan_ids: Vec::new(),
             outcomes: Vec::new(),
         });
-        while self.events.len() > EVENT_HISTORY {
-            self.events.pop_front();
+        while self.event_log.events.len() > EVENT_HISTORY {
+            self.event_log.events.pop_front();
         }
         let reaction = self.react(entry, &event);
         if let Some(record) = self
+            .event_log
             .events
             .iter_mut()
             .rev()
@@ -409,7 +358,7 @@ impl ClusterState {
         // Resource keys are relative to their service, so the record is
         // keyed by both.
         if event.event_type == DRIFT_DETECTED {
-            self.drift.entry(agent.clone()).or_default().insert(
+            self.fleet.drift.entry(agent.clone()).or_default().insert(
                 format!("{}/{}", field("service"), field("resource")),
                 DriftRecord {
                     service: field("service"),
@@ -430,14 +379,14 @@ impl ClusterState {
                         .collect()
                 })
                 .unwrap_or_default();
-            if let Some(records) = self.drift.get_mut(agent) {
+            if let Some(records) = self.fleet.drift.get_mut(agent) {
                 records.retain(|key, record| {
                     let resource = key.strip_prefix(&format!("{service}/")).unwrap_or_default();
                     record.service != service
                         || !(resources.is_empty() || resources.contains(resource))
                 });
                 if records.is_empty() {
-                    self.drift.remove(agent);
+                    self.fleet.drift.remove(agent);
                 }
             }
         }
@@ -449,6 +398,7 @@ impl ClusterState {
         agent_id: &'a AgentId,
     ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
         let mut pending: Vec<&TaskRecord> = self
+            .work
             .tasks
             .values()
             .filter(|task| task.state == TaskState::Pending && &task.agent_id == agent_id)

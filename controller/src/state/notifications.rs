@@ -24,8 +24,8 @@ impl ClusterState {
         url: &str,
         token_file: Option<String>,
     ) -> Acted {
-        self.notifications_made += 1;
-        let id = format!("n{}", self.notifications_made);
+        self.effects.notifications_made += 1;
+        let id = format!("n{}", self.effects.notifications_made);
         let event = pending.event.as_ref().map(|event| {
             json!({
                 "id": event.id(),
@@ -44,7 +44,7 @@ impl ClusterState {
             "event": event,
             "at_ms": entry.at_ms,
         });
-        self.notifications.insert(
+        self.effects.notifications.insert(
             id.clone(),
             NotificationRecord {
                 id: id.clone(),
@@ -71,7 +71,7 @@ impl ClusterState {
         attempts: u32,
         entry: &mut Entry,
     ) -> Response {
-        let Some(record) = self.notifications.get_mut(id) else {
+        let Some(record) = self.effects.notifications.get_mut(id) else {
             return Response::Nothing;
         };
         if record.state != NotificationState::Pending {
@@ -96,6 +96,7 @@ impl ClusterState {
     /// Calls waiting for the leader, oldest first.
     pub fn pending_notifications(&self) -> Vec<NotificationRecord> {
         let mut pending: Vec<NotificationRecord> = self
+            .effects
             .notifications
             .values()
             .filter(|record| record.state == NotificationState::Pending)
@@ -108,6 +109,7 @@ impl ClusterState {
     fn prune_notifications(&mut self) {
         let finished: Vec<(i64, String)> = {
             let mut finished: Vec<(i64, String)> = self
+                .effects
                 .notifications
                 .values()
                 .filter(|record| record.state != NotificationState::Pending)
@@ -118,7 +120,7 @@ impl ClusterState {
         };
         let excess = finished.len().saturating_sub(NOTIFICATION_HISTORY);
         for (_, id) in finished.into_iter().take(excess) {
-            self.notifications.remove(&id);
+            self.effects.notifications.remove(&id);
         }
     }
 }

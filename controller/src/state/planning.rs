@@ -21,17 +21,17 @@ impl ClusterState {
     pub fn plan_input<'a>(&'a self, specs: &'a SpecSet) -> PlanInput<'a> {
         PlanInput {
             specs,
-            agents: &self.agents,
-            placements: &self.placements,
-            targets: &self.targets,
-            current: &self.deployments,
+            agents: &self.fleet.agents,
+            placements: &self.work.placements,
+            targets: &self.desired.targets,
+            current: &self.work.deployments,
         }
     }
 
     /// What committing `specs` would plan now, committing nothing: the
     /// same targets, placements and deployments `put_specs` would use.
     pub fn preview(&self, specs: &SpecSet) -> Draft {
-        let targets = clamped_targets(&self.targets, specs);
+        let targets = clamped_targets(&self.desired.targets, specs);
         planner::plan(
             &PlanInput {
                 targets: &targets,
@@ -44,13 +44,14 @@ impl ClusterState {
     /// The resources a service runs with on an agent, as last sent to it:
     /// from the in-flight task, else the last applied one.
     pub fn deployed_resources(&self, agent: &AgentId, service: &str) -> Option<&[Resource]> {
-        let deployment = self.deployments.get(agent)?.get(service)?;
+        let deployment = self.work.deployments.get(agent)?.get(service)?;
         let task_id = deployment
             .in_flight
             .as_ref()
             .map(|(_, task_id)| task_id)
             .or(deployment.applied_task.as_ref())?;
-        self.tasks
+        self.work
+            .tasks
             .get(task_id)
             .map(|task| task.resources.as_slice())
     }
@@ -76,28 +77,33 @@ impl ClusterState {
     /// the `depth` of the change that caused it (so rules reacting to it
     /// continue that chain and stop at their `max_chain_depth`).
     fn note_shortfalls(&mut self, entry: &mut Entry, depth: u32) {
-        let specs = &self.specs;
-        self.shortfalls
+        let specs = &self.desired.specs;
+        self.rule_book
+            .shortfalls
             .retain(|name, _| specs.services.contains_key(name));
-        let names: Vec<String> = self.specs.services.keys().cloned().collect();
+        let names: Vec<String> = self.desired.specs.services.keys().cloned().collect();
         for name in names {
             // Measured afresh for each service: a reaction to the one
             // before may have planned again.
-            let Some(spec) = self.specs.services.get(&name) else {
+            let Some(spec) = self.desired.specs.services.get(&name) else {
                 continue;
             };
-            let target = planner::target_of(spec, &self.targets);
-            let placed = self.placements.get(&name).map_or(0, |agents| agents.len()) as u32;
+            let target = planner::target_of(spec, &self.desired.targets);
+            let placed = self
+                .work
+                .placements
+                .get(&name)
+                .map_or(0, |agents| agents.len()) as u32;
             let short = target.saturating_sub(placed);
-            let before = self.shortfalls.get(&name).copied().unwrap_or(0);
+            let before = self.rule_book.shortfalls.get(&name).copied().unwrap_or(0);
             if short == before {
                 continue;
             }
             if short == 0 {
-                self.shortfalls.remove(&name);
+                self.rule_book.shortfalls.remove(&name);
                 continue;
             }
-            self.shortfalls.insert(name.clone(), short);
+            self.rule_book.shortfalls.insert(name.clone(), short);
             let data = serde_json::json!({
                 "service": name,
                 "target": target,
@@ -126,8 +132,8 @@ impl ClusterState {
             placements,
             steps,
             problems,
-        } = planner::plan(&self.plan_input(&self.specs), trigger);
-        self.placements = placements;
+        } = planner::plan(&self.plan_input(&self.desired.specs), trigger);
+        self.work.placements = placements;
         // A plan with nothing to do is not recorded; its problems show in
         // `levee status` (replicas placed against target) and `levee plan`.
         if steps.is_empty() {
@@ -139,6 +145,7 @@ impl ClusterState {
             let task_id = TaskId::of_plan(&plan_id, step_index);
             self.supersede_unfinished(entry, &step.agent, &step.service);
             let deployment = self
+                .work
                 .deployments
                 .entry(step.agent.clone())
                 .or_default()
@@ -164,7 +171,7 @@ impl ClusterState {
                     .now_pending
                     .push((task.agent_id.clone(), task_id.clone()));
             }
-            self.tasks.insert(task_id.clone(), task);
+            self.work.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
         self.record_plan_of(plan_id.clone(), cause, task_ids, entry, problems);
@@ -186,11 +193,11 @@ impl ClusterState {
             task_ids,
             created: entry.at,
             created_ms: entry.at_ms,
-            spec_version: self.spec_version,
+            spec_version: self.desired.spec_version,
             problems,
             rolled_back_by: None,
         };
-        self.plans.insert(plan_id, plan);
+        self.work.plans.insert(plan_id, plan);
     }
 
     /// A newer task for the same service on the same agent replaces any
@@ -202,6 +209,7 @@ impl ClusterState {
         service: &str,
     ) {
         let Some((_, task_id)) = self
+            .work
             .deployments
             .get(agent)
             .and_then(|services| services.get(service))
@@ -215,7 +223,7 @@ impl ClusterState {
     /// Marks an unfinished task superseded and lets its rollout go on: a
     /// superseded task counts as done for its batch.
     pub(super) fn supersede(&mut self, entry: &mut Entry, task_id: &TaskId) {
-        let Some(task) = self.tasks.get_mut(task_id) else {
+        let Some(task) = self.work.tasks.get_mut(task_id) else {
             return;
         };
         if task.state.is_finished() {
@@ -237,11 +245,14 @@ impl ClusterState {
     ) -> Response {
         // The same specs again make no new version; they still reconcile,
         // so applying again retries what failed (as `terraform apply`).
-        if origin == VersionOrigin::Apply && self.spec_version > 0 && specs == self.specs {
+        if origin == VersionOrigin::Apply
+            && self.desired.spec_version > 0
+            && specs == self.desired.specs
+        {
             let cause = Cause {
                 reason: format!(
                     "spec version {} applied again by {applied_by}: {reason}",
-                    self.spec_version
+                    self.desired.spec_version
                 ),
                 event_id: None,
                 rule: None,
@@ -252,16 +263,16 @@ impl ClusterState {
                 .into_iter()
                 .collect();
             return Response::SpecsApplied {
-                version: self.spec_version,
+                version: self.desired.spec_version,
                 plan_ids,
                 new_version: false,
             };
         }
-        self.targets = clamped_targets(&self.targets, &specs);
-        self.specs = specs;
+        self.desired.targets = clamped_targets(&self.desired.targets, &specs);
+        self.desired.specs = specs;
         self.start_signals(entry);
-        self.spec_version += 1;
-        let version = self.spec_version;
+        self.desired.spec_version += 1;
+        let version = self.desired.spec_version;
         let cause = Cause {
             reason: format!(
                 "spec version {version} ({}) by {applied_by}: {reason}",
@@ -275,11 +286,11 @@ impl ClusterState {
             .plan(entry, cause, &Trigger::Reconcile)
             .into_iter()
             .collect();
-        self.versions.insert(
+        self.desired.versions.insert(
             version,
             SpecVersion {
                 version,
-                specs: self.specs.clone(),
+                specs: self.desired.specs.clone(),
                 applied_by,
                 reason,
                 at_ms: entry.at_ms,
@@ -287,8 +298,8 @@ impl ClusterState {
                 plan_ids: plan_ids.clone(),
             },
         );
-        while self.versions.len() > SPEC_HISTORY {
-            self.versions.pop_first();
+        while self.desired.versions.len() > SPEC_HISTORY {
+            self.desired.versions.pop_first();
         }
         Response::SpecsApplied {
             version,
@@ -305,11 +316,11 @@ impl ClusterState {
         reason: String,
         requested_by: String,
     ) -> Response {
-        let Some(spec) = self.specs.services.get(service) else {
+        let Some(spec) = self.desired.specs.services.get(service) else {
             return Response::Rejected {
                 reason: format!(
                     "no service `{service}` in spec version {}",
-                    self.spec_version
+                    self.desired.spec_version
                 ),
             };
         };
@@ -322,9 +333,13 @@ impl ClusterState {
                 ),
             };
         }
-        let from = planner::target_of(spec, &self.targets);
-        self.targets.insert(service.to_owned(), replicas);
-        let scaling = self.scaling.entry(service.to_owned()).or_default();
+        let from = planner::target_of(spec, &self.desired.targets);
+        self.desired.targets.insert(service.to_owned(), replicas);
+        let scaling = self
+            .rule_book
+            .scaling
+            .entry(service.to_owned())
+            .or_default();
         if replicas > from {
             scaling.last_up_ms = Some(entry.at_ms);
         } else if replicas < from {

@@ -15,7 +15,8 @@ impl ClusterState {
     /// Provisions waiting for the leader: pending ones to run, and running
     /// ones whose leader (an older term) can no longer finish them.
     pub fn provisions_to_handle(&self, term: u64) -> Vec<(String, bool)> {
-        self.provisions
+        self.effects
+            .provisions
             .values()
             .filter_map(|record| match record.state {
                 ProvisionState::Pending => Some((record.id.clone(), true)),
@@ -28,7 +29,7 @@ impl ClusterState {
     }
 
     pub(super) fn provision_started(&mut self, id: &str, term: u64, entry: &mut Entry) -> Response {
-        match self.provisions.get_mut(id) {
+        match self.effects.provisions.get_mut(id) {
             Some(record) if record.state == ProvisionState::Pending => {
                 record.state = ProvisionState::Running {
                     term,
@@ -51,7 +52,7 @@ impl ClusterState {
         result: Result<String, String>,
         entry: &mut Entry,
     ) -> Response {
-        let Some(record) = self.provisions.get_mut(id) else {
+        let Some(record) = self.effects.provisions.get_mut(id) else {
             return Response::Rejected {
                 reason: format!("no provision {id}"),
             };
@@ -83,7 +84,7 @@ impl ClusterState {
         term: u64,
         entry: &mut Entry,
     ) -> Response {
-        let Some(record) = self.provisions.get_mut(id) else {
+        let Some(record) = self.effects.provisions.get_mut(id) else {
             return Response::Nothing;
         };
         if let ProvisionState::Running { term: started, .. } = record.state
@@ -107,7 +108,7 @@ impl ClusterState {
         by: &str,
         entry: &mut Entry,
     ) -> Response {
-        let Some(record) = self.provisions.get_mut(id) else {
+        let Some(record) = self.effects.provisions.get_mut(id) else {
             return Response::Rejected {
                 reason: format!("no provision {id} (see `levee provisions`)"),
             };
@@ -143,16 +144,16 @@ impl ClusterState {
         by: &str,
     ) -> Response {
         if let Some(service) = service
-            && !self.specs.services.contains_key(service)
+            && !self.desired.specs.services.contains_key(service)
         {
             return Response::Rejected {
                 reason: format!(
                     "no service `{service}` in spec version {}",
-                    self.spec_version
+                    self.desired.spec_version
                 ),
             };
         }
-        let Some(record) = self.agents.get_mut(agent_id) else {
+        let Some(record) = self.fleet.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
             };
@@ -171,7 +172,7 @@ impl ClusterState {
 
     /// An operator lets an agent take work again.
     pub(super) fn undrain(&mut self, entry: &mut Entry, agent_id: &AgentId, by: &str) -> Response {
-        let Some(record) = self.agents.get_mut(agent_id) else {
+        let Some(record) = self.fleet.agents.get_mut(agent_id) else {
             return Response::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
             };

@@ -22,10 +22,11 @@ impl ClusterState {
     /// `PLAN_HISTORY`. Deterministic: ordered by the log position that
     /// made each plan.
     pub(super) fn prune_history(&mut self) {
-        if self.plans.len() <= PLAN_HISTORY + PLAN_SLACK {
+        if self.work.plans.len() <= PLAN_HISTORY + PLAN_SLACK {
             return;
         }
         let referenced: BTreeSet<&TaskId> = self
+            .work
             .deployments
             .values()
             .flat_map(|services| services.values())
@@ -37,12 +38,14 @@ impl ClusterState {
             })
             .collect();
         let mut finished: Vec<(u64, PlanId)> = self
+            .work
             .plans
             .values()
             .filter(|plan| {
                 plan.task_ids.iter().all(|task_id| {
                     !referenced.contains(task_id)
                         && self
+                            .work
                             .tasks
                             .get(task_id)
                             .is_none_or(|task| task.state.is_finished())
@@ -51,11 +54,11 @@ impl ClusterState {
             .map(|plan| (plan.created.index, plan.plan_id.clone()))
             .collect();
         finished.sort();
-        let excess = self.plans.len() - PLAN_HISTORY;
+        let excess = self.work.plans.len() - PLAN_HISTORY;
         for (_, plan_id) in finished.into_iter().take(excess) {
-            if let Some(plan) = self.plans.remove(&plan_id) {
+            if let Some(plan) = self.work.plans.remove(&plan_id) {
                 for task_id in plan.task_ids {
-                    self.tasks.remove(&task_id);
+                    self.work.tasks.remove(&task_id);
                 }
             }
         }
@@ -89,7 +92,7 @@ mod tests {
             cause.clone(),
         );
         task.state = task_state;
-        state.tasks.insert(task_id.clone(), task);
+        state.work.tasks.insert(task_id.clone(), task);
         state.record_plan_of(
             plan_id,
             cause,
@@ -107,6 +110,7 @@ mod tests {
         let pending = add_plan(&mut state, 1, TaskState::Pending);
         let deployed = add_plan(&mut state, 2, TaskState::Succeeded);
         state
+            .work
             .deployments
             .entry("a1".into())
             .or_default()
@@ -119,31 +123,34 @@ mod tests {
         }
         state.prune_history();
         assert_eq!(
-            state.plans.len(),
+            state.work.plans.len(),
             total,
             "nothing pruned until the slack is used"
         );
         let newest = add_plan(&mut state, total as u64 + 1, TaskState::Succeeded);
         state.prune_history();
-        assert_eq!(state.plans.len(), PLAN_HISTORY);
-        assert_eq!(state.tasks.len(), PLAN_HISTORY);
+        assert_eq!(state.work.plans.len(), PLAN_HISTORY);
+        assert_eq!(state.work.tasks.len(), PLAN_HISTORY);
         for kept in [&pending, &deployed, &newest] {
-            assert!(state.tasks.contains_key(kept), "{kept} was kept");
+            assert!(state.work.tasks.contains_key(kept), "{kept} was kept");
         }
         // What went were the oldest finished ones.
         assert!(
             !state
+                .work
                 .tasks
                 .contains_key(&TaskId::of_plan(&PlanId::at(3, 0), 0))
         );
         let kept_from = total as u64 + 1 - (PLAN_HISTORY as u64 - 2) + 1;
         assert!(
             state
+                .work
                 .tasks
                 .contains_key(&TaskId::of_plan(&PlanId::at(kept_from, 0), 0))
         );
         assert!(
             !state
+                .work
                 .tasks
                 .contains_key(&TaskId::of_plan(&PlanId::at(kept_from - 1, 0), 0))
         );

@@ -20,7 +20,7 @@ impl ClusterState {
         agent_id: &AgentId,
         report: TaskReport,
     ) -> Response {
-        let Some(task) = self.tasks.get_mut(&report.task_id) else {
+        let Some(task) = self.work.tasks.get_mut(&report.task_id) else {
             return Response::TaskReportRecorded { known: false };
         };
         // Only the task's own agent may report on it, and the first
@@ -85,7 +85,7 @@ impl ClusterState {
         succeeded: bool,
         superseded: bool,
     ) {
-        let Some(services) = self.deployments.get_mut(agent_id) else {
+        let Some(services) = self.work.deployments.get_mut(agent_id) else {
             return;
         };
         let Some(deployment) = services.get_mut(service) else {
@@ -109,19 +109,21 @@ impl ClusterState {
         if deployment.applied.is_none() && deployment.in_flight.is_none() {
             services.remove(service);
             if services.is_empty() {
-                self.deployments.remove(agent_id);
+                self.work.deployments.remove(agent_id);
             }
         }
     }
 
     fn rollout_tasks(&self, plan_id: &PlanId, service: &str) -> Vec<TaskId> {
-        self.plans
+        self.work
+            .plans
             .get(plan_id)
             .map(|plan| {
                 plan.task_ids
                     .iter()
                     .filter(|id| {
-                        self.tasks
+                        self.work
+                            .tasks
                             .get(*id)
                             .is_some_and(|task| task.service == service)
                     })
@@ -142,14 +144,14 @@ impl ClusterState {
         let ids = self.rollout_tasks(plan_id, service);
         let batch_done = ids
             .iter()
-            .map(|id| &self.tasks[id])
+            .map(|id| &self.work.tasks[id])
             .filter(|task| task.batch == batch)
             .all(|task| task.state.is_fine());
         if !batch_done {
             return;
         }
         for id in ids {
-            let task = self.tasks.get_mut(&id).expect("listed from the plan");
+            let task = self.work.tasks.get_mut(&id).expect("listed from the plan");
             if task.batch == batch + 1 && task.state == TaskState::Waiting {
                 task.state = TaskState::Pending;
                 entry.now_pending.push((task.agent_id.clone(), id));
@@ -167,11 +169,12 @@ impl ClusterState {
         failed_task: &TaskId,
     ) {
         for id in self.rollout_tasks(plan_id, service) {
-            let task = self.tasks.get_mut(&id).expect("listed from the plan");
+            let task = self.work.tasks.get_mut(&id).expect("listed from the plan");
             if task.state == TaskState::Waiting {
                 task.state = TaskState::Cancelled;
                 let agent = task.agent_id.clone();
                 if let Some(deployment) = self
+                    .work
                     .deployments
                     .get_mut(&agent)
                     .and_then(|services| services.get_mut(service))
@@ -184,27 +187,32 @@ impl ClusterState {
                 }
             }
         }
-        let Some(plan) = self.plans.get(plan_id) else {
+        let Some(plan) = self.work.plans.get(plan_id) else {
             return;
         };
         let version = plan.spec_version;
         let asks = self
+            .desired
             .specs
             .services
             .get(service)
             .is_some_and(|spec| spec.update.auto_rollback);
         // Only the rollout of the current version, made by `apply`, rolls
         // back: never a rollback (no ping-pong), never a stale version.
-        let from_apply = self.versions.get(&version).is_some_and(|record| {
+        let from_apply = self.desired.versions.get(&version).is_some_and(|record| {
             record.origin == VersionOrigin::Apply && record.plan_ids.contains(plan_id)
         });
-        if !asks || !from_apply || version != self.spec_version || plan.rolled_back_by.is_some() {
+        if !asks
+            || !from_apply
+            || version != self.desired.spec_version
+            || plan.rolled_back_by.is_some()
+        {
             return;
         }
-        let Some(previous) = self.versions.get(&(version - 1)) else {
+        let Some(previous) = self.desired.versions.get(&(version - 1)) else {
             return;
         };
-        let mut specs = self.specs.clone();
+        let mut specs = self.desired.specs.clone();
         match previous.specs.services.get(service) {
             Some(old) => specs.services.insert(service.to_owned(), old.clone()),
             None => specs.services.remove(service),
@@ -219,7 +227,7 @@ impl ClusterState {
         };
         if let Response::SpecsApplied { version, .. } =
             self.put_specs(entry, specs, reason, AUTOMATIC.to_owned(), origin)
-            && let Some(plan) = self.plans.get_mut(plan_id)
+            && let Some(plan) = self.work.plans.get_mut(plan_id)
         {
             plan.rolled_back_by = Some(version);
         }

@@ -67,14 +67,20 @@ impl ClusterState {
     ) -> Trial {
         let mut copy = self;
         if let Some(specs) = specs {
-            copy.specs = specs;
+            copy.desired.specs = specs;
         }
         let targets_of = |state: &ClusterState| -> BTreeMap<String, u32> {
             state
+                .desired
                 .specs
                 .services
                 .values()
-                .map(|spec| (spec.name.clone(), planner::target_of(spec, &state.targets)))
+                .map(|spec| {
+                    (
+                        spec.name.clone(),
+                        planner::target_of(spec, &state.desired.targets),
+                    )
+                })
                 .collect()
         };
         let before = targets_of(&copy);
@@ -108,6 +114,7 @@ impl ClusterState {
             // The trial event, then any the controllers raised in reply
             // (a shortfall the change left), in commit order.
             for record in copy
+                .event_log
                 .events
                 .iter()
                 .filter(|record| record.log_index == at.index)
@@ -115,9 +122,9 @@ impl ClusterState {
                 let changes = record
                     .plan_ids
                     .iter()
-                    .filter_map(|plan| copy.plans.get(plan))
+                    .filter_map(|plan| copy.work.plans.get(plan))
                     .flat_map(|plan| plan.task_ids.iter())
-                    .filter_map(|task| copy.tasks.get(task))
+                    .filter_map(|task| copy.work.tasks.get(task))
                     .map(|task| {
                         format!(
                             "{} {} on {}",

@@ -48,6 +48,7 @@ impl ClusterState {
     /// given), newest first.
     pub fn why(&self, service: &str, agent: Option<&AgentId>, limit: usize) -> Vec<Chain> {
         let mut tasks: Vec<&TaskRecord> = self
+            .work
             .tasks
             .values()
             .filter(|task| {
@@ -67,11 +68,12 @@ impl ClusterState {
             if chains.len() == limit {
                 break;
             }
-            let Some(plan) = self.plans.get(&task.plan_id) else {
+            let Some(plan) = self.work.plans.get(&task.plan_id) else {
                 continue;
             };
             let event = plan.cause.event_id.as_deref().and_then(|id| {
-                self.events
+                self.event_log
+                    .events
                     .iter()
                     .rev()
                     .find(|record| record.event.id() == id)

@@ -92,17 +92,18 @@ impl ClusterState {
         let hosts: BTreeSet<AgentId> = acted
             .plan_id
             .as_ref()
-            .and_then(|plan_id| trial.plans.get(plan_id))
+            .and_then(|plan_id| trial.work.plans.get(plan_id))
             .map(|plan| {
                 plan.task_ids
                     .iter()
-                    .filter_map(|task_id| trial.tasks.get(task_id))
+                    .filter_map(|task_id| trial.work.tasks.get(task_id))
                     .map(|task| task.agent_id.clone())
                     .collect()
             })
             .unwrap_or_default();
         let since = entry.at_ms.saturating_sub(guardrails.window_ms as i64);
         let mut touched: BTreeSet<AgentId> = self
+            .rule_book
             .rule_state
             .get(&pending.rule)
             .map(|state| {
@@ -116,7 +117,12 @@ impl ClusterState {
             .unwrap_or_default();
         let before = touched.len();
         touched.extend(hosts.iter().cloned());
-        let live = self.agents.values().filter(|agent| !agent.lost).count();
+        let live = self
+            .fleet
+            .agents
+            .values()
+            .filter(|agent| !agent.lost)
+            .count();
         let limit = blast_limit(guardrails, live);
         if touched.len() > limit {
             let reason = format!(
@@ -130,7 +136,11 @@ impl ClusterState {
         }
         *self = trial;
         *entry = trial_entry;
-        let state = self.rule_state.entry(pending.rule.clone()).or_default();
+        let state = self
+            .rule_book
+            .rule_state
+            .entry(pending.rule.clone())
+            .or_default();
         while state
             .touched
             .front()
@@ -148,7 +158,11 @@ impl ClusterState {
     }
 
     fn count_action(&mut self, rule: &str, entry: &mut Entry) {
-        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        let state = self
+            .rule_book
+            .rule_state
+            .entry(rule.to_owned())
+            .or_default();
         state.last_action_ms = Some(entry.at_ms);
         state.recent.push_back(entry.at_ms);
         state.actions += 1;
@@ -158,7 +172,7 @@ impl ClusterState {
         let host = &pending.agent;
         let cause = pending.cause.clone();
         let needs_host = pending.action.needs_host()
-            && (host.as_str() == CONTROLLER_SOURCE || !self.agents.contains_key(host));
+            && (host.as_str() == CONTROLLER_SOURCE || !self.fleet.agents.contains_key(host));
         if needs_host {
             return Acted::nothing(format!(
                 "cannot {}: the event names no known agent (see the rule's `agent_from`)",
@@ -202,6 +216,7 @@ impl ClusterState {
                 let agents: Vec<AgentId> = match selector {
                     None => vec![host.clone()],
                     Some(selector) => self
+                        .fleet
                         .agents
                         .values()
                         .filter(|agent| {
@@ -253,7 +268,7 @@ impl ClusterState {
             entry
                 .now_pending
                 .push((task.agent_id.clone(), task_id.clone()));
-            self.tasks.insert(task_id.clone(), task);
+            self.work.tasks.insert(task_id.clone(), task);
             task_ids.push(task_id);
         }
         self.record_plan_of(plan_id.clone(), cause, task_ids, entry, Vec::new());
@@ -284,8 +299,8 @@ impl ClusterState {
 
     /// A service's target now and what `by`/`to` would make it, clamped.
     fn scale_target(&self, service: &str, by: Option<i32>, to: Option<u32>) -> Option<(u32, u32)> {
-        let spec = self.specs.services.get(service)?;
-        let current = planner::target_of(spec, &self.targets);
+        let spec = self.desired.specs.services.get(service)?;
+        let current = planner::target_of(spec, &self.desired.targets);
         let wanted = match (by, to) {
             (_, Some(to)) => to,
             (Some(by), None) => current.saturating_add_signed(by),
@@ -319,8 +334,12 @@ impl ClusterState {
             };
             return Acted::nothing(format!("{service} stays at {current}{why}"));
         }
-        self.targets.insert(service.to_owned(), next);
-        let scaling = self.scaling.entry(service.to_owned()).or_default();
+        self.desired.targets.insert(service.to_owned(), next);
+        let scaling = self
+            .rule_book
+            .scaling
+            .entry(service.to_owned())
+            .or_default();
         if next > current {
             scaling.last_up_ms = Some(entry.at_ms);
         } else {
@@ -338,7 +357,7 @@ impl ClusterState {
         } else {
             format!("moved {service} off {agent}")
         };
-        let Some(record) = self.agents.get_mut(agent) else {
+        let Some(record) = self.fleet.agents.get_mut(agent) else {
             return Acted::nothing(format!("no agent {agent}"));
         };
         if !record.avoid.insert(service.to_owned()) {
@@ -349,13 +368,13 @@ impl ClusterState {
     }
 
     fn apply_version(&mut self, entry: &mut Entry, rule: &str, version: u64) -> Acted {
-        let Some(old) = self.versions.get(&version) else {
+        let Some(old) = self.desired.versions.get(&version) else {
             return Acted::nothing(format!(
                 "version {version} is not in the history (it keeps versions {})",
                 self.version_range()
             ));
         };
-        if old.specs == self.specs {
+        if old.specs == self.desired.specs {
             return Acted::nothing(format!("the current specs are version {version}'s already"));
         }
         let specs = old.specs.clone();
@@ -388,10 +407,11 @@ impl ClusterState {
         count: u32,
         cause: Cause,
     ) -> Acted {
-        let Some(spec) = self.specs.provisioners.get(provisioner) else {
+        let Some(spec) = self.desired.specs.provisioners.get(provisioner) else {
             return Acted::nothing(format!("no provisioner {provisioner}"));
         };
         let holding = self
+            .effects
             .provisions
             .values()
             .filter(|record| record.provisioner == provisioner && record.state.holds_a_host())
@@ -404,9 +424,9 @@ impl ClusterState {
         }
         let mut ids = Vec::new();
         for _ in 0..count {
-            self.provisions_asked += 1;
-            let id = format!("h{}", self.provisions_asked);
-            self.provisions.insert(
+            self.effects.provisions_asked += 1;
+            let id = format!("h{}", self.effects.provisions_asked);
+            self.effects.provisions.insert(
                 id.clone(),
                 ProvisionRecord {
                     id: id.clone(),

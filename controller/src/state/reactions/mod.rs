@@ -79,7 +79,7 @@ pub fn describe(action: &RuleAction) -> String {
 impl ClusterState {
     pub(super) fn react(&mut self, entry: &mut Entry, event: &Event) -> Reaction {
         let matched: Vec<RuleSpec> =
-            rules::matching_rules(&self.specs, event, self.agent_of(event))
+            rules::matching_rules(&self.desired.specs, event, self.agent_of(event))
                 .into_iter()
                 .cloned()
                 .collect();
@@ -90,7 +90,7 @@ impl ClusterState {
             .data
             .get("caused_by_task")
             .and_then(|task| task.as_str())
-            .and_then(|task| self.tasks.get(&levee_common::ids::TaskId::from(task)));
+            .and_then(|task| self.work.tasks.get(&levee_common::ids::TaskId::from(task)));
         // The controllers' own events (a shortfall a rule's change left)
         // carry the depth of the change that raised them.
         let raised_depth = (event.source == CONTROLLER_SOURCE)
@@ -155,10 +155,11 @@ impl ClusterState {
         let mut window_key = None;
         let mut because = String::new();
         if let Some(window) = &rule.window {
-            let agent = host.as_ref().and_then(|host| self.agents.get(host));
+            let agent = host.as_ref().and_then(|host| self.fleet.agents.get(host));
             let progress = window::key(window, agent).and_then(|key| {
                 let document = self.match_document(event);
                 let samples = self
+                    .rule_book
                     .rule_state
                     .entry(name.clone())
                     .or_default()
@@ -204,10 +205,10 @@ impl ClusterState {
         match verdict {
             Verdict::Hold(reason) => self.hold(name, reason),
             Verdict::Act if guardrails.approval && !guardrails.dry_run => {
-                self.approvals_asked += 1;
-                let id = format!("a{}", self.approvals_asked);
+                self.rule_book.approvals_asked += 1;
+                let id = format!("a{}", self.rule_book.approvals_asked);
                 let described = describe(&rule.action);
-                self.approvals.insert(
+                self.rule_book.approvals.insert(
                     id.clone(),
                     PendingApproval {
                         id: id.clone(),
@@ -221,7 +222,7 @@ impl ClusterState {
                 plan_ids.extend(acted.plan_id);
                 if acted.counted
                     && let Some(key) = &window_key
-                    && let Some(state) = self.rule_state.get_mut(name)
+                    && let Some(state) = self.rule_book.rule_state.get_mut(name)
                 {
                     // The next action needs a window of its own.
                     state.windows.remove(key);
@@ -232,7 +233,11 @@ impl ClusterState {
     }
 
     fn hold(&mut self, rule: &str, reason: String) -> String {
-        self.rule_state.entry(rule.to_owned()).or_default().held += 1;
+        self.rule_book
+            .rule_state
+            .entry(rule.to_owned())
+            .or_default()
+            .held += 1;
         format!("held: {reason}")
     }
 
@@ -246,9 +251,13 @@ impl ClusterState {
     /// host events (`host.lost`, `host.recovered`) the agent named as their
     /// subject. Other controller events name services, rules or timers.
     fn agent_of(&self, event: &Event) -> Option<&AgentRecord> {
-        self.agents.get(&event.key.agent_id).or_else(|| {
+        self.fleet.agents.get(&event.key.agent_id).or_else(|| {
             (event.source == CONTROLLER_SOURCE && event.event_type.starts_with("host."))
-                .then(|| self.agents.get(&AgentId::from(event.subject.as_str())))
+                .then(|| {
+                    self.fleet
+                        .agents
+                        .get(&AgentId::from(event.subject.as_str()))
+                })
                 .flatten()
         })
     }
@@ -262,7 +271,7 @@ impl ClusterState {
                 window::field(&document, path)
                     .and_then(serde_json::Value::as_str)
                     .map(AgentId::from)
-                    .filter(|agent| self.agents.contains_key(agent))
+                    .filter(|agent| self.fleet.agents.contains_key(agent))
             }
             None => self.agent_of(event).map(|agent| agent.agent_id.clone()),
         }
@@ -277,7 +286,7 @@ impl ClusterState {
         approve: bool,
         by: &str,
     ) -> Response {
-        let Some(pending) = self.approvals.remove(id) else {
+        let Some(pending) = self.rule_book.approvals.remove(id) else {
             return Response::Rejected {
                 reason: format!("nothing awaits approval as {id} (see `levee approvals`)"),
             };
@@ -289,7 +298,7 @@ impl ClusterState {
             };
         }
         // The rule may have changed while the action waited.
-        let Some(rule) = self.specs.rules.get(&pending.rule) else {
+        let Some(rule) = self.desired.specs.rules.get(&pending.rule) else {
             return Response::Answered {
                 outcome: format!("{}: dropped: the rule no longer exists", pending.rule),
                 plan_id: None,
@@ -328,10 +337,19 @@ impl ClusterState {
         guardrails: &Guardrails,
         entry: &mut Entry,
     ) -> Verdict {
-        if let Some(waiting) = self.approvals.values().find(|pending| pending.rule == rule) {
+        if let Some(waiting) = self
+            .rule_book
+            .approvals
+            .values()
+            .find(|pending| pending.rule == rule)
+        {
             return Verdict::Hold(format!("{} awaits approval", waiting.id));
         }
-        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        let state = self
+            .rule_book
+            .rule_state
+            .entry(rule.to_owned())
+            .or_default();
         if guardrails.window_ms > 0 {
             let since = entry.at_ms.saturating_sub(guardrails.window_ms as i64);
             while state.recent.front().is_some_and(|time| *time <= since) {
@@ -357,16 +375,18 @@ impl ClusterState {
             && guardrails.scale_down_after_up_ms > 0
         {
             let current = self
+                .desired
                 .specs
                 .services
                 .get(service)
-                .map(|spec| planner::target_of(spec, &self.targets));
+                .map(|spec| planner::target_of(spec, &self.desired.targets));
             let down = match (current, by, to) {
                 (Some(_), Some(by), _) => *by < 0,
                 (Some(current), None, Some(to)) => *to < current,
                 _ => false,
             };
             let last_up = self
+                .rule_book
                 .scaling
                 .get(service)
                 .and_then(|record| record.last_up_ms);

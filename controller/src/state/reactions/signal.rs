@@ -20,7 +20,11 @@ impl ClusterState {
     /// A matching event came: the signal is live. Returns for how long it
     /// had been silent, if it was.
     pub(super) fn signal_seen(&mut self, rule: &str, entry: &mut Entry) -> Option<i64> {
-        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        let state = self
+            .rule_book
+            .rule_state
+            .entry(rule.to_owned())
+            .or_default();
         let was_silent = std::mem::take(&mut state.silent)
             .then(|| entry.at_ms - state.last_signal_ms.unwrap_or(entry.at_ms));
         state.last_signal_ms = Some(entry.at_ms);
@@ -31,6 +35,7 @@ impl ClusterState {
     /// (new rules): silence is counted from when they were added.
     pub(in crate::state) fn start_signals(&mut self, entry: &mut Entry) {
         let watched: Vec<String> = self
+            .desired
             .specs
             .rules
             .values()
@@ -38,7 +43,7 @@ impl ClusterState {
             .map(|rule| rule.name.clone())
             .collect();
         for rule in watched {
-            let state = self.rule_state.entry(rule).or_default();
+            let state = self.rule_book.rule_state.entry(rule).or_default();
             state.last_signal_ms.get_or_insert(entry.at_ms);
         }
     }
@@ -46,12 +51,13 @@ impl ClusterState {
     /// Rules whose signal has been silent too long at `now_ms` and is not
     /// marked silent yet, with when they last heard (for the leader).
     pub fn overdue_signals(&self, now_ms: i64) -> Vec<(String, i64)> {
-        self.specs
+        self.desired
+            .specs
             .rules
             .values()
             .filter_map(|rule| {
                 let signal = rule.signal.as_ref()?;
-                let state = self.rule_state.get(&rule.name)?;
+                let state = self.rule_book.rule_state.get(&rule.name)?;
                 let last = state.last_signal_ms?;
                 let overdue = now_ms.saturating_sub(last) >= signal.silent_after_ms as i64;
                 (overdue && !state.silent).then(|| (rule.name.clone(), last))
@@ -62,12 +68,13 @@ impl ClusterState {
     /// When the earliest signal not yet silent will have been quiet for
     /// its `silent_after_ms`: when the leader must look again.
     pub fn next_signal_deadline(&self) -> Option<i64> {
-        self.specs
+        self.desired
+            .specs
             .rules
             .values()
             .filter_map(|rule| {
                 let signal = rule.signal.as_ref()?;
-                let state = self.rule_state.get(&rule.name)?;
+                let state = self.rule_book.rule_state.get(&rule.name)?;
                 let last = state.last_signal_ms?;
                 (!state.silent).then(|| last.saturating_add(signal.silent_after_ms as i64))
             })
@@ -82,13 +89,17 @@ impl ClusterState {
         rule: &str,
         last_signal_ms: i64,
     ) -> Response {
-        let Some(spec) = self.specs.rules.get(rule).cloned() else {
+        let Some(spec) = self.desired.specs.rules.get(rule).cloned() else {
             return Response::Nothing;
         };
         let Some(signal) = spec.signal else {
             return Response::Nothing;
         };
-        let state = self.rule_state.entry(rule.to_owned()).or_default();
+        let state = self
+            .rule_book
+            .rule_state
+            .entry(rule.to_owned())
+            .or_default();
         if state.silent || state.last_signal_ms != Some(last_signal_ms) {
             return Response::Nothing;
         }

@@ -34,6 +34,7 @@ impl Log {
 
     fn agents_running(&self, service: &str) -> Vec<String> {
         self.state
+            .work
             .placements
             .get(service)
             .map(|agents| agents.iter().map(ToString::to_string).collect())
@@ -88,13 +89,14 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
     log.inbound("mqtt/site", alert("DiskFull", "a1", "f1"), 12);
     let sources: Vec<&str> = log
         .state
+        .event_log
         .events
         .iter()
         .filter(|record| record.event.event_type == "alert.firing")
         .map(|record| record.event.source.as_str())
         .collect();
     assert_eq!(sources, ["webhook/am", "mqtt/site"]);
-    let event = &log.state.events.back().unwrap().event;
+    let event = &log.state.event_log.events.back().unwrap().event;
     assert_eq!(event.time_unix_ms, 500, "the sender's time is kept");
     // However it got here, an outsider cannot raise the fleet's own types.
     for reserved in ["timer.fired", "host.lost", "levee.rule.silent"] {
@@ -163,7 +165,7 @@ action: { drain: {} }
     let on = log.agents_running("web");
     let victim = on[0].clone();
     log.inbound("webhook/am", alert("DiskFull", &victim, "f1"), 10);
-    let outcome = &log.state.events.back().unwrap().outcomes[0];
+    let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(
         outcome.starts_with(&format!("drain-on-disk: drained {victim}: plan")),
         "{outcome}"
@@ -171,18 +173,18 @@ action: { drain: {} }
     assert!(!log.agents_running("web").contains(&victim));
     assert_eq!(log.agents_running("web").len(), 2, "moved, not dropped");
     // The drained host is told to remove what it ran.
-    let plan = log.state.events.back().unwrap().plan_ids[0].clone();
-    let removes: Vec<_> = log.state.plans[&plan]
+    let plan = log.state.event_log.events.back().unwrap().plan_ids[0].clone();
+    let removes: Vec<_> = log.state.work.plans[&plan]
         .task_ids
         .iter()
-        .map(|id| &log.state.tasks[id])
+        .map(|id| &log.state.work.tasks[id])
         .filter(|task| task.action == Action::Remove)
         .map(|task| task.agent_id.to_string())
         .collect();
     assert_eq!(removes, std::slice::from_ref(&victim));
     // An alert naming no known host does nothing, and says why.
     log.inbound("webhook/am", alert("DiskFull", "nowhere", "f2"), 11);
-    let outcome = &log.state.events.back().unwrap().outcomes[0];
+    let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(outcome.contains("names no known agent"), "{outcome}");
     // The operator lets it take work again.
     let response = log.apply(Command::Undrain {
@@ -192,7 +194,7 @@ action: { drain: {} }
     });
     assert!(matches!(response, Response::Drained { .. }));
     assert!(
-        log.state.agents[&AgentId::from(victim.as_str())]
+        log.state.fleet.agents[&AgentId::from(victim.as_str())]
             .avoid
             .is_empty()
     );
@@ -246,18 +248,21 @@ action: { apply_version: { version: 1 } }
         FLEET_SPECS.replace("/bin/web", "/bin/web-v2")
     );
     log.put_specs(&v2);
-    assert_eq!(log.state.spec_version, 2);
+    assert_eq!(log.state.desired.spec_version, 2);
     log.inbound("webhook/am", alert("Errors", "a1", "e1"), 10);
-    assert_eq!(log.state.spec_version, 3);
-    assert_eq!(log.state.specs, log.state.versions[&1].specs);
-    let outcome = &log.state.events.back().unwrap().outcomes[0];
+    assert_eq!(log.state.desired.spec_version, 3);
+    assert_eq!(
+        log.state.desired.specs,
+        log.state.desired.versions[&1].specs
+    );
+    let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(
         outcome.contains("applied version 1 as version 3: plan"),
         "{outcome}"
     );
     // Already there: nothing more.
     log.inbound("webhook/am", alert("Errors", "a1", "e2"), 11);
-    assert_eq!(log.state.spec_version, 3);
+    assert_eq!(log.state.desired.spec_version, 3);
 }
 
 #[test]
@@ -270,6 +275,7 @@ fn a_shortfall_raises_unplaced_once_and_a_rule_provisions_within_max_hosts() {
     // web wants 2 on one agent: short by 1; db has no `role: db` agent.
     let unplaced: Vec<(String, serde_json::Value)> = log
         .state
+        .event_log
         .events
         .iter()
         .filter(|record| record.event.event_type == "levee.service.unplaced")
@@ -284,7 +290,11 @@ fn a_shortfall_raises_unplaced_once_and_a_rule_provisions_within_max_hosts() {
         unplaced,
         [("db".to_owned(), json!(1)), ("web".to_owned(), json!(1))]
     );
-    assert_eq!(log.state.provisions.len(), 2, "one per unplaced event");
+    assert_eq!(
+        log.state.effects.provisions.len(),
+        2,
+        "one per unplaced event"
+    );
     // max_hosts is 2: a third shortfall change asks for nothing more.
     log.apply(Command::Scale {
         service: "web".into(),
@@ -293,16 +303,16 @@ fn a_shortfall_raises_unplaced_once_and_a_rule_provisions_within_max_hosts() {
         requested_by: "operator/test".into(),
         at_ms: 5,
     });
-    assert_eq!(log.state.provisions.len(), 2);
-    let outcome = &log.state.events.back().unwrap().outcomes[0];
+    assert_eq!(log.state.effects.provisions.len(), 2);
+    let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(
         outcome.contains("would pass its max_hosts of 2"),
         "{outcome}"
     );
     // Planning again with the same shortfall raises nothing new.
-    let events = log.state.events.len();
+    let events = log.state.event_log.events.len();
     log.hello_with("a1", &[("x", "y")]);
-    assert_eq!(log.state.events.len(), events);
+    assert_eq!(log.state.event_log.events.len(), events);
 }
 
 #[test]
@@ -338,10 +348,10 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
         at_ms: 12,
     });
     assert!(matches!(
-        log.state.provisions["h1"].state,
+        log.state.effects.provisions["h1"].state,
         ProvisionState::Unknown { .. }
     ));
-    assert!(log.state.provisions["h1"].state.holds_a_host());
+    assert!(log.state.effects.provisions["h1"].state.holds_a_host());
     assert!(log.state.provisions_to_handle(2).is_empty());
     // An operator looks and finds no host: it stops counting.
     let refused = log.apply(Command::ProvisionResolved {
@@ -357,7 +367,7 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
         by: "operator/test".into(),
         at_ms: 12,
     });
-    assert!(!log.state.provisions["h1"].state.holds_a_host());
+    assert!(!log.state.effects.provisions["h1"].state.holds_a_host());
     // The old leader's late result changes nothing now.
     log.apply(Command::ProvisionFinished {
         id: "h1".into(),
@@ -365,7 +375,7 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
         at_ms: 13,
     });
     assert!(matches!(
-        log.state.provisions["h1"].state,
+        log.state.effects.provisions["h1"].state,
         ProvisionState::Failed { .. }
     ));
 }
@@ -386,17 +396,17 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
         at_ms: 4,
     });
     log.inbound("webhook/am", alert("Bloat", "a1", "b1"), 10);
-    let record = log.state.events.back().unwrap();
+    let record = log.state.event_log.events.back().unwrap();
     assert!(
         record.outcomes[0].contains("running [\"/usr/bin/vacuumdb\", \"--all\"] on 1 agent(s)"),
         "{:?}",
         record.outcomes
     );
-    let plan = &log.state.plans[&record.plan_ids[0]];
+    let plan = &log.state.work.plans[&record.plan_ids[0]];
     let tasks: Vec<&TaskRecord> = plan
         .task_ids
         .iter()
-        .map(|id| &log.state.tasks[id])
+        .map(|id| &log.state.work.tasks[id])
         .collect();
     assert_eq!(tasks.len(), 1, "the lost db agent is skipped");
     let task = tasks[0];
@@ -406,7 +416,7 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
     assert_eq!(task.run.as_ref().unwrap().timeout_ms, 5000);
     assert_eq!(task.state, TaskState::Pending);
     // Its report finishes it and touches no deployment.
-    let deployments = log.state.deployments.clone();
+    let deployments = log.state.work.deployments.clone();
     log.apply(Command::RecordTaskReport {
         agent_id: "a1".into(),
         report: TaskReport {
@@ -417,10 +427,11 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
             finished_ms: 11,
         },
     });
-    let task_id =
-        log.state.plans[&log.state.events.back().unwrap().plan_ids[0]].task_ids[0].clone();
-    assert_eq!(log.state.tasks[&task_id].state, TaskState::Succeeded);
-    assert_eq!(log.state.deployments, deployments);
+    let task_id = log.state.work.plans[&log.state.event_log.events.back().unwrap().plan_ids[0]]
+        .task_ids[0]
+        .clone();
+    assert_eq!(log.state.work.tasks[&task_id].state, TaskState::Succeeded);
+    assert_eq!(log.state.work.deployments, deployments);
 }
 
 #[test]
@@ -441,7 +452,7 @@ match: { type: [levee.service.unplaced] }
 action: { scale: { service: web, by: 1 } }
 "#,
     );
-    assert!(log.state.shortfalls.is_empty());
+    assert!(log.state.rule_book.shortfalls.is_empty());
     // One agent with room for one: scaling to 2 leaves one unplaced, the
     // rule scales again, which leaves two unplaced...
     log.apply(Command::Scale {
@@ -453,6 +464,7 @@ action: { scale: { service: web, by: 1 } }
     });
     let outcomes: Vec<String> = log
         .state
+        .event_log
         .events
         .iter()
         .filter(|record| record.event.event_type == "levee.service.unplaced")

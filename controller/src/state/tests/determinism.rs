@@ -263,6 +263,7 @@ impl Recorder {
     fn report_pending(&mut self, fail: Option<usize>) {
         let pending: Vec<(AgentId, TaskId, Vec<String>)> = self
             .state
+            .work
             .tasks
             .values()
             .filter(|task| task.state == TaskState::Pending)
@@ -403,7 +404,7 @@ fn record_the_log() {
 
     // Provisions for the db shortfall: one finishes, one is abandoned by a
     // new leader and resolved by an operator.
-    let provisions: Vec<String> = r.state.provisions.keys().cloned().collect();
+    let provisions: Vec<String> = r.state.effects.provisions.keys().cloned().collect();
     assert_eq!(provisions.len(), 2, "the shortfall asked for two hosts");
     let at_ms = r.tick(50);
     r.apply(Command::ProvisionStarted {
@@ -491,7 +492,7 @@ fn record_the_log() {
     // Approvals, one approved and one rejected.
     for (n, (agent, approve)) in [("a1", true), ("a2", false)].into_iter().enumerate() {
         r.event(agent, 4 + n as u64, "app.grow", "web", json!({}));
-        let asked: Vec<String> = r.state.approvals.keys().cloned().collect();
+        let asked: Vec<String> = r.state.rule_book.approvals.keys().cloned().collect();
         assert_eq!(asked.len(), 1, "one action awaits approval");
         let at_ms = r.tick(1000);
         r.apply(Command::Answer {
@@ -511,7 +512,7 @@ fn record_the_log() {
         at_ms: scheduled_ms + 3,
     });
     r.report_pending(None);
-    let last_signal_ms = r.state.rule_state["heartbeat"]
+    let last_signal_ms = r.state.rule_book.rule_state["heartbeat"]
         .last_signal_ms
         .expect("the heartbeat rule saw its signal");
     let at_ms = r.tick(20_000);
@@ -523,7 +524,7 @@ fn record_the_log() {
     r.event("a3", 1, "app.vacuum", "db", json!({}));
     r.report_pending(None);
     r.event("a3", 2, "app.notify", "db", json!({"why": "nightly"}));
-    let calls: Vec<String> = r.state.notifications.keys().cloned().collect();
+    let calls: Vec<String> = r.state.effects.notifications.keys().cloned().collect();
     let at_ms = r.tick(700);
     r.apply(Command::NotificationDone {
         id: calls[0].clone(),
@@ -548,7 +549,7 @@ fn record_the_log() {
         by: "operator/alice".into(),
         at_ms,
     });
-    let last_hello_ms = r.state.agents[&AgentId::from("a2")].last_hello_ms;
+    let last_hello_ms = r.state.fleet.agents[&AgentId::from("a2")].last_hello_ms;
     let at_ms = r.tick(3000);
     r.apply(Command::AgentLost {
         agent_id: "a2".into(),
@@ -564,6 +565,7 @@ fn record_the_log() {
 
     let failed = r
         .state
+        .work
         .tasks
         .values()
         .filter(|task| task.state == TaskState::Failed)

@@ -1,5 +1,6 @@
 use levee_common::event::Event;
-use levee_common::ids::EventKey;
+use levee_common::ids::{EventKey, PlanId};
+use levee_common::spec::SpecSet;
 use serde_json::json;
 
 use super::records::{ResourceOutcome, TaskReport};
@@ -135,9 +136,9 @@ fn a_redelivered_event_is_committed_once_however_late() {
             acks: vec![(1, 4)]
         }
     );
-    assert_eq!(log.state.events.len(), 4);
+    assert_eq!(log.state.event_log.events.len(), 4);
     assert_eq!(
-        log.state.agents[&AgentId::from("edge-1")].events_committed,
+        log.state.fleet.agents[&AgentId::from("edge-1")].events_committed,
         4
     );
 }
@@ -200,12 +201,12 @@ fn a_matching_event_plans_a_repair_with_its_cause_chain() {
     log.hello("edge-1", 1);
     log.term = 7;
     log.events("edge-1", 1, &[1]);
-    let record = log.state.events.back().unwrap();
+    let record = log.state.event_log.events.back().unwrap();
     assert_eq!(record.rules, ["repair-clock"]);
-    let plan = &log.state.plans[&record.plan_ids[0]];
+    let plan = &log.state.work.plans[&record.plan_ids[0]];
     assert_eq!(plan.cause.event_id.as_deref(), Some("edge-1/1/1"));
     assert_eq!(plan.created.term, 7);
-    let task = &log.state.tasks[&plan.task_ids[0]];
+    let task = &log.state.work.tasks[&plan.task_ids[0]];
     assert_eq!(
         (task.agent_id.as_str(), task.state),
         ("edge-1", TaskState::Pending)
@@ -214,6 +215,7 @@ fn a_matching_event_plans_a_repair_with_its_cause_chain() {
     // The earlier placement task for the same service is superseded.
     let superseded = log
         .state
+        .work
         .tasks
         .values()
         .filter(|task| task.state == TaskState::Superseded)
@@ -228,7 +230,7 @@ fn an_event_for_another_agent_plans_nothing_there() {
     log.hello("edge-1", 1);
     log.hello("edge-2", 1);
     log.events("edge-2", 1, &[1]);
-    let record = log.state.events.back().unwrap();
+    let record = log.state.event_log.events.back().unwrap();
     assert_eq!(record.rules, ["repair-clock"], "the rule matched");
     assert!(
         record.plan_ids.is_empty(),
@@ -241,7 +243,7 @@ fn the_first_task_report_wins_and_only_from_its_agent() {
     let mut log = Log::new();
     log.put_specs(SPECS);
     log.hello("edge-1", 1);
-    let task_id = log.state.tasks.keys().next().unwrap().clone();
+    let task_id = log.state.work.tasks.keys().next().unwrap().clone();
     let report = |state| TaskReport {
         task_id: task_id.clone(),
         state,
@@ -258,7 +260,7 @@ fn the_first_task_report_wins_and_only_from_its_agent() {
         report: report(TaskState::Failed),
     });
     assert_eq!(
-        log.state.tasks[&task_id].state,
+        log.state.work.tasks[&task_id].state,
         TaskState::Pending,
         "another agent cannot report on it"
     );
@@ -270,7 +272,7 @@ fn the_first_task_report_wins_and_only_from_its_agent() {
         agent_id: "edge-1".into(),
         report: report(TaskState::Failed),
     });
-    assert_eq!(log.state.tasks[&task_id].state, TaskState::Succeeded);
+    assert_eq!(log.state.work.tasks[&task_id].state, TaskState::Succeeded);
     assert_eq!(
         log.state
             .pending_tasks_for(&AgentId::from("edge-1"))
@@ -302,7 +304,7 @@ fn event_history_is_bounded_but_dedup_is_not() {
     let mut log = Log::new();
     let seqs: Vec<u64> = (1..=(EVENT_HISTORY as u64 + 10)).collect();
     log.events("edge-1", 1, &seqs);
-    assert_eq!(log.state.events.len(), EVENT_HISTORY);
+    assert_eq!(log.state.event_log.events.len(), EVENT_HISTORY);
     assert_eq!(
         log.events("edge-1", 1, &[1]),
         Response::EventsRecorded {
@@ -327,6 +329,7 @@ fn many_rules_matching_many_events_in_one_entry_never_share_a_plan_id() {
     log.events("edge-1", 1, &[1, 2, 3]);
     let plan_ids: Vec<&PlanId> = log
         .state
+        .event_log
         .events
         .iter()
         .flat_map(|record| &record.plan_ids)
@@ -335,7 +338,7 @@ fn many_rules_matching_many_events_in_one_entry_never_share_a_plan_id() {
     let unique: BTreeSet<&PlanId> = plan_ids.iter().copied().collect();
     assert_eq!(unique.len(), plan_ids.len());
     assert_eq!(
-        log.state.plans.len(),
+        log.state.work.plans.len(),
         1 + plan_ids.len(),
         "no plan overwrote another"
     );
@@ -349,7 +352,7 @@ fn web(version: &str, auto_rollback: bool) -> String {
 
 impl Log {
     fn report(&mut self, task_id: &TaskId, state: TaskState) {
-        let agent_id = self.state.tasks[task_id].agent_id.clone();
+        let agent_id = self.state.work.tasks[task_id].agent_id.clone();
         self.apply(Command::RecordTaskReport {
             agent_id,
             report: TaskReport {
@@ -367,14 +370,14 @@ impl Log {
     }
 
     fn tasks_of(&self, plan_id: &PlanId) -> Vec<(TaskId, TaskState, u32)> {
-        self.state.plans[plan_id]
+        self.state.work.plans[plan_id]
             .task_ids
             .iter()
             .map(|id| {
                 (
                     id.clone(),
-                    self.state.tasks[id].state,
-                    self.state.tasks[id].batch,
+                    self.state.work.tasks[id].state,
+                    self.state.work.tasks[id].batch,
                 )
             })
             .collect()
@@ -427,7 +430,12 @@ fn a_rollout_sends_each_batch_only_after_the_one_before_succeeded() {
             .all(|(_, state, _)| *state == TaskState::Succeeded)
     );
     // Everything applied: planning the same specs again changes nothing.
-    assert!(log.state.preview(&log.state.specs.clone()).steps.is_empty());
+    assert!(
+        log.state
+            .preview(&log.state.desired.specs.clone())
+            .steps
+            .is_empty()
+    );
 }
 
 #[test]
@@ -444,28 +452,31 @@ fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
     let after = log.tasks_of(&plan_ids[0]);
     assert_eq!(after[1].1, TaskState::Cancelled);
     assert_eq!(after[2].1, TaskState::Cancelled);
-    let rollback = log.state.plans[&plan_ids[0]]
+    let rollback = log.state.work.plans[&plan_ids[0]]
         .rolled_back_by
         .expect("rolled back");
     assert_eq!(rollback, version + 1);
-    assert_eq!(log.state.spec_version, rollback);
+    assert_eq!(log.state.desired.spec_version, rollback);
     assert!(matches!(
-        log.state.versions[&rollback].origin,
+        log.state.desired.versions[&rollback].origin,
         VersionOrigin::AutoRollback { .. }
     ));
-    assert_eq!(log.state.specs.services["web"].process.argv[1], "v1");
+    assert_eq!(
+        log.state.desired.specs.services["web"].process.argv[1],
+        "v1"
+    );
     // Only the agent that took v2 (and failed) is converged back to v1.
-    let rollback_plan = &log.state.versions[&rollback].plan_ids[0];
-    let rolled: Vec<&AgentId> = log.state.plans[rollback_plan]
+    let rollback_plan = &log.state.desired.versions[&rollback].plan_ids[0];
+    let rolled: Vec<&AgentId> = log.state.work.plans[rollback_plan]
         .task_ids
         .iter()
-        .map(|id| &log.state.tasks[id].agent_id)
+        .map(|id| &log.state.work.tasks[id].agent_id)
         .collect();
-    assert_eq!(rolled, [&log.state.tasks[&tasks[0].0].agent_id]);
+    assert_eq!(rolled, [&log.state.work.tasks[&tasks[0].0].agent_id]);
     // A failing rollback does not roll back again.
-    let task = log.state.plans[rollback_plan].task_ids[0].clone();
+    let task = log.state.work.plans[rollback_plan].task_ids[0].clone();
     log.report(&task, TaskState::Failed);
-    assert_eq!(log.state.spec_version, rollback);
+    assert_eq!(log.state.desired.spec_version, rollback);
 }
 
 #[test]
@@ -479,9 +490,9 @@ fn without_auto_rollback_a_failed_batch_stops_the_rollout_only() {
     };
     let tasks = log.tasks_of(&plan_ids[0]);
     log.report(&tasks[0].0, TaskState::Failed);
-    assert_eq!(log.state.spec_version, version);
+    assert_eq!(log.state.desired.spec_version, version);
     assert_eq!(log.tasks_of(&plan_ids[0])[1].1, TaskState::Cancelled);
-    assert_eq!(log.state.plans[&plan_ids[0]].rolled_back_by, None);
+    assert_eq!(log.state.work.plans[&plan_ids[0]].rolled_back_by, None);
 }
 
 #[test]
@@ -497,12 +508,15 @@ fn rollback_restores_an_earlier_version_as_a_new_one() {
     let Response::SpecsApplied { version: 3, .. } = response else {
         panic!("{response:?}")
     };
-    assert_eq!(log.state.specs.services["web"].process.argv[1], "v1");
     assert_eq!(
-        log.state.versions[&3].origin,
+        log.state.desired.specs.services["web"].process.argv[1],
+        "v1"
+    );
+    assert_eq!(
+        log.state.desired.versions[&3].origin,
         VersionOrigin::Rollback { to: 1 }
     );
-    assert_eq!(log.state.versions[&3].applied_by, "operator/alice");
+    assert_eq!(log.state.desired.versions[&3].applied_by, "operator/alice");
     let missing = log.apply(Command::Rollback {
         version: 42,
         reason: String::new(),
@@ -536,8 +550,8 @@ fn scaling_stays_within_bounds_and_plans_through_the_same_path() {
     else {
         panic!()
     };
-    assert_eq!(log.state.plans[&plan].task_ids.len(), 1);
-    assert_eq!(log.state.placements["web"].len(), 4);
+    assert_eq!(log.state.work.plans[&plan].task_ids.len(), 1);
+    assert_eq!(log.state.work.placements["web"].len(), 4);
     let Response::Scaled {
         from: 4,
         to: 1,
@@ -546,15 +560,15 @@ fn scaling_stays_within_bounds_and_plans_through_the_same_path() {
     else {
         panic!()
     };
-    let actions: Vec<Action> = log.state.plans[&plan]
+    let actions: Vec<Action> = log.state.work.plans[&plan]
         .task_ids
         .iter()
-        .map(|id| log.state.tasks[id].action)
+        .map(|id| log.state.work.tasks[id].action)
         .collect();
     assert_eq!(actions, [Action::Remove; 3]);
     // The target survives a new spec version.
     log.put_specs(&web("v2", false));
-    assert_eq!(log.state.placements["web"].len(), 1);
+    assert_eq!(log.state.work.placements["web"].len(), 1);
 }
 
 #[test]
@@ -582,7 +596,7 @@ fn drift_events_mark_and_clear_an_agent() {
         )],
         at_ms: 3,
     });
-    let records = &log.state.drift[&AgentId::from("edge-1")];
+    let records = &log.state.fleet.drift[&AgentId::from("edge-1")];
     assert_eq!(records["clock/file:banner.txt"].detail, "content differs");
     log.apply(Command::RecordEvents {
         agent_id: "edge-1".into(),
@@ -593,7 +607,7 @@ fn drift_events_mark_and_clear_an_agent() {
         )],
         at_ms: 4,
     });
-    assert!(log.state.drift.is_empty());
+    assert!(log.state.fleet.drift.is_empty());
 }
 
 #[test]
@@ -626,8 +640,8 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
     let Response::AgentRegistered { reconcile_plans } = wiped else {
         panic!()
     };
-    let plan = &log.state.plans[&reconcile_plans[0]];
-    let task = &log.state.tasks[&plan.task_ids[0]];
+    let plan = &log.state.work.plans[&reconcile_plans[0]];
+    let task = &log.state.work.tasks[&plan.task_ids[0]];
     assert_eq!(
         (task.agent_id.as_str(), task.action),
         ("a1", Action::Create)
@@ -646,7 +660,7 @@ fn the_same_specs_again_make_no_version_but_retry_what_failed() {
         panic!()
     };
     assert!(plan_ids.is_empty(), "nothing to do");
-    assert_eq!(log.state.versions.len(), 1);
+    assert_eq!(log.state.desired.versions.len(), 1);
     // A failed converge is retried by applying the same specs again.
     let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
         panic!()
@@ -710,11 +724,14 @@ impl Log {
             }],
             at_ms,
         });
-        self.state.events.back().unwrap().outcomes.clone()
+        self.state.event_log.events.back().unwrap().outcomes.clone()
     }
 
     fn target(&self) -> u32 {
-        crate::engine::planner::target_of(&self.state.specs.services["web"], &self.state.targets)
+        crate::engine::planner::target_of(
+            &self.state.desired.specs.services["web"],
+            &self.state.desired.targets,
+        )
     }
 }
 
@@ -736,16 +753,16 @@ fn a_scale_rule_moves_the_target_within_bounds_and_plans_it() {
         outcomes[0].starts_with("scale-up: scaled web 2 -> 4: plan"),
         "{outcomes:?}"
     );
-    assert_eq!(log.state.placements["web"].len(), 4);
+    assert_eq!(log.state.work.placements["web"].len(), 4);
     log.load("a1", 2, 95, 2_000);
     let outcomes = log.load("a1", 3, 95, 3_000);
     assert_eq!(log.target(), 6, "never above max");
     assert_eq!(outcomes, ["scale-up: web stays at 6 (its max)"]);
     log.load("a1", 4, 5, 4_000);
     assert_eq!(log.target(), 4);
-    let plan = log.state.events.back().unwrap().plan_ids[0].clone();
+    let plan = log.state.event_log.events.back().unwrap().plan_ids[0].clone();
     assert_eq!(
-        log.state.plans[&plan].cause.rule.as_deref(),
+        log.state.work.plans[&plan].cause.rule.as_deref(),
         Some("scale-down")
     );
 }
@@ -772,22 +789,22 @@ fn cooldowns_and_windows_hold_a_flapping_signal() {
         log.load("a1", seq, cpu, 12_000 + seq as i64 * 1_000);
     }
     assert_eq!(log.target(), 6);
-    assert_eq!(log.state.rule_state["scale-up"].actions, 2);
-    assert!(log.state.rule_state["scale-up"].held >= 10);
+    assert_eq!(log.state.rule_book.rule_state["scale-up"].actions, 2);
+    assert!(log.state.rule_book.rule_state["scale-up"].held >= 10);
 }
 
 #[test]
 fn a_dry_run_rule_changes_nothing_but_says_what_it_would_do() {
     let mut log = fleet("{ dry_run: true }");
-    let before_targets = log.state.targets.clone();
-    let before_plans = log.state.plans.clone();
-    let before_tasks = log.state.tasks.clone();
+    let before_targets = log.state.desired.targets.clone();
+    let before_plans = log.state.work.plans.clone();
+    let before_tasks = log.state.work.tasks.clone();
     let outcomes = log.load("a1", 1, 95, 1_000);
     assert_eq!(outcomes, ["scale-up: dry run: would scale web 2 -> 4"]);
-    assert_eq!(log.state.targets, before_targets);
-    assert_eq!(log.state.plans, before_plans);
-    assert_eq!(log.state.tasks, before_tasks);
-    assert!(log.state.scaling.is_empty());
+    assert_eq!(log.state.desired.targets, before_targets);
+    assert_eq!(log.state.work.plans, before_plans);
+    assert_eq!(log.state.work.tasks, before_tasks);
+    assert!(log.state.rule_book.scaling.is_empty());
 }
 
 #[test]
@@ -796,7 +813,7 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
     log.hello("a1", 1);
     log.hello("a2", 1);
     log.put_specs(&web("v1", false).replace("initial: 3", "initial: 1"));
-    let first: Vec<AgentId> = log.state.placements["web"].iter().cloned().collect();
+    let first: Vec<AgentId> = log.state.work.placements["web"].iter().cloned().collect();
     assert_eq!(first.len(), 1);
     let lost = first[0].clone();
     log.apply(Command::AgentLost {
@@ -805,11 +822,11 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
         last_hello_ms: 1,
         at_ms: 9,
     });
-    assert!(log.state.agents[&lost].lost);
-    let placed: Vec<&AgentId> = log.state.placements["web"].iter().collect();
+    assert!(log.state.fleet.agents[&lost].lost);
+    let placed: Vec<&AgentId> = log.state.work.placements["web"].iter().collect();
     assert_eq!(placed.len(), 1);
     assert_ne!(placed[0], &lost, "moved to the other agent");
-    let event = log.state.events.back().unwrap();
+    let event = log.state.event_log.events.back().unwrap();
     assert_eq!(
         (
             event.event.event_type.as_str(),
@@ -833,9 +850,10 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
         highest_term_seen: 1,
         at_ms: 10,
     });
-    assert!(!log.state.agents[&lost].lost);
+    assert!(!log.state.fleet.agents[&lost].lost);
     assert!(
         log.state
+            .event_log
             .events
             .iter()
             .any(|record| record.event.event_type == "host.recovered")
@@ -922,7 +940,7 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
     let mut log = Log::new();
     log.put_specs(SPECS);
     log.hello("edge-1", 1);
-    let first_task = log.state.tasks.keys().next().unwrap().clone();
+    let first_task = log.state.work.tasks.keys().next().unwrap().clone();
     let crash = |seq: u64, task: &TaskId| Event {
         data: json!({ "service": "clock", "exit_code": 1, "caused_by_task": task.as_str() }),
         ..exited("edge-1", 1, seq)
@@ -937,12 +955,12 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
             events: vec![crash(seq, &cause)],
             at_ms: seq as i64,
         });
-        let record = log.state.events.back().unwrap();
+        let record = log.state.event_log.events.back().unwrap();
         match record.plan_ids.first() {
             Some(plan) => {
                 repairs += 1;
-                cause = log.state.plans[plan].task_ids[0].clone();
-                assert_eq!(log.state.tasks[&cause].cause.depth, repairs);
+                cause = log.state.work.plans[plan].task_ids[0].clone();
+                assert_eq!(log.state.work.tasks[&cause].cause.depth, repairs);
             }
             None => {
                 assert!(
@@ -958,7 +976,7 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
     assert_eq!(repairs, 5);
     // An exit nobody caused starts a fresh chain.
     log.events("edge-1", 1, &[11]);
-    assert_eq!(log.state.events.back().unwrap().plan_ids.len(), 1);
+    assert_eq!(log.state.event_log.events.back().unwrap().plan_ids.len(), 1);
 }
 
 #[test]
@@ -994,7 +1012,7 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     );
     assert_eq!(log.target(), 4);
     assert!(
-        log.state.plans[&plan]
+        log.state.work.plans[&plan]
             .cause
             .reason
             .contains("approved by operator/alice")
@@ -1005,7 +1023,7 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     );
     // A rejected one is dropped.
     log.load("a1", 3, 95, 4_000);
-    let id = log.state.approvals.keys().next().unwrap().clone();
+    let id = log.state.rule_book.approvals.keys().next().unwrap().clone();
     let Response::Answered {
         outcome,
         plan_id: None,
@@ -1015,7 +1033,7 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     };
     assert!(outcome.ends_with("rejected by operator/alice"));
     assert_eq!(log.target(), 4);
-    assert!(log.state.approvals.is_empty());
+    assert!(log.state.rule_book.approvals.is_empty());
 }
 
 #[test]
@@ -1031,6 +1049,7 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
             at_ms: scheduled_ms + 5,
         });
         log.state
+            .event_log
             .events
             .iter()
             .filter(|record| record.event.event_type == "timer.fired")
@@ -1038,7 +1057,7 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
     };
     assert_eq!(fire(&mut log, 25_200_000), 1);
     assert_eq!(log.target(), 6);
-    let record = log.state.events.back().unwrap();
+    let record = log.state.event_log.events.back().unwrap();
     assert_eq!(record.event.subject, "morning");
     assert_eq!(record.event.data["data"]["shift"], "day");
     assert_eq!(
@@ -1052,7 +1071,7 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
         scheduled_ms: 1,
         at_ms: 1,
     });
-    assert!(!log.state.timers_fired.contains_key("ghost"));
+    assert!(!log.state.rule_book.timers_fired.contains_key("ghost"));
 }
 
 #[test]
@@ -1062,7 +1081,7 @@ fn a_rollout_goes_on_when_a_batch_agent_is_lost() {
         panic!()
     };
     let tasks = log.tasks_of(&plan_ids[0]);
-    let first_agent = log.state.tasks[&tasks[0].0].agent_id.clone();
+    let first_agent = log.state.work.tasks[&tasks[0].0].agent_id.clone();
     log.apply(Command::AgentLost {
         agent_id: first_agent,
         silent_ms: 30_000,
@@ -1082,10 +1101,10 @@ fn a_rollout_goes_on_when_a_batch_agent_is_lost() {
 fn only_the_version_s_own_rollout_rolls_back() {
     let mut log = Log::running_web_v1(true);
     log.put_specs(&web("v2", true));
-    let version = log.state.spec_version;
-    let plan = log.state.versions[&version].plan_ids[0].clone();
+    let version = log.state.desired.spec_version;
+    let plan = log.state.desired.versions[&version].plan_ids[0].clone();
     for (task_id, _, _) in log.tasks_of(&plan) {
-        if log.state.tasks[&task_id].state == TaskState::Pending {
+        if log.state.work.tasks[&task_id].state == TaskState::Pending {
             log.report(&task_id, TaskState::Succeeded);
         }
         for (task_id, state, _) in log.tasks_of(&plan) {
@@ -1106,11 +1125,11 @@ fn only_the_version_s_own_rollout_rolls_back() {
         requested_by: "operator/alice".into(),
         at_ms: 20,
     });
-    let scale_plan = log.state.plans.keys().last().unwrap().clone();
-    let task = log.state.plans[&scale_plan].task_ids[0].clone();
+    let scale_plan = log.state.work.plans.keys().last().unwrap().clone();
+    let task = log.state.work.plans[&scale_plan].task_ids[0].clone();
     log.report(&task, TaskState::Failed);
     assert_eq!(
-        log.state.spec_version, version,
+        log.state.desired.spec_version, version,
         "a failed scale-out is not the version's rollout"
     );
 }
@@ -1135,7 +1154,7 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         events: vec![reading(1, 95), reading(2, 5)],
         at_ms: 1_000,
     });
-    let ids: Vec<&String> = log.state.approvals.keys().collect();
+    let ids: Vec<&String> = log.state.rule_book.approvals.keys().collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     // The leader decided a2 was lost, but a2 said hello since.
     log.apply(Command::AgentHello {
@@ -1153,7 +1172,7 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         last_hello_ms: 1,
         at_ms: 60,
     });
-    assert!(!log.state.agents[&AgentId::from("a2")].lost);
+    assert!(!log.state.fleet.agents[&AgentId::from("a2")].lost);
 }
 
 #[test]
@@ -1181,7 +1200,7 @@ fn a_rule_on_host_lost_sees_the_lost_agent_s_labels() {
             last_hello_ms: 1,
             at_ms: 5,
         });
-        log.state.events.back().unwrap().rules.clone()
+        log.state.event_log.events.back().unwrap().rules.clone()
     };
     assert!(lose(&mut log, "a3").is_empty(), "fra is not matched");
     assert_eq!(lose(&mut log, "a1"), ["ams-down"]);

@@ -39,9 +39,9 @@ fn a_count_window_acts_on_the_nth_event_and_then_starts_afresh() {
         acted[0].starts_with("scale-up: scaled web 2 -> 3: plan"),
         "{acted:?}"
     );
-    let plan = log.state.events.back().unwrap().plan_ids[0].clone();
+    let plan = log.state.event_log.events.back().unwrap().plan_ids[0].clone();
     assert!(
-        log.state.plans[&plan]
+        log.state.work.plans[&plan]
             .cause
             .reason
             .contains("3 events in 10000 ms"),
@@ -59,7 +59,7 @@ fn events_spread_wider_than_the_window_never_act() {
         log.load("a1", seq, 50, seq as i64 * 6_000);
     }
     assert_eq!(log.target(), 2);
-    assert_eq!(log.state.rule_state["scale-up"].actions, 0);
+    assert_eq!(log.state.rule_book.rule_state["scale-up"].actions, 0);
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn an_average_window_ignores_a_spike_and_refuses_a_missing_reading() {
         }],
         at_ms: 4_000,
     });
-    let held = &log.state.events.back().unwrap().outcomes;
+    let held = &log.state.event_log.events.back().unwrap().outcomes;
     assert!(
         held[0].contains("held: not counted: `data.cpu` is missing or not a number"),
         "{held:?}"
@@ -165,7 +165,7 @@ signal: {on_silent}
             last_signal_ms: 10_000,
             at_ms: 40_000,
         });
-        let state = &log.state.rule_state["load"];
+        let state = &log.state.rule_book.rule_state["load"];
         assert!(state.silent, "{mode}");
         assert!(
             state.windows.is_empty(),
@@ -173,6 +173,7 @@ signal: {on_silent}
         );
         let silent_events = |log: &Log| -> Vec<serde_json::Value> {
             log.state
+                .event_log
                 .events
                 .iter()
                 .filter(|record| record.event.event_type == "levee.rule.silent")
@@ -199,7 +200,7 @@ signal: {on_silent}
             back[0].contains("signal back after 40000 ms silent"),
             "{back:?}"
         );
-        assert!(!log.state.rule_state["load"].silent);
+        assert!(!log.state.rule_book.rule_state["load"].silent);
     }
 }
 
@@ -216,7 +217,7 @@ fn a_silence_verdict_made_before_an_event_arrived_is_void() {
         last_signal_ms: 2,
         at_ms: 5_500,
     });
-    assert!(!log.state.rule_state["scale-up"].silent);
+    assert!(!log.state.rule_book.rule_state["scale-up"].silent);
 }
 
 #[test]
@@ -268,7 +269,7 @@ fn the_blast_radius_holds_an_action_that_would_touch_too_many_hosts() {
         "{third:?}"
     );
     assert_eq!(log.target(), 3, "the held action changed nothing");
-    assert_eq!(log.state.rule_state["grow"].touched.len(), 2);
+    assert_eq!(log.state.rule_book.rule_state["grow"].touched.len(), 2);
     // Once the window has passed, it may act again.
     let later = log.load("a1", 4, 50, 70_000);
     assert!(later[0].contains("scaled web 3 -> 4"), "{later:?}");
@@ -286,6 +287,7 @@ fn a_share_blast_radius_counts_live_hosts() {
     assert_eq!(log.target(), 1);
     assert!(
         log.state
+            .work
             .plans
             .values()
             .all(|plan| plan.cause.rule.is_none())

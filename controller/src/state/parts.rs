@@ -1,0 +1,118 @@
+//! The replicated state's parts, each a group of fields that change
+//! together. `ClusterState` is the thin front that holds one of each;
+//! the fields keep their names, so a state's canonical form (and digest)
+//! is the same however they are grouped.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use levee_common::ids::{AgentId, PlanId, TaskId};
+use levee_common::spec::SpecSet;
+use serde::{Deserialize, Serialize};
+
+use super::inbound;
+use super::records::{
+    self, AgentRecord, Deployment, DriftRecord, EventRecord, PendingApproval, PlanRecord,
+    RuleState, ScalingRecord, SpecVersion, TaskRecord,
+};
+
+/// The agents the cluster knows and what they report about themselves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Fleet {
+    pub agents: BTreeMap<AgentId, AgentRecord>,
+    /// Resources agents reported drifted and not yet converged back, per
+    /// agent and `service/resource key`.
+    #[serde(default)]
+    pub drift: BTreeMap<AgentId, BTreeMap<String, DriftRecord>>,
+}
+
+/// Committed events: the recent ones, and what keeps every event committed once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventLog {
+    /// Highest committed event sequence, per agent and boot epoch.
+    pub event_cursors: BTreeMap<AgentId, BTreeMap<u64, u64>>,
+    pub events: VecDeque<EventRecord>,
+    pub events_committed: u64,
+    /// Sequence of events the controllers raise themselves (`host.lost`...).
+    #[serde(default)]
+    pub controller_events: u64,
+    /// Controller events dropped by `MAX_RAISED_PER_ENTRY`.
+    #[serde(default)]
+    pub raised_dropped: u64,
+    /// Recent sender ids of inbound events, per source, so a retried
+    /// webhook or a redelivered MQTT message is committed once.
+    #[serde(default)]
+    pub inbound_seen: BTreeMap<String, inbound::SeenIds>,
+}
+
+/// Desired state: the specs, their versions and replica targets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub specs: SpecSet,
+    pub spec_version: u64,
+    /// Recent spec versions, oldest first, the current one included.
+    #[serde(default)]
+    pub versions: BTreeMap<u64, SpecVersion>,
+    /// Replica targets set by `levee scale`, per service.
+    #[serde(default)]
+    pub targets: BTreeMap<String, u32>,
+}
+
+/// Where services are placed and the plans and tasks that put them there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Work {
+    pub placements: BTreeMap<String, BTreeSet<AgentId>>,
+    /// What each agent runs or is being asked to run, per service.
+    #[serde(default)]
+    pub deployments: BTreeMap<AgentId, BTreeMap<String, Deployment>>,
+    pub plans: BTreeMap<PlanId, PlanRecord>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+}
+
+/// What rules and timers did, for their guardrails and approvals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleBook {
+    /// What each rule did recently, for its guardrails.
+    #[serde(default)]
+    pub rule_state: BTreeMap<String, RuleState>,
+    /// The last scheduled time each timer fired for.
+    #[serde(default)]
+    pub timers_fired: BTreeMap<String, i64>,
+    /// Rule actions waiting for `levee approve`, by id.
+    #[serde(default)]
+    pub approvals: BTreeMap<String, PendingApproval>,
+    /// How many approvals were ever asked for: the next id.
+    #[serde(default)]
+    pub approvals_asked: u64,
+    /// When each service was last scaled up and down.
+    #[serde(default)]
+    pub scaling: BTreeMap<String, ScalingRecord>,
+    /// Services last found short of replicas (no agent with room), and by
+    /// how many, so `levee.service.unplaced` is raised once per change.
+    #[serde(default)]
+    pub shortfalls: BTreeMap<String, u32>,
+}
+
+/// Effects outside the fleet: hosts asked of provisioners and webhook calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Effects {
+    /// Hosts asked of provisioners, by id.
+    #[serde(default)]
+    pub provisions: BTreeMap<String, records::ProvisionRecord>,
+    /// How many provisions were ever asked for: the next id.
+    #[serde(default)]
+    pub provisions_asked: u64,
+    /// Rules' webhook calls, pending and recent, by id.
+    #[serde(default)]
+    pub notifications: BTreeMap<String, records::NotificationRecord>,
+    /// How many webhook calls were ever made: the next id.
+    #[serde(default)]
+    pub notifications_made: u64,
+}
+
+/// The controller cluster itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Members {
+    /// Controller node ids removed from the cluster, never to be reused.
+    #[serde(default)]
+    pub removed_nodes: BTreeSet<u64>,
+}
