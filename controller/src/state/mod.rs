@@ -45,8 +45,10 @@ pub const EVENT_HISTORY: usize = 10_000;
 /// How many spec versions `levee history` and `levee rollback` can reach.
 pub const SPEC_HISTORY: usize = 100;
 
-/// The replicated state: a thin front over its parts.
+/// The replicated state: a thin front over its parts. It reads the flat
+/// form earlier releases wrote too (see `parts::regroup`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
 pub struct ClusterState {
     pub fleet: Fleet,
     pub event_log: EventLog,

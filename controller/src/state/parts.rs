@@ -116,3 +116,137 @@ pub struct Members {
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
 }
+
+/// Which part each field belongs to, for reading states that earlier
+/// releases wrote with every field at the top level.
+const PART_OF: &[(&str, &str)] = &[
+    ("agents", "fleet"),
+    ("drift", "fleet"),
+    ("event_cursors", "event_log"),
+    ("events", "event_log"),
+    ("events_committed", "event_log"),
+    ("controller_events", "event_log"),
+    ("raised_dropped", "event_log"),
+    ("inbound_seen", "event_log"),
+    ("specs", "desired"),
+    ("spec_version", "desired"),
+    ("versions", "desired"),
+    ("targets", "desired"),
+    ("placements", "work"),
+    ("deployments", "work"),
+    ("plans", "work"),
+    ("tasks", "work"),
+    ("rule_state", "rule_book"),
+    ("timers_fired", "rule_book"),
+    ("approvals", "rule_book"),
+    ("approvals_asked", "rule_book"),
+    ("scaling", "rule_book"),
+    ("shortfalls", "rule_book"),
+    ("provisions", "effects"),
+    ("provisions_asked", "effects"),
+    ("notifications", "effects"),
+    ("notifications_made", "effects"),
+    ("removed_nodes", "members"),
+];
+
+/// The parts as serialised: what `ClusterState` reads once regrouped.
+#[derive(Deserialize)]
+struct Parts {
+    #[serde(default)]
+    fleet: Fleet,
+    #[serde(default)]
+    event_log: EventLog,
+    #[serde(default)]
+    desired: Desired,
+    #[serde(default)]
+    work: Work,
+    #[serde(default)]
+    rule_book: RuleBook,
+    #[serde(default)]
+    effects: Effects,
+    #[serde(default)]
+    members: Members,
+}
+
+/// Moves top-level fields of the flat form into their parts; a state
+/// already in parts is left as it is.
+fn regroup(value: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(fields) = value else {
+        return value;
+    };
+    let mut grouped = serde_json::Map::new();
+    for (name, field) in fields {
+        match PART_OF.iter().find(|(field_name, _)| *field_name == name) {
+            Some((_, part)) => {
+                let part = grouped
+                    .entry(part.to_string())
+                    .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+                if let serde_json::Value::Object(part) = part {
+                    part.insert(name, field);
+                }
+            }
+            None => {
+                grouped.insert(name, field);
+            }
+        }
+    }
+    serde_json::Value::Object(grouped)
+}
+
+impl TryFrom<serde_json::Value> for super::ClusterState {
+    type Error = serde_json::Error;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
+        let parts: Parts = serde_json::from_value(regroup(value))?;
+        Ok(Self {
+            fleet: parts.fleet,
+            event_log: parts.event_log,
+            desired: parts.desired,
+            work: parts.work,
+            rule_book: parts.rule_book,
+            effects: parts.effects,
+            members: parts.members,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ClusterState;
+    use super::*;
+
+    #[test]
+    fn every_field_is_mapped_to_the_part_that_holds_it() {
+        let state = serde_json::to_value(ClusterState::default()).unwrap();
+        let mut held: Vec<(String, String)> = Vec::new();
+        for (part, fields) in state.as_object().unwrap() {
+            for field in fields.as_object().unwrap().keys() {
+                held.push((field.clone(), part.clone()));
+            }
+        }
+        held.sort();
+        let mut mapped: Vec<(String, String)> = PART_OF
+            .iter()
+            .map(|(field, part)| (field.to_string(), part.to_string()))
+            .collect();
+        mapped.sort();
+        assert_eq!(held, mapped);
+    }
+
+    #[test]
+    fn a_state_written_flat_by_an_earlier_release_reads_the_same() {
+        let mut state = ClusterState::default();
+        state.desired.spec_version = 7;
+        state.event_log.events_committed = 42;
+        state.members.removed_nodes.insert(3);
+        let nested = serde_json::to_value(&state).unwrap();
+        let mut flat = serde_json::Map::new();
+        for (_, fields) in nested.as_object().unwrap() {
+            flat.extend(fields.as_object().unwrap().clone());
+        }
+        let read: ClusterState = serde_json::from_value(serde_json::Value::Object(flat)).unwrap();
+        assert_eq!(read, state);
+        let again: ClusterState = serde_json::from_value(nested).unwrap();
+        assert_eq!(again, state);
+    }
+}
