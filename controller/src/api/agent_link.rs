@@ -23,7 +23,8 @@ use super::error::ApiError;
 use crate::clock::now_ms;
 use crate::leader::sessions::{Outbound, SessionGuard, Sessions};
 use crate::raft::proposer::Proposer;
-use crate::state::command::{Command, Response as StateResponse};
+use crate::state::command as cmd;
+use crate::state::command::Command;
 use crate::state::records::{ResourceOutcome, TaskReport, TaskState};
 
 /// How long an agent has to say hello after connecting.
@@ -144,7 +145,7 @@ impl AgentLinkService {
 
     async fn register(&self, agent_id: &AgentId, hello: &pb::Hello) -> Result<(), Status> {
         let capacity = hello.capacity.unwrap_or_default();
-        let command = Command::AgentHello {
+        let command = Command::AgentHello(cmd::AgentHello {
             agent_id: agent_id.clone(),
             boot_epoch: hello.boot_epoch,
             labels: hello.labels.clone().into_iter().collect(),
@@ -152,7 +153,7 @@ impl AgentLinkService {
             memory_bytes: capacity.memory_bytes,
             highest_term_seen: hello.highest_term_seen,
             at_ms: now_ms(),
-        };
+        });
         self.proposer
             .propose(command)
             .await
@@ -236,24 +237,21 @@ impl Session {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let first_id = events.first().map(Event::id).unwrap_or_default();
-        let command = Command::RecordEvents {
+        let record = cmd::RecordEvents {
             agent_id: self.agent_id.clone(),
             events,
             at_ms: now_ms(),
         };
-        let (log_id, response) = self
+        let (log_id, recorded) = self
             .proposer
-            .propose(command)
+            .propose_for(record)
             .await
             .map_err(ApiError::from)?;
-        let StateResponse::EventsRecorded {
+        let cmd::EventsRecorded {
             accepted,
             duplicates,
             acks,
-        } = response
-        else {
-            return Err(Status::internal("unexpected response to record-events"));
-        };
+        } = recorded.map_err(ApiError::FailedPrecondition)?;
         debug!(first_event = %first_id, log_index = log_id.index, accepted, duplicates, "events committed");
         for (boot_epoch, up_to_seq) in acks {
             let ack = pb::EventAck {
@@ -299,10 +297,10 @@ impl Session {
         };
         let task_id = report.task_id.clone();
         self.proposer
-            .propose(Command::RecordTaskReport {
+            .propose(Command::RecordTaskReport(cmd::RecordTaskReport {
                 agent_id: self.agent_id.clone(),
                 report,
-            })
+            }))
             .await
             .map_err(ApiError::from)?;
         info!(%task_id, state = state.as_str(), "task report committed");

@@ -9,7 +9,7 @@ use super::auth::caller;
 use super::error::ApiError;
 use super::service::{ControlService, commit};
 use crate::state::ClusterState;
-use crate::state::command::{Command, Response as StateResponse};
+use crate::state::command as cmd;
 use crate::state::reactions::describe;
 use crate::state::records::ProvisionState;
 
@@ -25,29 +25,26 @@ pub async fn drain(
     let agent_id = request.agent_id.as_str().into();
     let by = identity.to_string();
     let at_ms = crate::clock::now_ms();
-    let command = if request.undo {
-        Command::Undrain {
+    let cmd::Drained { plan_id } = if request.undo {
+        let undrain = cmd::Undrain {
             agent_id,
             by,
             at_ms,
-        }
+        };
+        commit(service, undrain).await?
     } else {
-        Command::Drain {
+        let drain = cmd::Drain {
             agent_id,
             service: (!request.service.is_empty()).then_some(request.service),
             by,
             at_ms,
-        }
+        };
+        commit(service, drain).await?
     };
-    match commit(service, command).await? {
-        StateResponse::Drained { plan_id } => {
-            info!(caller = %identity, agent = %request.agent_id, undo = request.undo, "drain");
-            Ok(pb::DrainResponse {
-                plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
-            })
-        }
-        _ => Err(Status::internal("unexpected response to a drain")),
-    }
+    info!(caller = %identity, agent = %request.agent_id, undo = request.undo, "drain");
+    Ok(pb::DrainResponse {
+        plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+    })
 }
 
 pub async fn resolve_provision(
@@ -56,13 +53,13 @@ pub async fn resolve_provision(
 ) -> Result<pb::ResolveProvisionResponse, Status> {
     let identity = caller(&request)?;
     let request = request.into_inner();
-    let command = Command::ProvisionResolved {
+    let resolved = cmd::ProvisionResolved {
         id: request.id.clone(),
         host_made: request.host_made,
         by: identity.to_string(),
         at_ms: crate::clock::now_ms(),
     };
-    commit(service, command).await?;
+    commit(service, resolved).await?;
     info!(caller = %identity, id = %request.id, host_made = request.host_made, "provision resolved");
     Ok(pb::ResolveProvisionResponse {})
 }

@@ -16,7 +16,7 @@ pub use super::service::ControlService;
 use super::service::limit;
 use super::{automation, desired};
 use crate::convert::{cause_chain, event_info, members_response, plan_info, task_info};
-use crate::state::command::{Command, Response as StateResponse};
+use crate::state::command as cmd;
 use crate::state::records::{PlanRecord, TaskRecord};
 
 #[tonic::async_trait]
@@ -208,28 +208,18 @@ impl Control for ControlService {
     ) -> Result<Response<pb::ApproveResponse>, Status> {
         let identity = caller(&request)?;
         let request = request.into_inner();
-        let command = Command::Answer {
+        let answer = cmd::Answer {
             id: request.id,
             approve: !request.reject,
             by: identity.to_string(),
             at_ms: crate::clock::now_ms(),
         };
-        let (_, response) = self
-            .proposer
-            .propose(command)
-            .await
-            .map_err(ApiError::from)?;
-        match response {
-            StateResponse::Answered { outcome, plan_id } => {
-                info!(caller = %identity, %outcome, "rule action answered");
-                Ok(Response::new(pb::ApproveResponse {
-                    outcome,
-                    plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
-                }))
-            }
-            StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
-            _ => Err(Status::internal("unexpected response to an approval")),
-        }
+        let cmd::Answered { outcome, plan_id } = super::service::commit(self, answer).await?;
+        info!(caller = %identity, %outcome, "rule action answered");
+        Ok(Response::new(pb::ApproveResponse {
+            outcome,
+            plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+        }))
     }
 
     async fn drain(

@@ -14,7 +14,7 @@ use super::service::{ControlService, commit, limit, parse_files};
 use crate::clock::now_ms;
 use crate::convert::{plan_info, task_info, version_info};
 use crate::engine::planner::{self, Action};
-use crate::state::command::{Command, Response as StateResponse};
+use crate::state::command as cmd;
 use crate::state::records::FAILED_DIGEST;
 
 pub async fn apply_specs(
@@ -24,15 +24,18 @@ pub async fn apply_specs(
     let identity = caller(&request)?;
     let request = request.into_inner();
     let specs = parse_files(&request.files)?;
-    let command = Command::PutSpecs {
-        specs,
-        reason: request.reason,
-        applied_by: identity.to_string(),
-        at_ms: now_ms(),
-    };
-    let response = commit(service, command).await?;
-    info!(caller = %identity, "spec version committed");
-    specs_applied(response)
+    let applied = commit(
+        service,
+        cmd::PutSpecs {
+            specs,
+            reason: request.reason,
+            applied_by: identity.to_string(),
+            at_ms: now_ms(),
+        },
+    )
+    .await?;
+    info!(caller = %identity, version = applied.version, unchanged = !applied.new_version, "specs applied");
+    Ok(specs_applied(applied))
 }
 
 pub async fn plan_specs(
@@ -124,15 +127,18 @@ pub async fn rollback(
 ) -> Result<pb::ApplySpecsResponse, Status> {
     let identity = caller(&request)?;
     let request = request.into_inner();
-    let command = Command::Rollback {
-        version: request.version,
-        reason: request.reason,
-        requested_by: identity.to_string(),
-        at_ms: now_ms(),
-    };
-    let response = commit(service, command).await?;
+    let applied = commit(
+        service,
+        cmd::Rollback {
+            version: request.version,
+            reason: request.reason,
+            requested_by: identity.to_string(),
+            at_ms: now_ms(),
+        },
+    )
+    .await?;
     info!(caller = %identity, to = request.version, "rollback committed");
-    specs_applied(response)
+    Ok(specs_applied(applied))
 }
 
 pub async fn scale(
@@ -141,24 +147,23 @@ pub async fn scale(
 ) -> Result<pb::ScaleResponse, Status> {
     let identity = caller(&request)?;
     let request = request.into_inner();
-    let command = Command::Scale {
-        service: request.service.clone(),
-        replicas: request.replicas,
-        reason: request.reason,
-        requested_by: identity.to_string(),
-        at_ms: now_ms(),
-    };
-    match commit(service, command).await? {
-        StateResponse::Scaled { from, to, plan_id } => {
-            info!(caller = %identity, service = %request.service, from, to, "scaled");
-            Ok(pb::ScaleResponse {
-                from,
-                to,
-                plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
-            })
-        }
-        _ => Err(Status::internal("unexpected response to scale")),
-    }
+    let cmd::Scaled { from, to, plan_id } = commit(
+        service,
+        cmd::Scale {
+            service: request.service.clone(),
+            replicas: request.replicas,
+            reason: request.reason,
+            requested_by: identity.to_string(),
+            at_ms: now_ms(),
+        },
+    )
+    .await?;
+    info!(caller = %identity, service = %request.service, from, to, "scaled");
+    Ok(pb::ScaleResponse {
+        from,
+        to,
+        plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+    })
 }
 
 pub async fn status(
@@ -245,18 +250,10 @@ pub async fn test_rules(
     super::trial::run(copy, after, request, now_ms()).map_err(Status::from)
 }
 
-fn specs_applied(response: StateResponse) -> Result<pb::ApplySpecsResponse, Status> {
-    let StateResponse::SpecsApplied {
-        version,
-        plan_ids,
-        new_version,
-    } = response
-    else {
-        return Err(Status::internal("unexpected response to a spec change"));
-    };
-    Ok(pb::ApplySpecsResponse {
-        version,
-        plan_ids: plan_ids.iter().map(ToString::to_string).collect(),
-        unchanged: !new_version,
-    })
+fn specs_applied(applied: cmd::SpecsApplied) -> pb::ApplySpecsResponse {
+    pb::ApplySpecsResponse {
+        version: applied.version,
+        plan_ids: applied.plan_ids.iter().map(ToString::to_string).collect(),
+        unchanged: !applied.new_version,
+    }
 }

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The request is well-formed but the cluster's state forbids it.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A defect in the controller, not in the request.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<MembershipError> for ApiError {
@@ -38,6 +41,7 @@ impl From<ProposeError> for ApiError {
         match err {
             ProposeError::NotLeader { leader_addr } => ApiError::NotLeader { leader_addr },
             ProposeError::Unavailable(reason) => ApiError::Unavailable(reason),
+            wrong @ ProposeError::WrongReply { .. } => ApiError::Internal(wrong.to_string()),
         }
     }
 }
@@ -61,6 +65,7 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument(reason) => Status::invalid_argument(reason),
             ApiError::PermissionDenied(reason) => Status::permission_denied(reason),
             ApiError::FailedPrecondition(reason) => Status::failed_precondition(reason),
+            ApiError::Internal(reason) => Status::internal(reason),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::raft::membership::Membership;
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
-use crate::state::command::{Command, Response as StateResponse};
+use crate::state::command::Proposal;
 
 /// Rows returned when a request does not say how many.
 const DEFAULT_LIMIT: usize = 100;
@@ -83,15 +83,16 @@ pub fn parse_files(files: &[pb::SpecFile]) -> Result<SpecSet, ApiError> {
     .map_err(|errors| ApiError::InvalidArgument(errors.to_string()))
 }
 
-/// Proposes `command`; a refusal by the state is `FailedPrecondition`.
-pub async fn commit(service: &ControlService, command: Command) -> Result<StateResponse, Status> {
-    let (_, response) = service
+/// Proposes `proposal` and returns its reply; a refusal by the state is
+/// `FailedPrecondition`.
+pub async fn commit<P: Proposal>(
+    service: &ControlService,
+    proposal: P,
+) -> Result<P::Reply, Status> {
+    let (_, reply) = service
         .proposer
-        .propose(command)
+        .propose_for(proposal)
         .await
         .map_err(ApiError::from)?;
-    match response {
-        StateResponse::Rejected { reason } => Err(ApiError::FailedPrecondition(reason).into()),
-        response => Ok(response),
-    }
+    reply.map_err(|reason| ApiError::FailedPrecondition(reason).into())
 }

@@ -20,6 +20,7 @@ use super::sleep_until;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::state::command as cmd;
 use crate::state::command::Command;
 
 /// How soon a proposal that failed is tried again.
@@ -76,12 +77,12 @@ impl LostMonitor {
                 continue;
             }
             info!(agent_id = %agent, silent_ms = silent.as_millis() as u64, "declaring an agent lost");
-            let command = Command::AgentLost {
+            let command = Command::AgentLost(cmd::AgentLost {
                 agent_id: agent.clone(),
                 silent_ms: silent.as_millis() as u64,
                 last_hello_ms,
                 at_ms: now_ms(),
-            };
+            });
             match self.proposer.propose(command).await {
                 Ok(_) => {
                     silent_since.remove(&agent);

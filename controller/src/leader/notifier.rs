@@ -15,6 +15,7 @@ use super::http_client::post_json;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::state::command as cmd;
 use crate::state::command::Command;
 use crate::state::records::NotificationRecord;
 
@@ -66,12 +67,12 @@ impl Notifier {
                             Ok(status) => info!(status, attempts, "webhook call delivered"),
                             Err(error) => warn!(%error, attempts, "webhook call failed"),
                         }
-                        let command = Command::NotificationDone {
+                        let command = Command::NotificationDone(cmd::NotificationDone {
                             id: record.id.clone(),
                             result,
                             attempts,
                             at_ms: now_ms(),
-                        };
+                        });
                         if let Err(err) = proposer.propose(command).await {
                             warn!(error = %err, "could not record the call's result");
                         }

@@ -23,7 +23,8 @@ use super::sleep_until;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
-use crate::state::command::{Command, Response};
+use crate::state::command as cmd;
+use crate::state::command::Command;
 
 /// How soon a proposal that failed is tried again.
 const RETRY: Duration = Duration::from_millis(250);
@@ -73,11 +74,11 @@ impl ProvisionRunner {
                     continue;
                 }
                 if !pending {
-                    let command = Command::ProvisionAbandoned {
+                    let command = Command::ProvisionAbandoned(cmd::ProvisionAbandoned {
                         id: id.clone(),
                         term,
                         at_ms: now_ms(),
-                    };
+                    });
                     if let Err(err) = self.proposer.propose(command).await {
                         warn!(%id, error = %err, "could not close an abandoned provision");
                         retry_at = Some(Instant::now() + RETRY);
@@ -90,15 +91,15 @@ impl ProvisionRunner {
                     continue;
                 };
                 lock(&running_here).insert(id.clone());
-                let command = Command::ProvisionStarted {
+                let started = cmd::ProvisionStarted {
                     id: id.clone(),
                     term,
                     at_ms: now_ms(),
                 };
-                match self.proposer.propose(command).await {
-                    Ok((_, Response::Nothing)) => {}
-                    Ok((_, other)) => {
-                        warn!(%id, answer = ?other, "provision not started");
+                match self.proposer.propose_for(started).await {
+                    Ok((_, Ok(()))) => {}
+                    Ok((_, Err(reason))) => {
+                        warn!(%id, %reason, "provision not started");
                         lock(&running_here).remove(&id);
                         continue;
                     }
@@ -120,11 +121,11 @@ impl ProvisionRunner {
                             Ok(_) => info!("provisioner succeeded"),
                             Err(err) => warn!(error = %err, "provisioner failed"),
                         }
-                        let command = Command::ProvisionFinished {
+                        let command = Command::ProvisionFinished(cmd::ProvisionFinished {
                             id: id.clone(),
                             result,
                             at_ms: now_ms(),
-                        };
+                        });
                         if let Err(err) = proposer.propose(command).await {
                             warn!(error = %err, "could not record the provision's result");
                         }
@@ -143,11 +144,11 @@ impl ProvisionRunner {
     }
 
     async fn finish(&self, id: &str, result: Result<String, String>) {
-        let command = Command::ProvisionFinished {
+        let command = Command::ProvisionFinished(cmd::ProvisionFinished {
             id: id.to_owned(),
             result,
             at_ms: now_ms(),
-        };
+        });
         if let Err(err) = self.proposer.propose(command).await {
             warn!(%id, error = %err, "could not close a provision");
         }

@@ -11,6 +11,7 @@ use super::sleep_until_wall;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::state::command as cmd;
 use crate::state::command::Command;
 
 #[derive(Clone)]
@@ -30,11 +31,11 @@ impl SilenceWatch {
             let reported = !overdue.is_empty();
             for (rule, last_signal_ms) in overdue {
                 info!(%rule, silent_ms = now - last_signal_ms, "rule signal went silent");
-                let command = Command::SignalSilent {
+                let command = Command::SignalSilent(cmd::SignalSilent {
                     rule: rule.clone(),
                     last_signal_ms,
                     at_ms: now,
-                };
+                });
                 if let Err(err) = self.proposer.propose(command).await {
                     warn!(%rule, error = %err, "could not report a silent signal");
                 }

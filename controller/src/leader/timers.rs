@@ -16,6 +16,7 @@ use super::sleep_until_wall;
 use crate::clock::now_ms;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::state::command as cmd;
 use crate::state::command::Command;
 
 #[derive(Clone)]
@@ -51,11 +52,11 @@ impl TimerClock {
             let mut next = next;
             for (timer, scheduled_ms) in due {
                 info!(%timer, scheduled_ms, "timer due");
-                let command = Command::TimerFired {
+                let command = Command::TimerFired(cmd::TimerFired {
                     timer: timer.clone(),
                     scheduled_ms,
                     at_ms: now,
-                };
+                });
                 if let Err(err) = self.proposer.propose(command).await {
                     warn!(%timer, error = %err, "could not fire a timer");
                     // Try again shortly rather than at the next schedule.

@@ -300,6 +300,7 @@ impl Families<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::state::command as cmd;
     use prometheus_client::collector::Collector;
     use prometheus_client::encoding::prometheus_text;
     use prometheus_client::registry::Registry;
@@ -338,7 +339,7 @@ mod tests {
         for agent in ["a1", "a2"] {
             apply(
                 &mut state,
-                Command::AgentHello {
+                Command::AgentHello(cmd::AgentHello {
                     agent_id: agent.into(),
                     boot_epoch: 1,
                     labels: Default::default(),
@@ -346,7 +347,7 @@ mod tests {
                     memory_bytes: 1 << 30,
                     highest_term_seen: 1,
                     at_ms: 1,
-                },
+                }),
             );
         }
         let specs = levee_common::spec::SpecSet::parse([(
@@ -356,12 +357,12 @@ mod tests {
         .unwrap();
         apply(
             &mut state,
-            Command::PutSpecs {
+            Command::PutSpecs(cmd::PutSpecs {
                 specs,
                 reason: "test".into(),
                 applied_by: "test".into(),
                 at_ms: 2,
-            },
+            }),
         );
         let node = NodeView {
             is_leader: true,

@@ -19,6 +19,7 @@ use super::proposer::{ProposeError, Proposer};
 use super::state_machine::SharedState;
 use super::{LeveeRaft, TypeConfig};
 use crate::clock::now_ms;
+use crate::state::command as cmd;
 use crate::state::command::Command;
 
 #[derive(Debug, Error)]
@@ -166,10 +167,10 @@ impl Membership {
             return Err(MembershipError::LastVoter);
         }
         self.proposer
-            .propose(Command::NodeRemoved {
+            .propose(Command::NodeRemoved(cmd::NodeRemoved {
                 node_id,
                 at_ms: now_ms(),
-            })
+            }))
             .await?;
         if voters.contains(&node_id) {
             self.raft()

@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use super::leadership::Leadership;
 use super::{LeveeRaft, LogId};
-use crate::state::command::{Command, Response};
+use crate::state::command::{Command, Proposal, Response};
 
 #[derive(Debug, Error)]
 pub enum ProposeError {
@@ -16,6 +16,10 @@ pub enum ProposeError {
     /// Raft stopped or failed; the write's fate is unknown.
     #[error("raft is unavailable: {0}")]
     Unavailable(String),
+    /// The state answered a command with another command's kind of reply:
+    /// a defect, never the caller's fault.
+    #[error("the state answered `{command}` with {answer}")]
+    WrongReply { command: String, answer: String },
 }
 
 #[derive(Clone)]
@@ -50,6 +54,25 @@ impl Proposer {
                 }),
                 None => Err(ProposeError::Unavailable(err.to_string())),
             },
+        }
+    }
+
+    /// Proposes `proposal` and returns its own kind of reply: `Err(reason)`
+    /// inside when the state refused it.
+    pub async fn propose_for<P: Proposal>(
+        &self,
+        proposal: P,
+    ) -> Result<(LogId, Result<P::Reply, String>), ProposeError> {
+        let command: Command = proposal.into();
+        let name = command.to_string();
+        let (log_id, response) = self.propose(command).await?;
+        let answer = format!("{response:?}");
+        match P::reply(response) {
+            Some(reply) => Ok((log_id, reply)),
+            None => Err(ProposeError::WrongReply {
+                command: name,
+                answer,
+            }),
         }
     }
 

@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::raft::network::Network;
 use crate::raft::proposer::{ProposeError, Proposer};
-use crate::state::command::{Command, Response};
+use crate::state::command as cmd;
 use crate::state::inbound::InboundEvent;
 
 /// What the leader did with a submission.
@@ -98,27 +98,20 @@ pub async fn commit(
     source: &str,
     events: Vec<InboundEvent>,
 ) -> Result<InboundOutcome, SubmitError> {
-    let command = Command::RecordInbound {
+    let record = cmd::RecordInbound {
         source: source.to_owned(),
         events,
         at_ms: crate::clock::now_ms(),
     };
-    match proposer.propose(command).await {
-        Ok((
-            _,
-            Response::InboundRecorded {
-                accepted,
-                duplicates,
-                ..
-            },
-        )) => Ok(InboundOutcome {
-            accepted,
-            duplicates,
+    match proposer.propose_for(record).await {
+        Ok((_, Ok(recorded))) => Ok(InboundOutcome {
+            accepted: recorded.accepted,
+            duplicates: recorded.duplicates,
         }),
-        Ok((_, Response::Rejected { reason })) => Err(SubmitError::Refused(reason)),
-        Ok((_, other)) => Err(SubmitError::Unavailable(format!(
-            "unexpected answer {other:?}"
-        ))),
+        Ok((_, Err(reason))) => Err(SubmitError::Refused(reason)),
+        Err(wrong @ ProposeError::WrongReply { .. }) => {
+            Err(SubmitError::Unavailable(wrong.to_string()))
+        }
         Err(ProposeError::NotLeader {
             leader_addr: Some(leader),
         }) => Err(SubmitError::Forward {

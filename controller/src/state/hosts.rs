@@ -11,6 +11,7 @@ use super::command::Response;
 use super::records::Cause;
 use crate::engine::planner::Trigger;
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 /// Most events the controllers raise while applying one log entry; more
 /// means reactions feeding each other, and the rest are dropped (counted
@@ -32,9 +33,9 @@ impl ClusterState {
         last_hello_ms: i64,
     ) -> Response {
         let Some(record) = self.fleet.agents.get_mut(agent_id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("no agent {agent_id}"),
-            };
+            });
         };
         if record.lost || record.last_hello_ms > last_hello_ms {
             return Response::Nothing;

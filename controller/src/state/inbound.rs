@@ -10,6 +10,7 @@ use super::ClusterState;
 use super::command::Response;
 pub use super::inbound_event::{InboundEvent, RESERVED_PREFIXES, is_reserved_type};
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 /// How many sender ids per source are remembered for deduplication. A
 /// sender retries within minutes; this covers far more than that.
@@ -85,10 +86,10 @@ impl ClusterState {
             );
         }
         self.event_log.events_committed += u64::from(accepted);
-        Response::InboundRecorded {
+        Response::InboundRecorded(cmd::InboundRecorded {
             accepted,
             duplicates,
             refused,
-        }
+        })
     }
 }

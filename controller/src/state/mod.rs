@@ -38,6 +38,7 @@ use self::records::{
     AgentRecord, Cause, DriftRecord, EventRecord, LogPosition, TaskRecord, TaskState, VersionOrigin,
 };
 use crate::engine::planner::Trigger;
+use crate::state::command as cmd;
 
 /// How many recent events the state keeps for `levee events`. Dedup does
 /// not depend on this: it keeps a per-(agent, epoch) cursor forever.
@@ -77,7 +78,7 @@ impl ClusterState {
 
     fn apply_command(&mut self, entry: &mut Entry, command: Command) -> Response {
         match command {
-            Command::AgentHello {
+            Command::AgentHello(cmd::AgentHello {
                 agent_id,
                 boot_epoch,
                 labels,
@@ -85,7 +86,7 @@ impl ClusterState {
                 memory_bytes,
                 highest_term_seen,
                 at_ms: _,
-            } => {
+            }) => {
                 let is_new = !self.fleet.agents.contains_key(&agent_id);
                 // An agent that remembers no task runs nothing, whatever
                 // the cluster last heard: its store was lost. Forget what
@@ -152,30 +153,30 @@ impl ClusterState {
                 } else {
                     Vec::new()
                 };
-                Response::AgentRegistered { reconcile_plans }
+                Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans })
             }
-            Command::RecordEvents {
+            Command::RecordEvents(cmd::RecordEvents {
                 agent_id,
                 events,
                 at_ms: _,
-            } => self.record_events(entry, &agent_id, events),
-            Command::RecordInbound {
+            }) => self.record_events(entry, &agent_id, events),
+            Command::RecordInbound(cmd::RecordInbound {
                 source,
                 events,
                 at_ms: _,
-            } => self.record_inbound(entry, &source, events),
-            Command::PutSpecs {
+            }) => self.record_inbound(entry, &source, events),
+            Command::PutSpecs(cmd::PutSpecs {
                 specs,
                 reason,
                 applied_by,
                 at_ms: _,
-            } => self.put_specs(entry, specs, reason, applied_by, VersionOrigin::Apply),
-            Command::Rollback {
+            }) => self.put_specs(entry, specs, reason, applied_by, VersionOrigin::Apply),
+            Command::Rollback(cmd::Rollback {
                 version,
                 reason,
                 requested_by,
                 at_ms: _,
-            } => match self.desired.versions.get(&version) {
+            }) => match self.desired.versions.get(&version) {
                 Some(old) => {
                     let specs = old.specs.clone();
                     let reason = if reason.is_empty() {
@@ -191,76 +192,78 @@ impl ClusterState {
                         VersionOrigin::Rollback { to: version },
                     )
                 }
-                None => Response::Rejected {
+                None => Response::Rejected(cmd::Rejected {
                     reason: format!(
                         "version {version} is not in the history (it keeps versions {})",
                         self.version_range()
                     ),
-                },
+                }),
             },
-            Command::Scale {
+            Command::Scale(cmd::Scale {
                 service,
                 replicas,
                 reason,
                 requested_by,
                 at_ms: _,
-            } => self.scale(entry, &service, replicas, reason, requested_by),
-            Command::RecordTaskReport { agent_id, report } => {
+            }) => self.scale(entry, &service, replicas, reason, requested_by),
+            Command::RecordTaskReport(cmd::RecordTaskReport { agent_id, report }) => {
                 self.record_task_report(entry, &agent_id, report)
             }
-            Command::AgentLost {
+            Command::AgentLost(cmd::AgentLost {
                 agent_id,
                 silent_ms,
                 last_hello_ms,
                 at_ms: _,
-            } => self.agent_lost(entry, &agent_id, silent_ms, last_hello_ms),
-            Command::TimerFired {
+            }) => self.agent_lost(entry, &agent_id, silent_ms, last_hello_ms),
+            Command::TimerFired(cmd::TimerFired {
                 timer,
                 scheduled_ms,
                 at_ms: _,
-            } => self.timer_fired(entry, &timer, scheduled_ms),
-            Command::Answer {
+            }) => self.timer_fired(entry, &timer, scheduled_ms),
+            Command::Answer(cmd::Answer {
                 id,
                 approve,
                 by,
                 at_ms: _,
-            } => self.answer_approval(entry, &id, approve, &by),
-            Command::SignalSilent {
+            }) => self.answer_approval(entry, &id, approve, &by),
+            Command::SignalSilent(cmd::SignalSilent {
                 rule,
                 last_signal_ms,
                 at_ms: _,
-            } => self.signal_silent(entry, &rule, last_signal_ms),
-            Command::ProvisionStarted { id, term, .. } => self.provision_started(&id, term, entry),
-            Command::ProvisionFinished { id, result, .. } => {
+            }) => self.signal_silent(entry, &rule, last_signal_ms),
+            Command::ProvisionStarted(cmd::ProvisionStarted { id, term, .. }) => {
+                self.provision_started(&id, term, entry)
+            }
+            Command::ProvisionFinished(cmd::ProvisionFinished { id, result, .. }) => {
                 self.provision_finished(&id, result, entry)
             }
-            Command::ProvisionResolved {
+            Command::ProvisionResolved(cmd::ProvisionResolved {
                 id,
                 host_made,
                 by,
                 at_ms: _,
-            } => self.provision_resolved(&id, host_made, &by, entry),
-            Command::ProvisionAbandoned { id, term, .. } => {
+            }) => self.provision_resolved(&id, host_made, &by, entry),
+            Command::ProvisionAbandoned(cmd::ProvisionAbandoned { id, term, .. }) => {
                 self.provision_abandoned(&id, term, entry)
             }
-            Command::NotificationDone {
+            Command::NotificationDone(cmd::NotificationDone {
                 id,
                 result,
                 attempts,
                 at_ms: _,
-            } => self.notification_done(&id, result, attempts, entry),
-            Command::Drain {
+            }) => self.notification_done(&id, result, attempts, entry),
+            Command::Drain(cmd::Drain {
                 agent_id,
                 service,
                 by,
                 at_ms: _,
-            } => self.drain(entry, &agent_id, service.as_deref(), &by),
-            Command::Undrain {
+            }) => self.drain(entry, &agent_id, service.as_deref(), &by),
+            Command::Undrain(cmd::Undrain {
                 agent_id,
                 by,
                 at_ms: _,
-            } => self.undrain(entry, &agent_id, &by),
-            Command::NodeRemoved { node_id, .. } => {
+            }) => self.undrain(entry, &agent_id, &by),
+            Command::NodeRemoved(cmd::NodeRemoved { node_id, .. }) => {
                 self.members.removed_nodes.insert(node_id);
                 Response::Nothing
             }
@@ -308,11 +311,11 @@ impl ClusterState {
             record.events_committed += u64::from(accepted);
         }
         self.event_log.events_committed += u64::from(accepted);
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted,
             duplicates,
             acks: acks.into_iter().collect(),
-        }
+        })
     }
 
     /// Records a committed event and lets the rules react to it.

@@ -14,6 +14,7 @@ use super::command::Response;
 use super::records::{Cause, PlanRecord, SpecVersion, TaskRecord, TaskState, VersionOrigin};
 use crate::engine::planner::{self, Draft, PlanInput, Trigger};
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 impl ClusterState {
     /// The planner's input over the current state, with `specs` in place
@@ -262,11 +263,11 @@ impl ClusterState {
                 .plan(entry, cause, &Trigger::Reconcile)
                 .into_iter()
                 .collect();
-            return Response::SpecsApplied {
+            return Response::SpecsApplied(cmd::SpecsApplied {
                 version: self.desired.spec_version,
                 plan_ids,
                 new_version: false,
-            };
+            });
         }
         self.desired.targets = clamped_targets(&self.desired.targets, &specs);
         self.desired.specs = specs;
@@ -301,11 +302,11 @@ impl ClusterState {
         while self.desired.versions.len() > SPEC_HISTORY {
             self.desired.versions.pop_first();
         }
-        Response::SpecsApplied {
+        Response::SpecsApplied(cmd::SpecsApplied {
             version,
             plan_ids,
             new_version: true,
-        }
+        })
     }
 
     pub(super) fn scale(
@@ -317,21 +318,21 @@ impl ClusterState {
         requested_by: String,
     ) -> Response {
         let Some(spec) = self.desired.specs.services.get(service) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!(
                     "no service `{service}` in spec version {}",
                     self.desired.spec_version
                 ),
-            };
+            });
         };
         let bounds = spec.replicas;
         if replicas < bounds.min || replicas > bounds.max {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!(
                     "service `{service}` allows {} to {} replicas; {replicas} is outside that (change `replicas` in its spec to widen it)",
                     bounds.min, bounds.max
                 ),
-            };
+            });
         }
         let from = planner::target_of(spec, &self.desired.targets);
         self.desired.targets.insert(service.to_owned(), replicas);
@@ -354,11 +355,11 @@ impl ClusterState {
             depth: 0,
         };
         let plan_id = self.plan(entry, cause, &Trigger::Reconcile);
-        Response::Scaled {
+        Response::Scaled(cmd::Scaled {
             from,
             to: replicas,
             plan_id,
-        }
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use super::command::Response;
 use super::records::{Cause, DRAINED, ProvisionState};
 use crate::engine::planner::Trigger;
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 impl ClusterState {
     /// Provisions waiting for the leader: pending ones to run, and running
@@ -37,12 +38,12 @@ impl ClusterState {
                 };
                 Response::Nothing
             }
-            Some(record) => Response::Rejected {
+            Some(record) => Response::Rejected(cmd::Rejected {
                 reason: format!("provision {id} is {:?}, not pending", record.state),
-            },
-            None => Response::Rejected {
+            }),
+            None => Response::Rejected(cmd::Rejected {
                 reason: format!("no provision {id}"),
-            },
+            }),
         }
     }
 
@@ -53,9 +54,9 @@ impl ClusterState {
         entry: &mut Entry,
     ) -> Response {
         let Some(record) = self.effects.provisions.get_mut(id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("no provision {id}"),
-            };
+            });
         };
         record.state = match (&record.state, result) {
             (ProvisionState::Running { .. }, Ok(output)) => ProvisionState::Succeeded {
@@ -109,16 +110,16 @@ impl ClusterState {
         entry: &mut Entry,
     ) -> Response {
         let Some(record) = self.effects.provisions.get_mut(id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("no provision {id} (see `levee provisions`)"),
-            };
+            });
         };
         let ProvisionState::Unknown { reason, .. } = &record.state else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!(
                     "provision {id} is not unknown; only a provision a leader change left unknown is resolved by hand"
                 ),
-            };
+            });
         };
         let note = format!("{reason}; resolved by {by}");
         record.state = if host_made {
@@ -146,43 +147,43 @@ impl ClusterState {
         if let Some(service) = service
             && !self.desired.specs.services.contains_key(service)
         {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!(
                     "no service `{service}` in spec version {}",
                     self.desired.spec_version
                 ),
-            };
+            });
         }
         let Some(record) = self.fleet.agents.get_mut(agent_id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
-            };
+            });
         };
         let what = service.unwrap_or(DRAINED);
         if !record.avoid.insert(what.to_owned()) {
-            return Response::Drained { plan_id: None };
+            return Response::Drained(cmd::Drained { plan_id: None });
         }
         let reason = match service {
             Some(service) => format!("{service} moved off {agent_id} by {by}"),
             None => format!("{agent_id} drained by {by}"),
         };
         let plan_id = self.plan(entry, operator(reason), &Trigger::Reconcile);
-        Response::Drained { plan_id }
+        Response::Drained(cmd::Drained { plan_id })
     }
 
     /// An operator lets an agent take work again.
     pub(super) fn undrain(&mut self, entry: &mut Entry, agent_id: &AgentId, by: &str) -> Response {
         let Some(record) = self.fleet.agents.get_mut(agent_id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("no agent {agent_id} (see `levee agents`)"),
-            };
+            });
         };
         if std::mem::take(&mut record.avoid).is_empty() {
-            return Response::Drained { plan_id: None };
+            return Response::Drained(cmd::Drained { plan_id: None });
         }
         let reason = format!("{agent_id} undrained by {by}");
         let plan_id = self.plan(entry, operator(reason), &Trigger::Reconcile);
-        Response::Drained { plan_id }
+        Response::Drained(cmd::Drained { plan_id })
     }
 }
 

@@ -9,6 +9,7 @@ use super::command::Response;
 use super::records::{FAILED_DIGEST, TaskReport, TaskState, VersionOrigin};
 use crate::engine::planner::Action;
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 /// Who commits automatic rollbacks, in the history.
 pub const AUTOMATIC: &str = "levee (automatic rollback)";
@@ -21,7 +22,7 @@ impl ClusterState {
         report: TaskReport,
     ) -> Response {
         let Some(task) = self.work.tasks.get_mut(&report.task_id) else {
-            return Response::TaskReportRecorded { known: false };
+            return Response::TaskReportRecorded(cmd::TaskReportRecorded { known: false });
         };
         // Only the task's own agent may report on it, and the first
         // report wins: a redelivered report changes nothing. A superseded
@@ -30,7 +31,7 @@ impl ClusterState {
             || (task.state.is_finished() && task.state != TaskState::Superseded)
             || task.state == TaskState::Waiting
         {
-            return Response::TaskReportRecorded { known: true };
+            return Response::TaskReportRecorded(cmd::TaskReportRecorded { known: true });
         }
         let superseded = task.state == TaskState::Superseded;
         // A superseded task stays superseded (its rollout already went
@@ -51,7 +52,7 @@ impl ClusterState {
         let succeeded = report.state == TaskState::Succeeded;
         if action == Action::Run {
             // A rule's command: no deployment, no rollout behind it.
-            return Response::TaskReportRecorded { known: true };
+            return Response::TaskReportRecorded(cmd::TaskReportRecorded { known: true });
         }
         self.record_deployment(
             agent_id,
@@ -64,14 +65,14 @@ impl ClusterState {
         );
         if superseded {
             // The newer task drives the rollout now.
-            return Response::TaskReportRecorded { known: true };
+            return Response::TaskReportRecorded(cmd::TaskReportRecorded { known: true });
         }
         if succeeded {
             self.release_next_batch(entry, &plan_id, &service, batch);
         } else {
             self.stop_rollout(entry, &plan_id, &service, &report.task_id);
         }
-        Response::TaskReportRecorded { known: true }
+        Response::TaskReportRecorded(cmd::TaskReportRecorded { known: true })
     }
 
     #[allow(clippy::too_many_arguments)] // The fields of one report, all needed.
@@ -225,7 +226,7 @@ impl ClusterState {
             service: service.to_owned(),
             failed_task: failed_task.clone(),
         };
-        if let Response::SpecsApplied { version, .. } =
+        if let Response::SpecsApplied(cmd::SpecsApplied { version, .. }) =
             self.put_specs(entry, specs, reason, AUTOMATIC.to_owned(), origin)
             && let Some(plan) = self.work.plans.get_mut(plan_id)
         {

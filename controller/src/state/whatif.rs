@@ -13,6 +13,7 @@ use super::ClusterState;
 use super::command::Command;
 use super::records::LogPosition;
 use crate::engine::planner;
+use crate::state::command as cmd;
 
 /// One recorded or made-up event to try.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,11 +106,11 @@ impl ClusterState {
             };
             copy.apply(
                 at,
-                Command::RecordEvents {
+                Command::RecordEvents(cmd::RecordEvents {
                     agent_id: trial.agent_id.clone(),
                     events: vec![event],
                     at_ms: trial.time_ms,
-                },
+                }),
             );
             // The trial event, then any the controllers raised in reply
             // (a shortfall the change left), in commit order.

@@ -9,6 +9,7 @@ use levee_common::spec::{Guardrails, RuleAction};
 use crate::engine::planner::{self, Action, Trigger};
 use crate::state::ClusterState;
 use crate::state::Entry;
+use crate::state::command as cmd;
 use crate::state::command::Response;
 use crate::state::hosts::CONTROLLER_SOURCE;
 use crate::state::records::{
@@ -386,11 +387,11 @@ impl ClusterState {
             VersionOrigin::Rollback { to: version },
         );
         match response {
-            Response::SpecsApplied {
+            Response::SpecsApplied(cmd::SpecsApplied {
                 version: new,
                 plan_ids,
                 ..
-            } => Acted::planned(
+            }) => Acted::planned(
                 &format!("applied version {version} as version {new}"),
                 plan_ids.into_iter().next(),
             ),

@@ -22,6 +22,7 @@ use super::records::{AgentRecord, Cause, PendingApproval};
 use crate::engine::planner;
 use crate::engine::rules;
 use crate::state::Entry;
+use crate::state::command as cmd;
 
 /// What the rules did with one event.
 #[derive(Debug, Default)]
@@ -287,46 +288,46 @@ impl ClusterState {
         by: &str,
     ) -> Response {
         let Some(pending) = self.rule_book.approvals.remove(id) else {
-            return Response::Rejected {
+            return Response::Rejected(cmd::Rejected {
                 reason: format!("nothing awaits approval as {id} (see `levee approvals`)"),
-            };
+            });
         };
         if !approve {
-            return Response::Answered {
+            return Response::Answered(cmd::Answered {
                 outcome: format!("{}: rejected by {by}", pending.rule),
                 plan_id: None,
-            };
+            });
         }
         // The rule may have changed while the action waited.
         let Some(rule) = self.desired.specs.rules.get(&pending.rule) else {
-            return Response::Answered {
+            return Response::Answered(cmd::Answered {
                 outcome: format!("{}: dropped: the rule no longer exists", pending.rule),
                 plan_id: None,
-            };
+            });
         };
         if rule.action != pending.action {
-            return Response::Answered {
+            return Response::Answered(cmd::Answered {
                 outcome: format!("{}: dropped: the rule's action changed since", pending.rule),
                 plan_id: None,
-            };
+            });
         }
         let guardrails = rule.guardrails.clone();
         if let Verdict::Hold(reason) =
             self.verdict(&pending.rule, &pending.action, &guardrails, entry)
         {
-            return Response::Answered {
+            return Response::Answered(cmd::Answered {
                 outcome: format!("{}: approved by {by}, but held: {reason}", pending.rule),
                 plan_id: None,
-            };
+            });
         }
         let mut cause = pending.cause.clone();
         cause.reason = format!("{} (approved by {by})", cause.reason);
         let pending = PendingApproval { cause, ..pending };
         let acted = self.act(entry, &pending, &guardrails);
-        Response::Answered {
+        Response::Answered(cmd::Answered {
             outcome: format!("{}: approved by {by}: {}", pending.rule, acted.outcome),
             plan_id: acted.plan_id,
-        }
+        })
     }
 
     /// Whether the rule's guardrails let it act now.

@@ -2,6 +2,7 @@
 //! and inbound events, through `apply`.
 
 use super::*;
+use crate::state::command as cmd;
 use crate::state::inbound::InboundEvent;
 use crate::state::records::ProvisionState;
 
@@ -25,11 +26,11 @@ max_hosts: 2
 
 impl Log {
     fn inbound(&mut self, source: &str, event: InboundEvent, at_ms: i64) -> Response {
-        self.apply(Command::RecordInbound {
+        self.apply(Command::RecordInbound(cmd::RecordInbound {
             source: source.into(),
             events: vec![event],
             at_ms,
-        })
+        }))
     }
 
     fn agents_running(&self, service: &str) -> Vec<String> {
@@ -70,21 +71,21 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
     let first = log.inbound("webhook/am", alert("DiskFull", "a1", "f1"), 10);
     assert_eq!(
         first,
-        Response::InboundRecorded {
+        Response::InboundRecorded(cmd::InboundRecorded {
             accepted: 1,
             duplicates: 0,
             refused: 0
-        }
+        })
     );
     // The sender retried; another source may use the same id.
     let again = log.inbound("webhook/am", alert("DiskFull", "a1", "f1"), 11);
     assert_eq!(
         again,
-        Response::InboundRecorded {
+        Response::InboundRecorded(cmd::InboundRecorded {
             accepted: 0,
             duplicates: 1,
             refused: 0
-        }
+        })
     );
     log.inbound("mqtt/site", alert("DiskFull", "a1", "f1"), 12);
     let sources: Vec<&str> = log
@@ -105,11 +106,11 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
         let response = log.inbound("webhook/am", forged, 13);
         assert_eq!(
             response,
-            Response::InboundRecorded {
+            Response::InboundRecorded(cmd::InboundRecorded {
                 accepted: 0,
                 duplicates: 0,
                 refused: 1
-            },
+            }),
             "{reserved}"
         );
     }
@@ -134,7 +135,7 @@ fn a_retained_replay_of_content_already_committed_live_is_dropped() {
         let live = log.inbound("mqtt/site", message(None, Some(key)), 10);
         assert!(matches!(
             live,
-            Response::InboundRecorded { accepted: 1, .. }
+            Response::InboundRecorded(cmd::InboundRecorded { accepted: 1, .. })
         ));
     }
     // The broker replays it as retained on the next subscription.
@@ -142,11 +143,11 @@ fn a_retained_replay_of_content_already_committed_live_is_dropped() {
     assert!(
         matches!(
             replay,
-            Response::InboundRecorded {
+            Response::InboundRecorded(cmd::InboundRecorded {
                 accepted: 0,
                 duplicates: 1,
                 ..
-            }
+            })
         ),
         "{replay:?}"
     );
@@ -187,12 +188,12 @@ action: { drain: {} }
     let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(outcome.contains("names no known agent"), "{outcome}");
     // The operator lets it take work again.
-    let response = log.apply(Command::Undrain {
+    let response = log.apply(Command::Undrain(cmd::Undrain {
         agent_id: victim.as_str().into(),
         by: "operator/test".into(),
         at_ms: 20,
-    });
-    assert!(matches!(response, Response::Drained { .. }));
+    }));
+    assert!(matches!(response, Response::Drained(cmd::Drained { .. })));
     assert!(
         log.state.fleet.agents[&AgentId::from(victim.as_str())]
             .avoid
@@ -209,7 +210,7 @@ fn reschedule_moves_one_service_and_keeps_the_rest() {
         "{FLEET_SPECS}---\nkind: Rule\nname: move-web\nmatch: {{ type: [app.slow] }}\naction: {{ reschedule: {{ service: db }} }}\n"
     ));
     let db_on = log.agents_running("db")[0].clone();
-    log.apply(Command::RecordEvents {
+    log.apply(Command::RecordEvents(cmd::RecordEvents {
         agent_id: db_on.as_str().into(),
         events: vec![Event {
             key: EventKey {
@@ -224,7 +225,7 @@ fn reschedule_moves_one_service_and_keeps_the_rest() {
             data: json!({}),
         }],
         at_ms: 5,
-    });
+    }));
     let now_on = log.agents_running("db");
     assert_eq!(now_on.len(), 1);
     assert_ne!(now_on[0], db_on, "db moved to the other db host");
@@ -296,13 +297,13 @@ fn a_shortfall_raises_unplaced_once_and_a_rule_provisions_within_max_hosts() {
         "one per unplaced event"
     );
     // max_hosts is 2: a third shortfall change asks for nothing more.
-    log.apply(Command::Scale {
+    log.apply(Command::Scale(cmd::Scale {
         service: "web".into(),
         replicas: 3,
         reason: "test".into(),
         requested_by: "operator/test".into(),
         at_ms: 5,
-    });
+    }));
     assert_eq!(log.state.effects.provisions.len(), 2);
     let outcome = &log.state.event_log.events.back().unwrap().outcomes[0];
     assert!(
@@ -323,18 +324,18 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
         "{FLEET_SPECS}---\nkind: Rule\nname: more-hosts\nmatch: {{ type: [levee.service.unplaced], subject: [db] }}\naction: {{ provision: {{ provisioner: spare }} }}\n"
     ));
     assert_eq!(log.state.provisions_to_handle(1), [("h1".to_owned(), true)]);
-    log.apply(Command::ProvisionStarted {
+    log.apply(Command::ProvisionStarted(cmd::ProvisionStarted {
         id: "h1".into(),
         term: 1,
         at_ms: 10,
-    });
+    }));
     // Started twice (a retry): refused, it runs once.
-    let again = log.apply(Command::ProvisionStarted {
+    let again = log.apply(Command::ProvisionStarted(cmd::ProvisionStarted {
         id: "h1".into(),
         term: 1,
         at_ms: 11,
-    });
-    assert!(matches!(again, Response::Rejected { .. }));
+    }));
+    assert!(matches!(again, Response::Rejected(cmd::Rejected { .. })));
     assert!(log.state.provisions_to_handle(1).is_empty());
     // A new leader (term 2) finds it started by term 1: it must not run
     // it again, only close it as unknown, still holding a host.
@@ -342,11 +343,11 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
         log.state.provisions_to_handle(2),
         [("h1".to_owned(), false)]
     );
-    log.apply(Command::ProvisionAbandoned {
+    log.apply(Command::ProvisionAbandoned(cmd::ProvisionAbandoned {
         id: "h1".into(),
         term: 2,
         at_ms: 12,
-    });
+    }));
     assert!(matches!(
         log.state.effects.provisions["h1"].state,
         ProvisionState::Unknown { .. }
@@ -354,26 +355,26 @@ fn a_provision_runs_at_most_once_even_across_leaders() {
     assert!(log.state.effects.provisions["h1"].state.holds_a_host());
     assert!(log.state.provisions_to_handle(2).is_empty());
     // An operator looks and finds no host: it stops counting.
-    let refused = log.apply(Command::ProvisionResolved {
+    let refused = log.apply(Command::ProvisionResolved(cmd::ProvisionResolved {
         id: "h9".into(),
         host_made: false,
         by: "operator/test".into(),
         at_ms: 12,
-    });
-    assert!(matches!(refused, Response::Rejected { .. }));
-    log.apply(Command::ProvisionResolved {
+    }));
+    assert!(matches!(refused, Response::Rejected(cmd::Rejected { .. })));
+    log.apply(Command::ProvisionResolved(cmd::ProvisionResolved {
         id: "h1".into(),
         host_made: false,
         by: "operator/test".into(),
         at_ms: 12,
-    });
+    }));
     assert!(!log.state.effects.provisions["h1"].state.holds_a_host());
     // The old leader's late result changes nothing now.
-    log.apply(Command::ProvisionFinished {
+    log.apply(Command::ProvisionFinished(cmd::ProvisionFinished {
         id: "h1".into(),
         result: Ok("made".into()),
         at_ms: 13,
-    });
+    }));
     assert!(matches!(
         log.state.effects.provisions["h1"].state,
         ProvisionState::Failed { .. }
@@ -389,12 +390,12 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
     log.put_specs(&format!(
         "{FLEET_SPECS}---\nkind: Rule\nname: vacuum\nmatch: {{ type: [alert.firing] }}\naction: {{ run: {{ argv: [/usr/bin/vacuumdb, --all], timeout_ms: 5000, selector: {{ role: db }} }} }}\n"
     ));
-    log.apply(Command::AgentLost {
+    log.apply(Command::AgentLost(cmd::AgentLost {
         agent_id: "a2".into(),
         silent_ms: 1,
         last_hello_ms: 1,
         at_ms: 4,
-    });
+    }));
     log.inbound("webhook/am", alert("Bloat", "a1", "b1"), 10);
     let record = log.state.event_log.events.back().unwrap();
     assert!(
@@ -417,7 +418,7 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
     assert_eq!(task.state, TaskState::Pending);
     // Its report finishes it and touches no deployment.
     let deployments = log.state.work.deployments.clone();
-    log.apply(Command::RecordTaskReport {
+    log.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
         agent_id: "a1".into(),
         report: TaskReport {
             task_id: task.task_id.clone(),
@@ -426,7 +427,7 @@ fn a_run_rule_sends_one_command_task_to_each_matching_live_agent() {
             error: String::new(),
             finished_ms: 11,
         },
-    });
+    }));
     let task_id = log.state.work.plans[&log.state.event_log.events.back().unwrap().plan_ids[0]]
         .task_ids[0]
         .clone();
@@ -455,13 +456,13 @@ action: { scale: { service: web, by: 1 } }
     assert!(log.state.rule_book.shortfalls.is_empty());
     // One agent with room for one: scaling to 2 leaves one unplaced, the
     // rule scales again, which leaves two unplaced...
-    log.apply(Command::Scale {
+    log.apply(Command::Scale(cmd::Scale {
         service: "web".into(),
         replicas: 2,
         reason: "test".into(),
         requested_by: "operator/test".into(),
         at_ms: 5,
-    });
+    }));
     let outcomes: Vec<String> = log
         .state
         .event_log

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::*;
+use crate::state::command as cmd;
 use crate::state::inbound::InboundEvent;
 
 /// One entry of the recorded log.
@@ -41,25 +42,25 @@ fn testdata(name: &str) -> PathBuf {
 /// does not compile until it is named here, and then the log must hold it.
 fn kind(command: &Command) -> &'static str {
     match command {
-        Command::AgentHello { .. } => "AgentHello",
-        Command::RecordEvents { .. } => "RecordEvents",
-        Command::RecordInbound { .. } => "RecordInbound",
-        Command::PutSpecs { .. } => "PutSpecs",
-        Command::Rollback { .. } => "Rollback",
-        Command::Scale { .. } => "Scale",
-        Command::RecordTaskReport { .. } => "RecordTaskReport",
-        Command::Answer { .. } => "Answer",
-        Command::TimerFired { .. } => "TimerFired",
-        Command::AgentLost { .. } => "AgentLost",
-        Command::SignalSilent { .. } => "SignalSilent",
-        Command::ProvisionStarted { .. } => "ProvisionStarted",
-        Command::ProvisionFinished { .. } => "ProvisionFinished",
-        Command::NotificationDone { .. } => "NotificationDone",
-        Command::ProvisionAbandoned { .. } => "ProvisionAbandoned",
-        Command::ProvisionResolved { .. } => "ProvisionResolved",
-        Command::Drain { .. } => "Drain",
-        Command::Undrain { .. } => "Undrain",
-        Command::NodeRemoved { .. } => "NodeRemoved",
+        Command::AgentHello(cmd::AgentHello { .. }) => "AgentHello",
+        Command::RecordEvents(cmd::RecordEvents { .. }) => "RecordEvents",
+        Command::RecordInbound(cmd::RecordInbound { .. }) => "RecordInbound",
+        Command::PutSpecs(cmd::PutSpecs { .. }) => "PutSpecs",
+        Command::Rollback(cmd::Rollback { .. }) => "Rollback",
+        Command::Scale(cmd::Scale { .. }) => "Scale",
+        Command::RecordTaskReport(cmd::RecordTaskReport { .. }) => "RecordTaskReport",
+        Command::Answer(cmd::Answer { .. }) => "Answer",
+        Command::TimerFired(cmd::TimerFired { .. }) => "TimerFired",
+        Command::AgentLost(cmd::AgentLost { .. }) => "AgentLost",
+        Command::SignalSilent(cmd::SignalSilent { .. }) => "SignalSilent",
+        Command::ProvisionStarted(cmd::ProvisionStarted { .. }) => "ProvisionStarted",
+        Command::ProvisionFinished(cmd::ProvisionFinished { .. }) => "ProvisionFinished",
+        Command::NotificationDone(cmd::NotificationDone { .. }) => "NotificationDone",
+        Command::ProvisionAbandoned(cmd::ProvisionAbandoned { .. }) => "ProvisionAbandoned",
+        Command::ProvisionResolved(cmd::ProvisionResolved { .. }) => "ProvisionResolved",
+        Command::Drain(cmd::Drain { .. }) => "Drain",
+        Command::Undrain(cmd::Undrain { .. }) => "Undrain",
+        Command::NodeRemoved(cmd::NodeRemoved { .. }) => "NodeRemoved",
     }
 }
 
@@ -198,7 +199,7 @@ impl Recorder {
 
     fn hello(&mut self, agent: &str, epoch: u64, labels: &[(&str, &str)], term_seen: u64) {
         let at_ms = self.tick(100);
-        self.apply(Command::AgentHello {
+        self.apply(Command::AgentHello(cmd::AgentHello {
             agent_id: agent.into(),
             boot_epoch: epoch,
             labels: labels
@@ -209,17 +210,17 @@ impl Recorder {
             memory_bytes: 4 << 30,
             highest_term_seen: term_seen,
             at_ms,
-        });
+        }));
     }
 
     fn put_specs(&mut self, yaml: &str, reason: &str) {
         let at_ms = self.tick(1000);
-        self.apply(Command::PutSpecs {
+        self.apply(Command::PutSpecs(cmd::PutSpecs {
             specs: SpecSet::parse([("fleet.yaml", yaml)]).expect("recording specs parse"),
             reason: reason.into(),
             applied_by: "operator/alice".into(),
             at_ms,
-        });
+        }));
     }
 
     fn event(&mut self, agent: &str, seq: u64, event_type: &str, subject: &str, data: Value) {
@@ -236,16 +237,16 @@ impl Recorder {
             time_unix_ms: at_ms - 20,
             data,
         };
-        self.apply(Command::RecordEvents {
+        self.apply(Command::RecordEvents(cmd::RecordEvents {
             agent_id: agent.into(),
             events: vec![event],
             at_ms,
-        });
+        }));
     }
 
     fn inbound(&mut self, source: &str, event_type: &str, subject: &str, data: Value, id: &str) {
         let at_ms = self.tick(500);
-        self.apply(Command::RecordInbound {
+        self.apply(Command::RecordInbound(cmd::RecordInbound {
             source: source.into(),
             events: vec![InboundEvent {
                 event_type: event_type.into(),
@@ -256,7 +257,7 @@ impl Recorder {
                 remember: None,
             }],
             at_ms,
-        });
+        }));
     }
 
     /// Reports every pending task, failing the `fail`-th one (if any).
@@ -275,7 +276,7 @@ impl Recorder {
         for (n, (agent_id, task_id, keys)) in pending.into_iter().enumerate() {
             let failed = Some(n) == fail;
             let finished_ms = self.tick(300);
-            self.apply(Command::RecordTaskReport {
+            self.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
                 agent_id,
                 report: TaskReport {
                     task_id,
@@ -299,7 +300,7 @@ impl Recorder {
                     },
                     finished_ms,
                 },
-            });
+            }));
         }
     }
 }
@@ -407,23 +408,23 @@ fn record_the_log() {
     let provisions: Vec<String> = r.state.effects.provisions.keys().cloned().collect();
     assert_eq!(provisions.len(), 2, "the shortfall asked for two hosts");
     let at_ms = r.tick(50);
-    r.apply(Command::ProvisionStarted {
+    r.apply(Command::ProvisionStarted(cmd::ProvisionStarted {
         id: provisions[0].clone(),
         term: 1,
         at_ms,
-    });
+    }));
     let at_ms = r.tick(4000);
-    r.apply(Command::ProvisionFinished {
+    r.apply(Command::ProvisionFinished(cmd::ProvisionFinished {
         id: provisions[0].clone(),
         result: Ok("made db-4".into()),
         at_ms,
-    });
+    }));
     let at_ms = r.tick(50);
-    r.apply(Command::ProvisionStarted {
+    r.apply(Command::ProvisionStarted(cmd::ProvisionStarted {
         id: provisions[1].clone(),
         term: 1,
         at_ms,
-    });
+    }));
     r.hello("a4", 1, &[("role", "db"), ("zone", "b")], 0);
     r.report_pending(None);
 
@@ -444,24 +445,24 @@ fn record_the_log() {
 
     // An operator scales, ships a new version, and rolls it back.
     let at_ms = r.tick(2000);
-    r.apply(Command::Scale {
+    r.apply(Command::Scale(cmd::Scale {
         service: "web".into(),
         replicas: 4,
         reason: "sale".into(),
         requested_by: "operator/alice".into(),
         at_ms,
-    });
+    }));
     r.report_pending(None);
     r.put_specs(&FLEET_V1.replace("\"8080\"", "\"8081\""), "new port");
     r.report_pending(None);
     r.report_pending(None);
     let at_ms = r.tick(1000);
-    r.apply(Command::Rollback {
+    r.apply(Command::Rollback(cmd::Rollback {
         version: 1,
         reason: String::new(),
         requested_by: "operator/bob".into(),
         at_ms,
-    });
+    }));
     r.report_pending(None);
 
     // From outside: an alert drains a host; a reserved type is refused.
@@ -475,18 +476,18 @@ fn record_the_log() {
     r.inbound("webhook/am", "timer.fired", "morning", json!({}), "fp-2");
     r.report_pending(None);
     let at_ms = r.tick(1000);
-    r.apply(Command::Undrain {
+    r.apply(Command::Undrain(cmd::Undrain {
         agent_id: "a2".into(),
         by: "operator/alice".into(),
         at_ms,
-    });
+    }));
     let at_ms = r.tick(1000);
-    r.apply(Command::Drain {
+    r.apply(Command::Drain(cmd::Drain {
         agent_id: "a1".into(),
         service: Some("web".into()),
         by: "operator/alice".into(),
         at_ms,
-    });
+    }));
     r.report_pending(None);
 
     // Approvals, one approved and one rejected.
@@ -495,73 +496,73 @@ fn record_the_log() {
         let asked: Vec<String> = r.state.rule_book.approvals.keys().cloned().collect();
         assert_eq!(asked.len(), 1, "one action awaits approval");
         let at_ms = r.tick(1000);
-        r.apply(Command::Answer {
+        r.apply(Command::Answer(cmd::Answer {
             id: asked[0].clone(),
             approve,
             by: "operator/alice".into(),
             at_ms,
-        });
+        }));
     }
     r.report_pending(None);
 
     // The leader's clock: a timer, a silent signal, a run and a webhook.
     let scheduled_ms = r.tick(1000);
-    r.apply(Command::TimerFired {
+    r.apply(Command::TimerFired(cmd::TimerFired {
         timer: "morning".into(),
         scheduled_ms,
         at_ms: scheduled_ms + 3,
-    });
+    }));
     r.report_pending(None);
     let last_signal_ms = r.state.rule_book.rule_state["heartbeat"]
         .last_signal_ms
         .expect("the heartbeat rule saw its signal");
     let at_ms = r.tick(20_000);
-    r.apply(Command::SignalSilent {
+    r.apply(Command::SignalSilent(cmd::SignalSilent {
         rule: "heartbeat".into(),
         last_signal_ms,
         at_ms,
-    });
+    }));
     r.event("a3", 1, "app.vacuum", "db", json!({}));
     r.report_pending(None);
     r.event("a3", 2, "app.notify", "db", json!({"why": "nightly"}));
     let calls: Vec<String> = r.state.effects.notifications.keys().cloned().collect();
     let at_ms = r.tick(700);
-    r.apply(Command::NotificationDone {
+    r.apply(Command::NotificationDone(cmd::NotificationDone {
         id: calls[0].clone(),
         result: Ok(200),
         attempts: 2,
         at_ms,
-    });
+    }));
 
     // A new leader: it abandons the provision its predecessor started,
     // declares a host lost, and the host comes back with no memory.
     r.term = 2;
     let at_ms = r.tick(1500);
-    r.apply(Command::ProvisionAbandoned {
+    r.apply(Command::ProvisionAbandoned(cmd::ProvisionAbandoned {
         id: provisions[1].clone(),
         term: 2,
         at_ms,
-    });
+    }));
     let at_ms = r.tick(500);
-    r.apply(Command::ProvisionResolved {
+    r.apply(Command::ProvisionResolved(cmd::ProvisionResolved {
         id: provisions[1].clone(),
         host_made: false,
         by: "operator/alice".into(),
         at_ms,
-    });
+    }));
     let last_hello_ms = r.state.fleet.agents[&AgentId::from("a2")].last_hello_ms;
     let at_ms = r.tick(3000);
-    r.apply(Command::AgentLost {
+    r.apply(Command::AgentLost(cmd::AgentLost {
         agent_id: "a2".into(),
         silent_ms: 3000,
         last_hello_ms,
         at_ms,
-    });
+    }));
     r.report_pending(None);
     r.hello("a2", 2, &[("role", "web"), ("zone", "b")], 0);
     r.report_pending(None);
     let at_ms = r.tick(1000);
-    r.apply(Command::NodeRemoved { node_id: 3, at_ms });
+    r.apply(Command::NodeRemoved(cmd::NodeRemoved { node_id: 3, at_ms }));
 
     let failed = r
         .state

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::records::{ResourceOutcome, TaskReport};
 use super::*;
 use crate::engine::planner::Action;
+use crate::state::command as cmd;
 
 mod actions;
 mod determinism;
@@ -50,7 +51,7 @@ impl Log {
     }
 
     fn hello(&mut self, agent: &str, epoch: u64) -> Response {
-        self.apply(Command::AgentHello {
+        self.apply(Command::AgentHello(cmd::AgentHello {
             agent_id: agent.into(),
             boot_epoch: epoch,
             labels: BTreeMap::new(),
@@ -58,12 +59,12 @@ impl Log {
             memory_bytes: 1 << 30,
             highest_term_seen: epoch,
             at_ms: 1,
-        })
+        }))
     }
 
     /// An agent's first hello, with `labels`.
     fn hello_with(&mut self, agent: &str, labels: &[(&str, &str)]) {
-        self.apply(Command::AgentHello {
+        self.apply(Command::AgentHello(cmd::AgentHello {
             agent_id: agent.into(),
             boot_epoch: 1,
             labels: labels
@@ -74,26 +75,26 @@ impl Log {
             memory_bytes: 1 << 30,
             highest_term_seen: 1,
             at_ms: 1,
-        });
+        }));
     }
 
     fn put_specs(&mut self, yaml: &str) -> Response {
         let specs = SpecSet::parse([("specs.yaml", yaml)]).unwrap();
-        self.apply(Command::PutSpecs {
+        self.apply(Command::PutSpecs(cmd::PutSpecs {
             specs,
             reason: "test".into(),
             applied_by: "operator/test".into(),
             at_ms: 2,
-        })
+        }))
     }
 
     fn events(&mut self, agent: &str, epoch: u64, seqs: &[u64]) -> Response {
         let events = seqs.iter().map(|seq| exited(agent, epoch, *seq)).collect();
-        self.apply(Command::RecordEvents {
+        self.apply(Command::RecordEvents(cmd::RecordEvents {
             agent_id: agent.into(),
             events,
             at_ms: 3,
-        })
+        }))
     }
 }
 
@@ -118,11 +119,11 @@ fn a_redelivered_event_is_committed_once_however_late() {
     log.hello("edge-1", 1);
     assert_eq!(
         log.events("edge-1", 1, &[1, 2, 3]),
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 3,
             duplicates: 0,
             acks: vec![(1, 3)]
-        }
+        })
     );
     // Thousands of entries later, the same batch arrives again.
     for _ in 0..1000 {
@@ -130,11 +131,11 @@ fn a_redelivered_event_is_committed_once_however_late() {
     }
     assert_eq!(
         log.events("edge-1", 1, &[2, 3, 4]),
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 1,
             duplicates: 2,
             acks: vec![(1, 4)]
-        }
+        })
     );
     assert_eq!(log.state.event_log.events.len(), 4);
     assert_eq!(
@@ -151,34 +152,36 @@ fn each_boot_epoch_has_its_own_sequence() {
     let response = log.events("edge-1", 2, &[1]);
     assert_eq!(
         response,
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 1,
             duplicates: 0,
             acks: vec![(2, 1)]
-        }
+        })
     );
     assert_eq!(
         log.events("edge-1", 1, &[2]),
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 0,
             duplicates: 1,
             acks: vec![(1, 2)]
-        }
+        })
     );
 }
 
 #[test]
 fn specs_place_the_service_on_a_joining_agent() {
     let mut log = Log::new();
-    let Response::SpecsApplied {
+    let Response::SpecsApplied(cmd::SpecsApplied {
         version, plan_ids, ..
-    } = log.put_specs(SPECS)
+    }) = log.put_specs(SPECS)
     else {
         panic!()
     };
     assert_eq!(version, 1);
     assert!(plan_ids.is_empty(), "no agent yet");
-    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 1) else {
+    let Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans }) =
+        log.hello("edge-1", 1)
+    else {
         panic!()
     };
     assert_eq!(reconcile_plans.len(), 1);
@@ -188,7 +191,9 @@ fn specs_place_the_service_on_a_joining_agent() {
     assert_eq!(task[0].service, "clock");
     assert_eq!(task[0].resources.len(), 2);
     // A reconnect of a known agent plans nothing new.
-    let Response::AgentRegistered { reconcile_plans } = log.hello("edge-1", 2) else {
+    let Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans }) =
+        log.hello("edge-1", 2)
+    else {
         panic!()
     };
     assert!(reconcile_plans.is_empty());
@@ -255,23 +260,23 @@ fn the_first_task_report_wins_and_only_from_its_agent() {
         error: String::new(),
         finished_ms: 9,
     };
-    log.apply(Command::RecordTaskReport {
+    log.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
         agent_id: "edge-2".into(),
         report: report(TaskState::Failed),
-    });
+    }));
     assert_eq!(
         log.state.work.tasks[&task_id].state,
         TaskState::Pending,
         "another agent cannot report on it"
     );
-    log.apply(Command::RecordTaskReport {
+    log.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
         agent_id: "edge-1".into(),
         report: report(TaskState::Succeeded),
-    });
-    log.apply(Command::RecordTaskReport {
+    }));
+    log.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
         agent_id: "edge-1".into(),
         report: report(TaskState::Failed),
-    });
+    }));
     assert_eq!(log.state.work.tasks[&task_id].state, TaskState::Succeeded);
     assert_eq!(
         log.state
@@ -307,11 +312,11 @@ fn event_history_is_bounded_but_dedup_is_not() {
     assert_eq!(log.state.event_log.events.len(), EVENT_HISTORY);
     assert_eq!(
         log.events("edge-1", 1, &[1]),
-        Response::EventsRecorded {
+        Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 0,
             duplicates: 1,
             acks: vec![(1, seqs.len() as u64)]
-        }
+        })
     );
 }
 
@@ -353,7 +358,7 @@ fn web(version: &str, auto_rollback: bool) -> String {
 impl Log {
     fn report(&mut self, task_id: &TaskId, state: TaskState) {
         let agent_id = self.state.work.tasks[task_id].agent_id.clone();
-        self.apply(Command::RecordTaskReport {
+        self.apply(Command::RecordTaskReport(cmd::RecordTaskReport {
             agent_id,
             report: TaskReport {
                 task_id: task_id.clone(),
@@ -366,7 +371,7 @@ impl Log {
                 },
                 finished_ms: 5,
             },
-        });
+        }));
     }
 
     fn tasks_of(&self, plan_id: &PlanId) -> Vec<(TaskId, TaskState, u32)> {
@@ -389,7 +394,8 @@ impl Log {
         for agent in ["a1", "a2", "a3"] {
             log.hello(agent, 1);
         }
-        let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v1", auto_rollback))
+        let Response::SpecsApplied(cmd::SpecsApplied { plan_ids, .. }) =
+            log.put_specs(&web("v1", auto_rollback))
         else {
             panic!()
         };
@@ -403,7 +409,9 @@ impl Log {
 #[test]
 fn a_rollout_sends_each_batch_only_after_the_one_before_succeeded() {
     let mut log = Log::running_web_v1(false);
-    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+    let Response::SpecsApplied(cmd::SpecsApplied { plan_ids, .. }) =
+        log.put_specs(&web("v2", false))
+    else {
         panic!()
     };
     let tasks = log.tasks_of(&plan_ids[0]);
@@ -441,9 +449,9 @@ fn a_rollout_sends_each_batch_only_after_the_one_before_succeeded() {
 #[test]
 fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
     let mut log = Log::running_web_v1(true);
-    let Response::SpecsApplied {
+    let Response::SpecsApplied(cmd::SpecsApplied {
         plan_ids, version, ..
-    } = log.put_specs(&web("v2", true))
+    }) = log.put_specs(&web("v2", true))
     else {
         panic!()
     };
@@ -482,9 +490,9 @@ fn a_failed_batch_cancels_the_rest_and_rolls_back_when_asked() {
 #[test]
 fn without_auto_rollback_a_failed_batch_stops_the_rollout_only() {
     let mut log = Log::running_web_v1(false);
-    let Response::SpecsApplied {
+    let Response::SpecsApplied(cmd::SpecsApplied {
         plan_ids, version, ..
-    } = log.put_specs(&web("v2", false))
+    }) = log.put_specs(&web("v2", false))
     else {
         panic!()
     };
@@ -499,13 +507,13 @@ fn without_auto_rollback_a_failed_batch_stops_the_rollout_only() {
 fn rollback_restores_an_earlier_version_as_a_new_one() {
     let mut log = Log::running_web_v1(false);
     log.put_specs(&web("v2", false));
-    let response = log.apply(Command::Rollback {
+    let response = log.apply(Command::Rollback(cmd::Rollback {
         version: 1,
         reason: String::new(),
         requested_by: "operator/alice".into(),
         at_ms: 9,
-    });
-    let Response::SpecsApplied { version: 3, .. } = response else {
+    }));
+    let Response::SpecsApplied(cmd::SpecsApplied { version: 3, .. }) = response else {
         panic!("{response:?}")
     };
     assert_eq!(
@@ -517,13 +525,15 @@ fn rollback_restores_an_earlier_version_as_a_new_one() {
         VersionOrigin::Rollback { to: 1 }
     );
     assert_eq!(log.state.desired.versions[&3].applied_by, "operator/alice");
-    let missing = log.apply(Command::Rollback {
+    let missing = log.apply(Command::Rollback(cmd::Rollback {
         version: 42,
         reason: String::new(),
         requested_by: "operator/alice".into(),
         at_ms: 9,
-    });
-    assert!(matches!(missing, Response::Rejected { reason } if reason.contains("42")));
+    }));
+    assert!(
+        matches!(missing, Response::Rejected(cmd::Rejected { reason }) if reason.contains("42"))
+    );
 }
 
 #[test]
@@ -531,32 +541,32 @@ fn scaling_stays_within_bounds_and_plans_through_the_same_path() {
     let mut log = Log::running_web_v1(false);
     log.hello("a4", 1);
     let scale = |log: &mut Log, replicas| {
-        log.apply(Command::Scale {
+        log.apply(Command::Scale(cmd::Scale {
             service: "web".into(),
             replicas,
             reason: "load".into(),
             requested_by: "operator/alice".into(),
             at_ms: 10,
-        })
+        }))
     };
     assert!(
-        matches!(scale(&mut log, 5), Response::Rejected { reason } if reason.contains("1 to 4"))
+        matches!(scale(&mut log, 5), Response::Rejected(cmd::Rejected { reason }) if reason.contains("1 to 4"))
     );
-    let Response::Scaled {
+    let Response::Scaled(cmd::Scaled {
         from: 3,
         to: 4,
         plan_id: Some(plan),
-    } = scale(&mut log, 4)
+    }) = scale(&mut log, 4)
     else {
         panic!()
     };
     assert_eq!(log.state.work.plans[&plan].task_ids.len(), 1);
     assert_eq!(log.state.work.placements["web"].len(), 4);
-    let Response::Scaled {
+    let Response::Scaled(cmd::Scaled {
         from: 4,
         to: 1,
         plan_id: Some(plan),
-    } = scale(&mut log, 1)
+    }) = scale(&mut log, 1)
     else {
         panic!()
     };
@@ -587,7 +597,7 @@ fn drift_events_mark_and_clear_an_agent() {
         time_unix_ms: 0,
         data,
     };
-    log.apply(Command::RecordEvents {
+    log.apply(Command::RecordEvents(cmd::RecordEvents {
         agent_id: "edge-1".into(),
         events: vec![drift(
             1,
@@ -595,10 +605,10 @@ fn drift_events_mark_and_clear_an_agent() {
             json!({"service": "clock", "resource": "file:banner.txt", "detail": "content differs"}),
         )],
         at_ms: 3,
-    });
+    }));
     let records = &log.state.fleet.drift[&AgentId::from("edge-1")];
     assert_eq!(records["clock/file:banner.txt"].detail, "content differs");
-    log.apply(Command::RecordEvents {
+    log.apply(Command::RecordEvents(cmd::RecordEvents {
         agent_id: "edge-1".into(),
         events: vec![drift(
             2,
@@ -606,14 +616,14 @@ fn drift_events_mark_and_clear_an_agent() {
             json!({"service": "clock", "resources": ["file:banner.txt"]}),
         )],
         at_ms: 4,
-    });
+    }));
     assert!(log.state.fleet.drift.is_empty());
 }
 
 #[test]
 fn an_agent_that_lost_its_store_gets_everything_again() {
     let mut log = Log::running_web_v1(false);
-    let again = log.apply(Command::AgentHello {
+    let again = log.apply(Command::AgentHello(cmd::AgentHello {
         agent_id: "a1".into(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
@@ -621,14 +631,14 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
         at_ms: 5,
-    });
+    }));
     assert_eq!(
         again,
-        Response::AgentRegistered {
+        Response::AgentRegistered(cmd::AgentRegistered {
             reconcile_plans: Vec::new()
-        }
+        })
     );
-    let wiped = log.apply(Command::AgentHello {
+    let wiped = log.apply(Command::AgentHello(cmd::AgentHello {
         agent_id: "a1".into(),
         boot_epoch: 3,
         labels: BTreeMap::new(),
@@ -636,8 +646,8 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
         memory_bytes: 1 << 30,
         highest_term_seen: 0,
         at_ms: 6,
-    });
-    let Response::AgentRegistered { reconcile_plans } = wiped else {
+    }));
+    let Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans }) = wiped else {
         panic!()
     };
     let plan = &log.state.work.plans[&reconcile_plans[0]];
@@ -651,27 +661,29 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
 #[test]
 fn the_same_specs_again_make_no_version_but_retry_what_failed() {
     let mut log = Log::running_web_v1(false);
-    let Response::SpecsApplied {
+    let Response::SpecsApplied(cmd::SpecsApplied {
         version: 1,
         plan_ids,
         new_version: false,
-    } = log.put_specs(&web("v1", false))
+    }) = log.put_specs(&web("v1", false))
     else {
         panic!()
     };
     assert!(plan_ids.is_empty(), "nothing to do");
     assert_eq!(log.state.desired.versions.len(), 1);
     // A failed converge is retried by applying the same specs again.
-    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+    let Response::SpecsApplied(cmd::SpecsApplied { plan_ids, .. }) =
+        log.put_specs(&web("v2", false))
+    else {
         panic!()
     };
     let first = log.tasks_of(&plan_ids[0])[0].0.clone();
     log.report(&first, TaskState::Failed);
-    let Response::SpecsApplied {
+    let Response::SpecsApplied(cmd::SpecsApplied {
         version: 2,
         plan_ids,
         new_version: false,
-    } = log.put_specs(&web("v2", false))
+    }) = log.put_specs(&web("v2", false))
     else {
         panic!()
     };
@@ -708,7 +720,7 @@ guardrails: {guardrails}
 
 impl Log {
     fn load(&mut self, agent: &str, seq: u64, cpu: u32, at_ms: i64) -> Vec<String> {
-        self.apply(Command::RecordEvents {
+        self.apply(Command::RecordEvents(cmd::RecordEvents {
             agent_id: agent.into(),
             events: vec![Event {
                 key: EventKey {
@@ -723,7 +735,7 @@ impl Log {
                 data: json!({ "cpu": cpu }),
             }],
             at_ms,
-        });
+        }));
         self.state.event_log.events.back().unwrap().outcomes.clone()
     }
 
@@ -816,12 +828,12 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
     let first: Vec<AgentId> = log.state.work.placements["web"].iter().cloned().collect();
     assert_eq!(first.len(), 1);
     let lost = first[0].clone();
-    log.apply(Command::AgentLost {
+    log.apply(Command::AgentLost(cmd::AgentLost {
         agent_id: lost.clone(),
         silent_ms: 30_000,
         last_hello_ms: 1,
         at_ms: 9,
-    });
+    }));
     assert!(log.state.fleet.agents[&lost].lost);
     let placed: Vec<&AgentId> = log.state.work.placements["web"].iter().collect();
     assert_eq!(placed.len(), 1);
@@ -841,7 +853,7 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
             .pending_tasks_for(&lost)
             .all(|task| task.action != Action::Remove)
     );
-    log.apply(Command::AgentHello {
+    log.apply(Command::AgentHello(cmd::AgentHello {
         agent_id: lost.clone(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
@@ -849,7 +861,7 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
         at_ms: 10,
-    });
+    }));
     assert!(!log.state.fleet.agents[&lost].lost);
     assert!(
         log.state
@@ -950,11 +962,11 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
     let mut cause = first_task;
     let mut repairs = 0;
     for seq in 1..=10 {
-        log.apply(Command::RecordEvents {
+        log.apply(Command::RecordEvents(cmd::RecordEvents {
             agent_id: "edge-1".into(),
             events: vec![crash(seq, &cause)],
             at_ms: seq as i64,
-        });
+        }));
         let record = log.state.event_log.events.back().unwrap();
         match record.plan_ids.first() {
             Some(plan) => {
@@ -992,17 +1004,17 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
     let held = log.load("a1", 2, 95, 2_000);
     assert!(held[0].contains("held: a1 awaits approval"), "{held:?}");
     let answer = |log: &mut Log, id: &str, approve: bool| {
-        log.apply(Command::Answer {
+        log.apply(Command::Answer(cmd::Answer {
             id: id.into(),
             approve,
             by: "operator/alice".into(),
             at_ms: 3_000,
-        })
+        }))
     };
-    let Response::Answered {
+    let Response::Answered(cmd::Answered {
         outcome,
         plan_id: Some(plan),
-    } = answer(&mut log, "a1", true)
+    }) = answer(&mut log, "a1", true)
     else {
         panic!()
     };
@@ -1018,16 +1030,19 @@ fn an_approval_rule_waits_for_an_operator_and_acts_only_when_approved() {
             .contains("approved by operator/alice")
     );
     assert!(
-        matches!(answer(&mut log, "a1", true), Response::Rejected { .. }),
+        matches!(
+            answer(&mut log, "a1", true),
+            Response::Rejected(cmd::Rejected { .. })
+        ),
         "answered once"
     );
     // A rejected one is dropped.
     log.load("a1", 3, 95, 4_000);
     let id = log.state.rule_book.approvals.keys().next().unwrap().clone();
-    let Response::Answered {
+    let Response::Answered(cmd::Answered {
         outcome,
         plan_id: None,
-    } = answer(&mut log, &id, false)
+    }) = answer(&mut log, &id, false)
     else {
         panic!()
     };
@@ -1043,11 +1058,11 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
     yaml.push_str("---\nkind: Timer\nname: morning\ncron: \"0 7 * * *\"\ndata: { shift: day }\n---\nkind: Rule\nname: morning-scale\nmatch: { type: [timer.fired], subject: [morning] }\naction: { scale: { service: web, to: 6 } }\n");
     log.put_specs(&yaml);
     let fire = |log: &mut Log, scheduled_ms: i64| {
-        log.apply(Command::TimerFired {
+        log.apply(Command::TimerFired(cmd::TimerFired {
             timer: "morning".into(),
             scheduled_ms,
             at_ms: scheduled_ms + 5,
-        });
+        }));
         log.state
             .event_log
             .events
@@ -1066,28 +1081,30 @@ fn a_timer_fires_once_per_scheduled_time_and_rules_act_on_it() {
         "the same time again (a new leader) raises nothing"
     );
     assert_eq!(fire(&mut log, 1_000), 1, "nor an older one");
-    log.apply(Command::TimerFired {
+    log.apply(Command::TimerFired(cmd::TimerFired {
         timer: "ghost".into(),
         scheduled_ms: 1,
         at_ms: 1,
-    });
+    }));
     assert!(!log.state.rule_book.timers_fired.contains_key("ghost"));
 }
 
 #[test]
 fn a_rollout_goes_on_when_a_batch_agent_is_lost() {
     let mut log = Log::running_web_v1(false);
-    let Response::SpecsApplied { plan_ids, .. } = log.put_specs(&web("v2", false)) else {
+    let Response::SpecsApplied(cmd::SpecsApplied { plan_ids, .. }) =
+        log.put_specs(&web("v2", false))
+    else {
         panic!()
     };
     let tasks = log.tasks_of(&plan_ids[0]);
     let first_agent = log.state.work.tasks[&tasks[0].0].agent_id.clone();
-    log.apply(Command::AgentLost {
+    log.apply(Command::AgentLost(cmd::AgentLost {
         agent_id: first_agent,
         silent_ms: 30_000,
         last_hello_ms: 1,
         at_ms: 9,
-    });
+    }));
     let after = log.tasks_of(&plan_ids[0]);
     assert_eq!(after[0].1, TaskState::Superseded);
     assert_eq!(
@@ -1114,17 +1131,18 @@ fn only_the_version_s_own_rollout_rolls_back() {
         }
     }
     // A later reconcile (a new agent) fails: no rollback of the service.
-    let Response::AgentRegistered { reconcile_plans } = log.hello("a4", 1) else {
+    let Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans }) = log.hello("a4", 1)
+    else {
         panic!()
     };
     assert!(reconcile_plans.is_empty(), "web is full at 3");
-    log.apply(Command::Scale {
+    log.apply(Command::Scale(cmd::Scale {
         service: "web".into(),
         replicas: 4,
         reason: String::new(),
         requested_by: "operator/alice".into(),
         at_ms: 20,
-    });
+    }));
     let scale_plan = log.state.work.plans.keys().last().unwrap().clone();
     let task = log.state.work.plans[&scale_plan].task_ids[0].clone();
     log.report(&task, TaskState::Failed);
@@ -1149,15 +1167,15 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         time_unix_ms: 0,
         data: json!({ "cpu": cpu }),
     };
-    log.apply(Command::RecordEvents {
+    log.apply(Command::RecordEvents(cmd::RecordEvents {
         agent_id: "a1".into(),
         events: vec![reading(1, 95), reading(2, 5)],
         at_ms: 1_000,
-    });
+    }));
     let ids: Vec<&String> = log.state.rule_book.approvals.keys().collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
     // The leader decided a2 was lost, but a2 said hello since.
-    log.apply(Command::AgentHello {
+    log.apply(Command::AgentHello(cmd::AgentHello {
         agent_id: "a2".into(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
@@ -1165,13 +1183,13 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
         at_ms: 50,
-    });
-    log.apply(Command::AgentLost {
+    }));
+    log.apply(Command::AgentLost(cmd::AgentLost {
         agent_id: "a2".into(),
         silent_ms: 30_000,
         last_hello_ms: 1,
         at_ms: 60,
-    });
+    }));
     assert!(!log.state.fleet.agents[&AgentId::from("a2")].lost);
 }
 
@@ -1179,7 +1197,7 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
 fn a_rule_on_host_lost_sees_the_lost_agent_s_labels() {
     let mut log = Log::new();
     for (agent, site) in [("a1", "ams"), ("a2", "ams"), ("a3", "fra")] {
-        log.apply(Command::AgentHello {
+        log.apply(Command::AgentHello(cmd::AgentHello {
             agent_id: agent.into(),
             boot_epoch: 1,
             labels: [("site".to_owned(), site.to_owned())].into(),
@@ -1187,19 +1205,19 @@ fn a_rule_on_host_lost_sees_the_lost_agent_s_labels() {
             memory_bytes: 1 << 30,
             highest_term_seen: 1,
             at_ms: 1,
-        });
+        }));
     }
     log.put_specs(&format!(
         "{}---\nkind: Rule\nname: ams-down\nmatch: {{ type: [host.lost], agent: {{ labels: {{ site: [ams] }} }} }}\naction: {{ scale: {{ service: web, to: 1 }} }}\n",
         web("v1", false)
     ));
     let lose = |log: &mut Log, agent: &str| {
-        log.apply(Command::AgentLost {
+        log.apply(Command::AgentLost(cmd::AgentLost {
             agent_id: agent.into(),
             silent_ms: 1,
             last_hello_ms: 1,
             at_ms: 5,
-        });
+        }));
         log.state.event_log.events.back().unwrap().rules.clone()
     };
     assert!(lose(&mut log, "a3").is_empty(), "fra is not matched");

@@ -1,6 +1,7 @@
 //! Rule windows, stale signals and blast radius, through `apply`.
 
 use super::*;
+use crate::state::command as cmd;
 
 fn windowed(window: &str, guardrails: &str) -> String {
     format!(
@@ -96,7 +97,7 @@ fn an_average_window_ignores_a_spike_and_refuses_a_missing_reading() {
         "one spike among low readings scales nothing"
     );
     // A reading without the field is held, never counted as 0.
-    log.apply(Command::RecordEvents {
+    log.apply(Command::RecordEvents(cmd::RecordEvents {
         agent_id: "a1".into(),
         events: vec![Event {
             key: EventKey {
@@ -111,7 +112,7 @@ fn an_average_window_ignores_a_spike_and_refuses_a_missing_reading() {
             data: json!({ "memory": 3 }),
         }],
         at_ms: 4_000,
-    });
+    }));
     let held = &log.state.event_log.events.back().unwrap().outcomes;
     assert!(
         held[0].contains("held: not counted: `data.cpu` is missing or not a number"),
@@ -160,11 +161,11 @@ signal: {on_silent}
         );
         let overdue = log.state.overdue_signals(40_000);
         assert_eq!(overdue, [("load".to_owned(), 10_000)], "{mode}");
-        log.apply(Command::SignalSilent {
+        log.apply(Command::SignalSilent(cmd::SignalSilent {
             rule: "load".into(),
             last_signal_ms: 10_000,
             at_ms: 40_000,
-        });
+        }));
         let state = &log.state.rule_book.rule_state["load"];
         assert!(state.silent, "{mode}");
         assert!(
@@ -187,11 +188,11 @@ signal: {on_silent}
         }
         assert_eq!(log.target(), expect_target, "{mode}");
         // Proposed twice (a new leader): nothing more happens.
-        log.apply(Command::SignalSilent {
+        log.apply(Command::SignalSilent(cmd::SignalSilent {
             rule: "load".into(),
             last_signal_ms: 10_000,
             at_ms: 41_000,
-        });
+        }));
         assert_eq!(silent_events(&log).len(), raised.len(), "{mode}");
         assert!(log.state.overdue_signals(90_000).is_empty(), "{mode}");
         // The signal returns.
@@ -212,11 +213,11 @@ fn a_silence_verdict_made_before_an_event_arrived_is_void() {
     ));
     log.load("a1", 1, 50, 5_000);
     // The leader decided on the reading before this one.
-    log.apply(Command::SignalSilent {
+    log.apply(Command::SignalSilent(cmd::SignalSilent {
         rule: "scale-up".into(),
         last_signal_ms: 2,
         at_ms: 5_500,
-    });
+    }));
     assert!(!log.state.rule_book.rule_state["scale-up"].silent);
 }
 
