@@ -211,6 +211,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     let timers = TimerClock {
         state: state.clone(),
         proposer: proposer.clone(),
+        first_seen: Default::default(),
     };
     let silence = SilenceWatch {
         state: state.clone(),
@@ -219,6 +220,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     let provisioner = ProvisionRunner {
         state: state.clone(),
         proposer: proposer.clone(),
+        running_here: Default::default(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
     };
     let notifier = Notifier {
         state: state.clone(),

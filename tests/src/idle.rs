@@ -58,11 +58,11 @@ pub fn measure_dev(dir: &Path, settle: Duration, window: Duration) -> IdleCpu {
     let agent_pid = wait_until("levee dev's agent process", START_TIMEOUT, || {
         child_named(dev.pid(), "levee-agent").ok_or("not started".to_owned())
     });
-    std::thread::park_timeout(settle);
+    std::thread::sleep(settle);
     let started = Instant::now();
     let controller_before = cpu_ticks(dev.pid());
     let agent_before = cpu_ticks(agent_pid);
-    std::thread::park_timeout(window);
+    std::thread::sleep(window);
     let controller_used = cpu_ticks(dev.pid()) - controller_before;
     let agent_used = cpu_ticks(agent_pid) - agent_before;
     let elapsed = started.elapsed();

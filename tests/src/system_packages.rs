@@ -89,8 +89,12 @@ fn missing(packages: &[Package]) -> Vec<Package> {
 }
 
 fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
 }
 
 fn apt(args: &[&str]) -> bool {

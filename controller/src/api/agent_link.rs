@@ -97,6 +97,10 @@ impl AgentLink for AgentLinkService {
         }
         let agent_id = AgentId::new(identity.name.clone());
         let span = info_span!("agent_session", %agent_id, boot_epoch = hello.boot_epoch);
+        // A hello that commits but whose session never registers (the
+        // stream dropped meanwhile) must still reach the lost monitor,
+        // which wakes on session changes: report an attempt that ends.
+        let _attempt = self.sessions.attempt();
         self.register(&agent_id, &hello)
             .instrument(span.clone())
             .await?;

@@ -1,9 +1,11 @@
 //! Sends pending tasks to connected agents while this node leads.
 //!
 //! After each applied entry it sends just the tasks that entry made
-//! pending (the state machine keeps them by index); a session that is new,
-//! whose stream was full, or that outlived a change of term is sent every
-//! pending task of its agent instead. Nothing is rescanned at rest.
+//! pending (the state machine keeps them by index); a session that is new
+//! or whose stream was full is sent every pending task of its agent instead,
+//! as is every session already registered when a term starts (sessions
+//! end with the term, so only those that registered as it began).
+//! Nothing is rescanned at rest.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -68,7 +68,13 @@ pub async fn run_while_leader<Job, Run>(
             tokio::select! {
                 () = &mut run => finished = true,
                 changed = watch.changed() => {
-                    if changed.is_err() || *watch.borrow_and_update() != Some(term) {
+                    if changed.is_err() {
+                        // Raft is gone: stop this job and the loop.
+                        stepped_down.cancel();
+                        run.as_mut().await;
+                        return;
+                    }
+                    if *watch.borrow_and_update() != Some(term) {
                         stepped_down.cancel();
                     }
                 }

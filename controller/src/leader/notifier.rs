@@ -75,6 +75,9 @@ impl Notifier {
                         });
                         if let Err(err) = proposer.propose(command).await {
                             warn!(error = %err, "could not record the call's result");
+                            // Held in flight a moment, so the call is not
+                            // sent again at once while proposals fail.
+                            tokio::time::sleep(FIRST_BACKOFF).await;
                         }
                         in_flight
                             .lock()

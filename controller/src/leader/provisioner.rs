@@ -14,9 +14,9 @@ use levee_common::spec::ProvisionerSpec;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::sleep_until;
@@ -35,18 +35,23 @@ const OUTPUT_TAIL: usize = 4096;
 pub struct ProvisionRunner {
     pub state: SharedState,
     pub proposer: Proposer,
+    /// Provisions this node is running, whatever the term: a run goes on
+    /// across a change of leadership and reports for itself (committed if
+    /// this node leads again); only the node's shutdown ends it.
+    pub running_here: Arc<Mutex<BTreeSet<String>>>,
+    /// Where runs are spawned: the node waits for them at shutdown.
+    pub tracker: TaskTracker,
+    /// The node's shutdown, which kills runs and their process groups.
+    pub shutdown: CancellationToken,
 }
 
 impl ProvisionRunner {
-    /// Runs pending provisions while this node leads `term`; woken by
-    /// applied entries. Stepping down drops the runs, which kills their
-    /// commands (kill_on_drop): a deposed leader starts nothing and
-    /// finishes nothing, and the next leader closes what it left running
-    /// as `unknown`, never running it again.
+    /// Starts pending provisions while this node leads `term`; woken by
+    /// applied entries (a run's result is one). A run started in an
+    /// earlier term by another leader is closed as `unknown`, never run
+    /// again.
     pub async fn lead(self, term: u64, stepped_down: CancellationToken) {
-        let mut running: JoinSet<()> = JoinSet::new();
-        // Provisions this node is running now.
-        let running_here: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let running_here = self.running_here.clone();
         let mut applied = self.state.subscribe();
         loop {
             // A proposal that failed is tried again shortly.
@@ -86,8 +91,10 @@ impl ProvisionRunner {
                     continue;
                 }
                 let Some(spec) = spec else {
-                    self.finish(&id, Err("its provisioner is no longer in the specs".into()))
-                        .await;
+                    let gone = Err("its provisioner is no longer in the specs".into());
+                    if !self.finish(&id, gone).await {
+                        retry_at = Some(Instant::now() + RETRY);
+                    }
                     continue;
                 };
                 lock(&running_here).insert(id.clone());
@@ -113,10 +120,15 @@ impl ProvisionRunner {
                 let proposer = self.proposer.clone();
                 let running_here = running_here.clone();
                 let span = info_span!("provision", %id, provisioner = %spec.name);
-                running.spawn(
+                let shutdown = self.shutdown.clone();
+                self.tracker.spawn(
                     async move {
                         info!(argv = ?spec.argv, "running the provisioner");
-                        let result = run_provisioner(&spec, &id).await;
+                        let result = tokio::select! {
+                            result = run_provisioner(&spec, &id) => result,
+                            // Dropping the run kills its process group.
+                            () = shutdown.cancelled() => return,
+                        };
                         match &result {
                             Ok(_) => info!("provisioner succeeded"),
                             Err(err) => warn!(error = %err, "provisioner failed"),
@@ -137,20 +149,35 @@ impl ProvisionRunner {
             tokio::select! {
                 () = stepped_down.cancelled() => break,
                 _ = applied.changed() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = sleep_until(retry_at) => {}
             }
         }
     }
 
-    async fn finish(&self, id: &str, result: Result<String, String>) {
+    /// Commits a provision's end; false when that failed (try again).
+    async fn finish(&self, id: &str, result: Result<String, String>) -> bool {
         let command = Command::ProvisionFinished(cmd::ProvisionFinished {
             id: id.to_owned(),
             result,
             at_ms: now_ms(),
         });
-        if let Err(err) = self.proposer.propose(command).await {
-            warn!(%id, error = %err, "could not close a provision");
+        match self.proposer.propose(command).await {
+            Ok(_) => true,
+            Err(err) => {
+                warn!(%id, error = %err, "could not close a provision");
+                false
+            }
+        }
+    }
+}
+
+/// Kills a process group when dropped, unless disarmed.
+struct KillGroup(Option<Pid>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            let _ = killpg(group, Signal::SIGKILL);
         }
     }
 }
@@ -181,6 +208,9 @@ async fn run_provisioner(spec: &ProvisionerSpec, id: &str) -> Result<String, Str
         .spawn()
         .map_err(|err| format!("cannot run {:?}: {err}", spec.argv[0]))?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    // Whatever ends this run early (a timeout, the node stopping) ends
+    // everything the command started in its group too.
+    let mut kill_group = KillGroup(group);
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let output = async {
@@ -192,12 +222,11 @@ async fn run_provisioner(spec: &ProvisionerSpec, id: &str) -> Result<String, Str
     };
     let timeout = Duration::from_millis(u64::from(spec.timeout_ms));
     let Ok((out, err, status)) = tokio::time::timeout(timeout, output).await else {
-        // Timed out: the command and whatever it started in its group go.
-        if let Some(group) = group {
-            let _ = killpg(group, Signal::SIGKILL);
-        }
+        // Timed out: the command and whatever it started in its group go
+        // (KillGroup, on return).
         return Err(format!("timed out after {} ms", spec.timeout_ms));
     };
+    kill_group.0 = None;
     let status = status.map_err(|err| format!("waiting for it: {err}"))?;
     if status.success() {
         Ok(tail(&out))

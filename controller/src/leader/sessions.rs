@@ -98,6 +98,15 @@ impl Sessions {
         }
     }
 
+    /// Marks a session attempt: whenever the returned guard is dropped
+    /// (registered or not), watchers are woken, so an agent whose hello
+    /// committed without a session is looked at again.
+    pub fn attempt(&self) -> SessionAttempt {
+        SessionAttempt {
+            changes: self.changes.clone(),
+        }
+    }
+
     pub fn connected(&self) -> Vec<AgentId> {
         let mut agents: Vec<AgentId> = self.lock().by_agent.keys().cloned().collect();
         agents.sort();
@@ -183,6 +192,17 @@ impl Sessions {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Wakes session watchers when dropped: see [`Sessions::attempt`].
+pub struct SessionAttempt {
+    changes: watch::Sender<u64>,
+}
+
+impl Drop for SessionAttempt {
+    fn drop(&mut self) {
+        self.changes.send_modify(|generation| *generation += 1);
     }
 }
 

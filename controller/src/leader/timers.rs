@@ -8,6 +8,7 @@
 //! the timers' record change.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -23,32 +24,40 @@ use crate::state::command::Command;
 pub struct TimerClock {
     pub state: SharedState,
     pub proposer: Proposer,
+    /// When this node first saw each timer that has never fired, kept
+    /// across its terms, so a time missed while it did not lead still
+    /// fires when it leads again.
+    pub first_seen: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl TimerClock {
     pub async fn lead(self, _term: u64, stepped_down: CancellationToken) {
         let mut applied = self.state.subscribe();
-        // When this node first saw each timer that has never fired.
-        let mut first_seen: HashMap<String, i64> = HashMap::new();
         loop {
             let now = now_ms();
-            let (due, next) = self.state.read(|state| {
-                let mut due = Vec::new();
-                let mut next: Option<i64> = None;
-                for timer in state.desired.specs.timers.values() {
-                    let after = match state.rule_book.timers_fired.get(&timer.name) {
-                        Some(last) => *last,
-                        None => *first_seen.entry(timer.name.clone()).or_insert(now),
-                    };
-                    if let Some(scheduled) = timer.due(after, now) {
-                        due.push((timer.name.clone(), scheduled));
+            let (due, next) = {
+                let mut first_seen = self
+                    .first_seen
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.state.read(|state| {
+                    let mut due = Vec::new();
+                    let mut next: Option<i64> = None;
+                    for timer in state.desired.specs.timers.values() {
+                        let after = match state.rule_book.timers_fired.get(&timer.name) {
+                            Some(last) => *last,
+                            None => *first_seen.entry(timer.name.clone()).or_insert(now),
+                        };
+                        if let Some(scheduled) = timer.due(after, now) {
+                            due.push((timer.name.clone(), scheduled));
+                        }
+                        if let Some(at) = timer.next_after(now) {
+                            next = Some(next.map_or(at, |next| next.min(at)));
+                        }
                     }
-                    if let Some(at) = timer.next_after(now) {
-                        next = Some(next.map_or(at, |next| next.min(at)));
-                    }
-                }
-                (due, next)
-            });
+                    (due, next)
+                })
+            };
             let mut next = next;
             for (timer, scheduled_ms) in due {
                 info!(%timer, scheduled_ms, "timer due");
