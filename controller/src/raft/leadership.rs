@@ -3,6 +3,12 @@
 //!
 //! It follows openraft's server metrics, which change only with votes,
 //! server states and membership, never with each log entry.
+//!
+//! The follower also rests Raft's ticker while this node is the only
+//! member and leads: with no one to send heartbeats to and no one to
+//! elect, the ticker (about a hundred wake-ups a second with a 50 ms
+//! heartbeat) would be all an idle one-node cluster does. Any change of
+//! membership or leadership turns it back on at once.
 
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
@@ -23,8 +29,15 @@ impl Leadership {
     pub fn follow(raft: &LeveeRaft) -> Self {
         let mut metrics = raft.server_metrics();
         let (sender, receiver) = watch::channel(leading_term(&metrics));
+        let raft = raft.clone();
         tokio::spawn(async move {
+            let mut resting = false;
             loop {
+                let alone = leads_alone(&metrics);
+                if alone != resting {
+                    raft.runtime_config().tick(!alone);
+                    resting = alone;
+                }
                 tokio::select! {
                     () = sender.closed() => break,
                     changed = metrics.changed() => {
@@ -67,6 +80,17 @@ type ServerMetricsWatch = openraft::type_config::alias::WatchReceiverOf<
     super::TypeConfig,
     openraft::metrics::RaftServerMetrics<super::TypeConfig>,
 >;
+
+/// Whether this node leads a membership of itself alone, with no change of
+/// membership under way.
+fn leads_alone(metrics: &ServerMetricsWatch) -> bool {
+    let metrics = metrics.borrow_watched();
+    let membership = metrics.membership_config.membership();
+    let only_me = membership.voter_ids().eq([metrics.id])
+        && membership.learner_ids().next().is_none()
+        && metrics.membership_config == metrics.committed_membership_config;
+    metrics.state == ServerState::Leader && metrics.current_leader == Some(metrics.id) && only_me
+}
 
 fn leading_term(metrics: &ServerMetricsWatch) -> Option<u64> {
     let metrics = metrics.borrow_watched();
