@@ -2,11 +2,14 @@
 //! messages the API answers with and the tasks the leader sends, made from
 //! the replicated state's records in one place.
 
+use levee_common::ids::TaskId;
 use levee_common::pb;
 
 use crate::engine::planner::Action;
 use crate::raft::membership::Members;
-use crate::state::records::{EventRecord, PlanRecord, SpecVersion, TaskRecord};
+use crate::state::records::{
+    EventRecord, PlanRecord, ResourceOutcome, SpecVersion, TaskRecord, TaskReport, TaskState,
+};
 
 pub fn members_response(members: Members) -> pb::MembershipResponse {
     pb::MembershipResponse {
@@ -137,5 +140,64 @@ pub fn task_message(task: &TaskRecord, term: u64) -> pb::ControllerMessage {
     };
     pb::ControllerMessage {
         body: Some(pb::controller_message::Body::Task(task)),
+    }
+}
+
+/// An agent's report on a task as the state records it; refused when the
+/// agent names a state a report cannot have.
+pub fn task_report(update: pb::TaskUpdate) -> Result<TaskReport, String> {
+    let state = match pb::TaskState::try_from(update.state) {
+        Ok(pb::TaskState::Succeeded) => TaskState::Succeeded,
+        Ok(pb::TaskState::Failed) => TaskState::Failed,
+        Ok(pb::TaskState::Refused) => TaskState::Refused,
+        _ => {
+            return Err(format!(
+                "task {}: unknown state {}",
+                update.task_id, update.state
+            ));
+        }
+    };
+    Ok(TaskReport {
+        task_id: TaskId::new(update.task_id),
+        state,
+        outcomes: update
+            .outcomes
+            .into_iter()
+            .map(|outcome| ResourceOutcome {
+                resource: outcome.resource,
+                changed: outcome.changed,
+                detail: outcome.detail,
+            })
+            .collect(),
+        error: update.error,
+        finished_ms: update.finished_unix_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_report_keeps_its_outcomes_and_an_unknown_state_is_refused() {
+        let update = |state: i32| pb::TaskUpdate {
+            task_id: "t7.0.1".into(),
+            state,
+            outcomes: vec![pb::ResourceOutcome {
+                resource: "file:web.conf".into(),
+                changed: true,
+                detail: "written".into(),
+            }],
+            error: String::new(),
+            finished_unix_ms: 1234,
+            ..Default::default()
+        };
+        let report = task_report(update(pb::TaskState::Succeeded as i32)).unwrap();
+        assert_eq!(report.state, TaskState::Succeeded);
+        assert_eq!(report.task_id, TaskId::new("t7.0.1"));
+        assert_eq!(report.outcomes[0].resource, "file:web.conf");
+        assert_eq!(report.finished_ms, 1234);
+        let refused = task_report(update(99)).unwrap_err();
+        assert!(refused.contains("unknown state 99"), "{refused}");
     }
 }

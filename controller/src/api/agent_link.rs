@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::Stream;
 use levee_common::event::Event;
 use levee_common::identity::Identity;
-use levee_common::ids::{AgentId, TaskId};
+use levee_common::ids::AgentId;
 use levee_common::pb::agent_link_server::AgentLink;
 use levee_common::pb::{self, AgentMessage, ControllerMessage, agent_message, controller_message};
 use tokio::sync::mpsc;
@@ -21,11 +21,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::auth::caller;
 use super::error::ApiError;
 use crate::clock::now_ms;
+use crate::convert::task_report;
 use crate::leader::sessions::{Outbound, SessionGuard, Sessions};
 use crate::raft::proposer::Proposer;
 use crate::state::command as cmd;
 use crate::state::command::Command;
-use crate::state::records::{ResourceOutcome, TaskReport, TaskState};
 
 /// How long an agent has to say hello after connecting.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -273,32 +273,8 @@ impl Session {
     }
 
     async fn record_task_update(&self, update: pb::TaskUpdate) -> Result<(), Status> {
-        let state = match pb::TaskState::try_from(update.state) {
-            Ok(pb::TaskState::Succeeded) => TaskState::Succeeded,
-            Ok(pb::TaskState::Failed) => TaskState::Failed,
-            Ok(pb::TaskState::Refused) => TaskState::Refused,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "task {}: unknown state {}",
-                    update.task_id, update.state
-                )));
-            }
-        };
-        let report = TaskReport {
-            task_id: TaskId::new(update.task_id),
-            state,
-            outcomes: update
-                .outcomes
-                .into_iter()
-                .map(|outcome| ResourceOutcome {
-                    resource: outcome.resource,
-                    changed: outcome.changed,
-                    detail: outcome.detail,
-                })
-                .collect(),
-            error: update.error,
-            finished_ms: update.finished_unix_ms,
-        };
+        let report = task_report(update).map_err(Status::invalid_argument)?;
+        let state = report.state;
         let task_id = report.task_id.clone();
         self.proposer
             .propose(Command::RecordTaskReport(cmd::RecordTaskReport {
