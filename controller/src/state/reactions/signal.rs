@@ -51,34 +51,30 @@ impl ClusterState {
     /// Rules whose signal has been silent too long at `now_ms` and is not
     /// marked silent yet, with when they last heard (for the leader).
     pub fn overdue_signals(&self, now_ms: i64) -> Vec<(String, i64)> {
-        self.desired
-            .specs
-            .rules
-            .values()
-            .filter_map(|rule| {
-                let signal = rule.signal.as_ref()?;
-                let state = self.rule_book.rule_state.get(&rule.name)?;
-                let last = state.last_signal_ms?;
-                let overdue = now_ms.saturating_sub(last) >= signal.silent_after_ms as i64;
-                (overdue && !state.silent).then(|| (rule.name.clone(), last))
-            })
+        self.signals_heard()
+            .filter(|(_, _, silent_at)| now_ms >= *silent_at)
+            .map(|(rule, last, _)| (rule.to_owned(), last))
             .collect()
     }
 
     /// When the earliest signal not yet silent will have been quiet for
     /// its `silent_after_ms`: when the leader must look again.
     pub fn next_signal_deadline(&self) -> Option<i64> {
-        self.desired
-            .specs
-            .rules
-            .values()
-            .filter_map(|rule| {
-                let signal = rule.signal.as_ref()?;
-                let state = self.rule_book.rule_state.get(&rule.name)?;
-                let last = state.last_signal_ms?;
-                (!state.silent).then(|| last.saturating_add(signal.silent_after_ms as i64))
-            })
+        self.signals_heard()
+            .map(|(_, _, silent_at)| silent_at)
             .min()
+    }
+
+    /// Each rule with a signal not marked silent: its name, when it last
+    /// heard, and when it goes silent if nothing comes.
+    fn signals_heard(&self) -> impl Iterator<Item = (&str, i64, i64)> {
+        self.desired.specs.rules.values().filter_map(|rule| {
+            let signal = rule.signal.as_ref()?;
+            let state = self.rule_book.rule_state.get(&rule.name)?;
+            let last = state.last_signal_ms?;
+            let silent_at = last.saturating_add(signal.silent_after_ms as i64);
+            (!state.silent).then_some((rule.name.as_str(), last, silent_at))
+        })
     }
 
     /// The leader found `rule`'s signal silent since `last_signal_ms`. Void

@@ -1,13 +1,14 @@
-//! The controller's modules form layers, and an import may only point
-//! down: no cycles, and nothing reaching up into what uses it. Inside a
-//! module, its sibling files form no cycle either. This reads the sources
-//! (tests excluded) and fails naming the import at fault.
+//! The controller's and the agent's modules form layers, and an import
+//! may only point down: no cycles, and nothing reaching up into what uses
+//! it. Inside a module, its sibling files form no cycle either. This reads
+//! the sources (tests excluded) and fails naming the import at fault.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Bottom to top; a module may import only from earlier layers.
-const LAYERS: &[&[&str]] = &[
+/// The controller's layers, bottom to top: a module may import only from
+/// earlier layers.
+const CONTROLLER: &[&[&str]] = &[
     &["clock", "engine"],
     &["state"],
     &["raft"],
@@ -19,8 +20,33 @@ const LAYERS: &[&[&str]] = &[
     &["cli"],
 ];
 
-fn layer_of(module: &str) -> Option<usize> {
-    LAYERS.iter().position(|layer| layer.contains(&module))
+/// The agent's layers, bottom to top.
+const AGENT: &[&[&str]] = &[
+    &["clock", "util", "group", "user", "paths", "logs", "task"],
+    &["exec", "wire"],
+    &["store"],
+    &["outbox", "journal"],
+    &["probe", "supervisor"],
+    &["health"],
+    &["apply"],
+    &["sources"],
+    &["drift"],
+    &["link"],
+    &["metrics_endpoint"],
+];
+
+#[test]
+fn the_controller_imports_only_down_its_layers_with_no_cycles() {
+    check("controller", CONTROLLER);
+}
+
+#[test]
+fn the_agent_imports_only_down_its_layers_with_no_cycles() {
+    check("agent", AGENT);
+}
+
+fn layer_of(layers: &[&[&str]], module: &str) -> Option<usize> {
+    layers.iter().position(|layer| layer.contains(&module))
 }
 
 /// Every `.rs` file under `dir`, but test files.
@@ -83,39 +109,45 @@ fn position(relative: &Path) -> (String, Option<String>) {
     (parts[0].clone(), child)
 }
 
-#[test]
-fn every_import_points_down_a_layer_and_no_siblings_form_a_cycle() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Checks the crate in `crate_dir` (beside this crate) against `layers`.
+fn check(crate_dir: &str, layers: &[&[&str]]) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_dir)
+        .join("src");
     let mut files = Vec::new();
     sources(&src, &mut files);
     let mut upward = Vec::new();
     // Edges between sibling files of one module: (module, from) -> to.
-    let mut siblings: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut siblings = Siblings::new();
     for file in &files {
         let relative = file.strip_prefix(&src).unwrap();
         let (module, child) = position(relative);
-        if matches!(module.as_str(), "lib" | "main") {
+        if matches!(module.as_str(), "lib" | "main" | "testing") {
             continue;
         }
-        let layer = layer_of(&module)
-            .unwrap_or_else(|| panic!("module `{module}` is in no layer: add it to LAYERS"));
+        let layer = layer_of(layers, &module)
+            .unwrap_or_else(|| panic!("module `{module}` is in no layer: add it to the layers"));
         let lines = code(&std::fs::read_to_string(file).unwrap());
-        for path in paths_after(&lines, "crate::") {
+        // In a module's own file (`x.rs`, `x/mod.rs`), `super::` is the
+        // crate root: those paths are crate paths.
+        let parts = relative.components().count();
+        let at_root = parts == 1 || (parts == 2 && relative.ends_with("mod.rs"));
+        let mut crate_paths = paths_after(&lines, "crate::");
+        if at_root {
+            crate_paths.extend(paths_after(&lines, "super::"));
+        }
+        for path in crate_paths {
             let Some(imported) = path.first() else {
                 continue;
             };
             if *imported == module {
                 if let (Some(child), Some(target)) = (&child, path.get(1)) {
-                    siblings
-                        .entry(module.clone())
-                        .or_default()
-                        .entry(child.clone())
-                        .or_default()
-                        .insert(target.clone());
+                    add_sibling(&mut siblings, &module, child, target);
                 }
                 continue;
             }
-            let Some(imported_layer) = layer_of(imported) else {
+            let Some(imported_layer) = layer_of(layers, imported) else {
                 panic!("{}: `crate::{imported}` is in no layer", relative.display());
             };
             if imported_layer >= layer {
@@ -131,12 +163,7 @@ fn every_import_points_down_a_layer_and_no_siblings_form_a_cycle() {
         {
             for path in paths_after(&lines, "super::") {
                 if let Some(target) = path.first() {
-                    siblings
-                        .entry(module.clone())
-                        .or_default()
-                        .entry(child.clone())
-                        .or_default()
-                        .insert(target.clone());
+                    add_sibling(&mut siblings, &module, child, target);
                 }
             }
         }
@@ -159,6 +186,18 @@ fn every_import_points_down_a_layer_and_no_siblings_form_a_cycle() {
         cycles.is_empty(),
         "sibling files that import each other:\n{cycles:#?}"
     );
+}
+
+type Siblings = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+
+/// Records that `from`, a file of `module`, imports its sibling `to`.
+fn add_sibling(siblings: &mut Siblings, module: &str, from: &str, to: &str) {
+    siblings
+        .entry(module.to_owned())
+        .or_default()
+        .entry(from.to_owned())
+        .or_default()
+        .insert(to.to_owned());
 }
 
 /// Whether `from` reaches `to` through `edges`.
