@@ -213,21 +213,10 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
+    use crate::testing::append;
 
     const BUDGET: usize = 1 << 20;
-
-    fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
 
     fn poll(follower: &mut Follower) -> Vec<String> {
         let mut lines = Vec::new();

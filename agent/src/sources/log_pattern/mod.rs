@@ -128,7 +128,6 @@ async fn record(pattern: &Matcher, context: &SourceContext, data: serde_json::Va
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::path::{Path, PathBuf};
 
     use levee_common::agent_config::LogPattern;
@@ -137,17 +136,7 @@ mod tests {
     use super::*;
     use crate::outbox::Outbox;
     use crate::sources::validate;
-    use crate::testing::{PATIENCE, events, fixture, wait_until};
-
-    fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
+    use crate::testing::{PATIENCE, append, events, fixture, wait_until};
 
     fn errors(path: PathBuf) -> Matcher {
         Matcher::compile(&LogPattern {
