@@ -7,7 +7,7 @@
 //! end with the term, so only those that registered as it began).
 //! Nothing is rescanned at rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use levee_common::ids::{AgentId, TaskId};
@@ -41,7 +41,7 @@ impl Dispatcher {
         let mut sessions_changed = self.sessions.subscribe();
         // A new term: every session gets every pending task not yet sent.
         self.sessions.want_all_everywhere();
-        let (_, mut cursor) = self.state.fresh_tasks_since(u64::MAX);
+        let mut cursor = self.state.applied_index();
         let mut retry_at: Option<Instant> = None;
         loop {
             let (since, read_to) = self.state.fresh_tasks_since(cursor);
@@ -73,7 +73,7 @@ impl Dispatcher {
     /// Sends `fresh` tasks, and every pending task to sessions that want
     /// all; says whether some stream was full.
     fn dispatch(&self, term: u64, fresh: Vec<(AgentId, TaskId)>) -> bool {
-        let wanting_all = self.sessions.take_wanting_all();
+        let wanting_all: HashSet<AgentId> = self.sessions.take_wanting_all().into_iter().collect();
         let fresh: Vec<(AgentId, TaskId)> = fresh
             .into_iter()
             .filter(|(agent_id, _)| {
@@ -104,7 +104,7 @@ impl Dispatcher {
 fn outgoing(
     state: &ClusterState,
     term: u64,
-    wanting_all: &[AgentId],
+    wanting_all: &HashSet<AgentId>,
     fresh: &[(AgentId, TaskId)],
 ) -> BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> {
     let mut outgoing: BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> = BTreeMap::new();

@@ -72,6 +72,15 @@ impl SharedState {
         self.changes.subscribe()
     }
 
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        let applied = self
+            .applied
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        applied.last_applied.map_or(0, |id| id.index)
+    }
+
     /// The tasks made pending by entries after `cursor`, and the index
     /// read up to (the next cursor), under one lock.
     pub fn fresh_tasks_since(&self, cursor: u64) -> (Since, u64) {
