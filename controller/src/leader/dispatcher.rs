@@ -126,3 +126,101 @@ fn outgoing(
         .for_each(add);
     outgoing
 }
+
+#[cfg(test)]
+mod tests {
+    use levee_common::pb;
+    use levee_common::spec::SpecSet;
+
+    use super::*;
+    use crate::state::command::{self as cmd, Command};
+    use crate::state::records::LogPosition;
+
+    /// A state with `agents` and a service placed on each of them.
+    fn fleet(agents: &[&str]) -> ClusterState {
+        let mut state = ClusterState::default();
+        let mut index = 0;
+        let mut apply = |state: &mut ClusterState, command: Command| {
+            index += 1;
+            state.apply(LogPosition { index, term: 1 }, command);
+        };
+        for agent in agents {
+            let hello = cmd::AgentHello {
+                agent_id: (*agent).into(),
+                boot_epoch: 1,
+                labels: Default::default(),
+                cpu_millis: 1000,
+                memory_bytes: 1 << 30,
+                highest_term_seen: 1,
+                at_ms: 1,
+            };
+            apply(&mut state, hello.into());
+        }
+        let yaml = format!(
+            "kind: Service\nname: web\nreplicas: {}\nprocess: {{ argv: [/bin/web] }}\n",
+            agents.len()
+        );
+        let specs = cmd::PutSpecs {
+            specs: SpecSet::parse([("web.yaml", yaml.as_str())]).unwrap(),
+            reason: "test".into(),
+            applied_by: "operator/test".into(),
+            at_ms: 2,
+        };
+        apply(&mut state, specs.into());
+        state
+    }
+
+    fn pending(state: &ClusterState) -> Vec<(AgentId, TaskId)> {
+        state
+            .work
+            .tasks
+            .values()
+            .filter(|task| task.state == TaskState::Pending)
+            .map(|task| (task.agent_id.clone(), task.task_id.clone()))
+            .collect()
+    }
+
+    fn sent_to(
+        outgoing: &BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>>,
+    ) -> Vec<(String, String)> {
+        outgoing
+            .iter()
+            .flat_map(|(agent, messages)| {
+                messages
+                    .iter()
+                    .map(|(task_id, _)| (agent.to_string(), task_id.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fresh_tasks_still_pending_go_out_and_finished_ones_do_not() {
+        let mut state = fleet(&["a1", "a2"]);
+        let fresh = pending(&state);
+        assert_eq!(fresh.len(), 2, "one task per agent");
+        let all = outgoing(&state, 3, &HashSet::new(), &fresh);
+        assert_eq!(sent_to(&all).len(), 2);
+        // A later command of the same entry superseded one of them.
+        let (_, superseded) = fresh[0].clone();
+        state.work.tasks.get_mut(&superseded).unwrap().state = TaskState::Superseded;
+        let left = sent_to(&outgoing(&state, 3, &HashSet::new(), &fresh));
+        assert_eq!(left, [(fresh[1].0.to_string(), fresh[1].1.to_string())]);
+    }
+
+    #[test]
+    fn a_session_wanting_all_gets_every_pending_task_of_its_agent_only() {
+        let state = fleet(&["a1", "a2", "a3"]);
+        let wanting: HashSet<AgentId> = [AgentId::from("a2")].into();
+        let sent = sent_to(&outgoing(&state, 3, &wanting, &[]));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "a2");
+        // The term the task is stamped with is the leader's, not the
+        // term that made it.
+        let messages = outgoing(&state, 9, &wanting, &[]);
+        let (_, message) = &messages[&AgentId::from("a2")][0];
+        let Some(pb::controller_message::Body::Task(task)) = &message.body else {
+            panic!("a task message: {message:?}");
+        };
+        assert_eq!(task.term, 9);
+    }
+}

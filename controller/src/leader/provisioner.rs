@@ -292,4 +292,40 @@ mod tests {
             "it did not wait out the sleep"
         );
     }
+
+    #[tokio::test]
+    async fn a_run_dropped_midway_kills_everything_its_command_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        // The command starts a child of its own, then waits.
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let spec = spec(&script, 60_000);
+        let mut run = Box::pin(run_provisioner(&spec, "h1"));
+        let child: i32 = loop {
+            tokio::select! {
+                _ = &mut run => panic!("the provisioner ended early"),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+            {
+                break pid;
+            }
+        };
+        // The node stops (or the run is otherwise dropped) midway.
+        drop(run);
+        let gone = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            // Signal 0 probes; a zombie not yet reaped counts as gone too.
+            nix::sys::signal::kill(Pid::from_raw(child), None).is_err()
+                || std::fs::read_to_string(format!("/proc/{child}/stat"))
+                    .is_ok_and(|stat| stat.contains(") Z"))
+        });
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        assert!(
+            gone,
+            "the command's own child {child} outlived the dropped run: {stat}"
+        );
+    }
 }

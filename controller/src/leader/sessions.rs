@@ -222,3 +222,64 @@ impl Drop for SessionGuard {
             .send_modify(|generation| *generation += 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use levee_common::pb::{self, controller_message};
+
+    use super::*;
+
+    fn message(n: u32) -> (TaskId, ControllerMessage) {
+        let task = pb::Task {
+            task_id: format!("t{n}"),
+            ..Default::default()
+        };
+        let message = ControllerMessage {
+            body: Some(controller_message::Body::Task(task)),
+        };
+        (TaskId::new(format!("t{n}")), message)
+    }
+
+    #[test]
+    fn a_full_stream_stops_the_delivery_and_asks_for_a_full_send_later() {
+        let sessions = Sessions::default();
+        let (outbound, mut inbound) = mpsc::channel(2);
+        let _guard = sessions.register("a1".into(), outbound, CancellationToken::new());
+        assert_eq!(
+            sessions.take_wanting_all(),
+            [AgentId::from("a1")],
+            "a new session"
+        );
+        assert!(
+            sessions.take_wanting_all().is_empty(),
+            "taking clears the mark"
+        );
+
+        let first = sessions.deliver(&"a1".into(), (1..=3).map(message));
+        assert_eq!(first.sent, [TaskId::new("t1"), TaskId::new("t2")]);
+        assert!(first.full);
+        assert_eq!(sessions.take_wanting_all(), [AgentId::from("a1")]);
+
+        // Room again: what was sent is skipped, the rest goes.
+        inbound.try_recv().unwrap().unwrap();
+        inbound.try_recv().unwrap().unwrap();
+        let second = sessions.deliver(&"a1".into(), (1..=3).map(message));
+        assert_eq!(second.sent, [TaskId::new("t3")]);
+        assert!(!second.full);
+    }
+
+    #[test]
+    fn a_session_attempt_and_a_dropped_session_wake_watchers() {
+        let sessions = Sessions::default();
+        let mut changes = sessions.subscribe();
+        drop(sessions.attempt());
+        assert!(changes.has_changed().unwrap(), "an attempt that ends");
+        changes.mark_unchanged();
+        let (outbound, _inbound) = mpsc::channel(1);
+        let guard = sessions.register("a1".into(), outbound, CancellationToken::new());
+        changes.mark_unchanged();
+        drop(guard);
+        assert!(changes.has_changed().unwrap(), "a session that ends");
+        assert!(!sessions.is_connected(&"a1".into()));
+    }
+}
