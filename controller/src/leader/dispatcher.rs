@@ -130,44 +130,21 @@ fn outgoing(
 #[cfg(test)]
 mod tests {
     use levee_common::pb;
-    use levee_common::spec::SpecSet;
 
     use super::*;
-    use crate::state::command::{self as cmd, Command};
-    use crate::state::records::LogPosition;
+    use crate::state::test_log::Log;
 
     /// A state with `agents` and a service placed on each of them.
     fn fleet(agents: &[&str]) -> ClusterState {
-        let mut state = ClusterState::default();
-        let mut index = 0;
-        let mut apply = |state: &mut ClusterState, command: Command| {
-            index += 1;
-            state.apply(LogPosition { index, term: 1 }, command);
-        };
+        let mut log = Log::new();
         for agent in agents {
-            let hello = cmd::AgentHello {
-                agent_id: (*agent).into(),
-                boot_epoch: 1,
-                labels: Default::default(),
-                cpu_millis: 1000,
-                memory_bytes: 1 << 30,
-                highest_term_seen: 1,
-                at_ms: 1,
-            };
-            apply(&mut state, hello.into());
+            log.hello(agent, 1);
         }
-        let yaml = format!(
+        log.put_specs(&format!(
             "kind: Service\nname: web\nreplicas: {}\nprocess: {{ argv: [/bin/web] }}\n",
             agents.len()
-        );
-        let specs = cmd::PutSpecs {
-            specs: SpecSet::parse([("web.yaml", yaml.as_str())]).unwrap(),
-            reason: "test".into(),
-            applied_by: "operator/test".into(),
-            at_ms: 2,
-        };
-        apply(&mut state, specs.into());
-        state
+        ));
+        log.state
     }
 
     fn pending(state: &ClusterState) -> Vec<(AgentId, TaskId)> {

@@ -300,14 +300,12 @@ impl Families<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::state::command as cmd;
     use prometheus_client::collector::Collector;
     use prometheus_client::encoding::prometheus_text;
     use prometheus_client::registry::Registry;
 
     use super::*;
-    use crate::state::command::Command;
-    use crate::state::records::LogPosition;
+    use crate::state::test_log::Log;
 
     /// A state and a view, shown as they are.
     #[derive(Debug)]
@@ -330,40 +328,13 @@ mod tests {
 
     #[test]
     fn a_scrape_shows_agents_services_and_rules() {
-        let mut state = ClusterState::default();
-        let mut index = 0;
-        let mut apply = |state: &mut ClusterState, command: Command| {
-            index += 1;
-            state.apply(LogPosition { index, term: 1 }, command);
-        };
-        for agent in ["a1", "a2"] {
-            apply(
-                &mut state,
-                Command::AgentHello(cmd::AgentHello {
-                    agent_id: agent.into(),
-                    boot_epoch: 1,
-                    labels: Default::default(),
-                    cpu_millis: 1000,
-                    memory_bytes: 1 << 30,
-                    highest_term_seen: 1,
-                    at_ms: 1,
-                }),
-            );
-        }
-        let specs = levee_common::spec::SpecSet::parse([(
-            "s.yaml",
+        let mut log = Log::new();
+        log.hello("a1", 1);
+        log.hello("a2", 1);
+        log.put_specs(
             "kind: Service\nname: web\nreplicas: 3\nplacement: { resources: { cpu_millis: 1000 } }\nprocess: { argv: [/bin/web] }\n---\nkind: Rule\nname: grow\nmatch: { type: [app.load] }\naction: { scale: { service: web, by: 1 } }\n",
-        )])
-        .unwrap();
-        apply(
-            &mut state,
-            Command::PutSpecs(cmd::PutSpecs {
-                specs,
-                reason: "test".into(),
-                applied_by: "test".into(),
-                at_ms: 2,
-            }),
         );
+        let state = log.state;
         let node = NodeView {
             is_leader: true,
             term: 4,

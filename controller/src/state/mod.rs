@@ -21,6 +21,8 @@ pub mod reactions;
 pub mod records;
 mod retention;
 mod rollout;
+#[cfg(test)]
+pub(crate) mod test_log;
 pub mod whatif;
 pub mod why;
 

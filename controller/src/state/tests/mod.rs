@@ -7,6 +7,7 @@ use super::records::{ResourceOutcome, TaskReport};
 use super::*;
 use crate::engine::planner::Action;
 use crate::state::command as cmd;
+use crate::state::test_log::Log;
 
 mod actions;
 mod determinism;
@@ -24,70 +25,7 @@ match: { type: [host.process.exited], subject: [clock] }
 action: { repair: { service: clock } }
 "#;
 
-struct Log {
-    state: ClusterState,
-    index: u64,
-    term: u64,
-}
-
 impl Log {
-    fn new() -> Self {
-        Self {
-            state: ClusterState::default(),
-            index: 0,
-            term: 1,
-        }
-    }
-
-    fn apply(&mut self, command: Command) -> Response {
-        self.index += 1;
-        self.state.apply(
-            LogPosition {
-                index: self.index,
-                term: self.term,
-            },
-            command,
-        )
-    }
-
-    fn hello(&mut self, agent: &str, epoch: u64) -> Response {
-        self.apply(Command::AgentHello(cmd::AgentHello {
-            agent_id: agent.into(),
-            boot_epoch: epoch,
-            labels: BTreeMap::new(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: epoch,
-            at_ms: 1,
-        }))
-    }
-
-    /// An agent's first hello, with `labels`.
-    fn hello_with(&mut self, agent: &str, labels: &[(&str, &str)]) {
-        self.apply(Command::AgentHello(cmd::AgentHello {
-            agent_id: agent.into(),
-            boot_epoch: 1,
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: 1,
-            at_ms: 1,
-        }));
-    }
-
-    fn put_specs(&mut self, yaml: &str) -> Response {
-        let specs = SpecSet::parse([("specs.yaml", yaml)]).unwrap();
-        self.apply(Command::PutSpecs(cmd::PutSpecs {
-            specs,
-            reason: "test".into(),
-            applied_by: "operator/test".into(),
-            at_ms: 2,
-        }))
-    }
-
     fn events(&mut self, agent: &str, epoch: u64, seqs: &[u64]) -> Response {
         let events = seqs.iter().map(|seq| exited(agent, epoch, *seq)).collect();
         self.apply(Command::RecordEvents(cmd::RecordEvents {
