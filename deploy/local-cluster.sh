@@ -103,13 +103,12 @@ TOML
   done
   for n in $(seq 1 "$agents"); do
     [ -e "$dir/pki/agent-$n.crt" ] || "$levee" ca issue --dir "$dir/pki" --role agent --name "agent-$n" >/dev/null
+    # Labels are the cluster's to give: set them as an operator before the
+    # agent first connects (an agent's own config only reports facts).
+    LEVEE_CLI_CONFIG="$dir/cli.toml" "$levee" agents label "agent-$n" role=demo "site=site-$n" >/dev/null
     cat > "$dir/agent-$n.toml" <<TOML
 controllers = [${controllers%, }]
 data_dir = "$dir/agent-$n"
-
-[labels]
-role = "demo"
-site = "site-$n"
 
 [tls]
 ca = "$dir/pki/ca.crt"

@@ -328,6 +328,7 @@ mod tests {
             Resource::File(FileResource {
                 path: "banner.txt".into(),
                 content: "hi\n".into(),
+                secret: None,
                 mode: 0o644,
             }),
             Resource::Directory(DirectoryResource {
@@ -338,6 +339,7 @@ mod tests {
                 name: "web".into(),
                 argv: vec!["/bin/sleep".into(), "600".into()],
                 env: Default::default(),
+                secret_env: Default::default(),
                 working_dir: None,
                 restart: RestartPolicy::Never,
                 user: None,

@@ -30,7 +30,8 @@ enum AgentCommand {
     /// Send an event from this host to the controllers, through the
     /// running agent (its `emit.sock`). Exits 0 once the event is stored.
     Emit {
-        /// The event type, e.g. `app.load` (`host.*` and `levee.*` are reserved).
+        /// The event type, e.g. `app.load` (`host.*`, `levee.*` and `timer.*`
+        /// are reserved).
         #[arg(value_name = "TYPE")]
         event_type: String,
         /// The event's data, a JSON document.

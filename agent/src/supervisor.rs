@@ -665,6 +665,7 @@ mod tests {
                 name: name.into(),
                 argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
                 env: Default::default(),
+                secret_env: Default::default(),
                 working_dir: None,
                 restart: RestartPolicy::Never,
                 user: None,

@@ -178,6 +178,7 @@ mod tests {
         let file = Resource::File(FileResource {
             path: "a.txt".into(),
             content: "a".into(),
+            secret: None,
             mode: 0o644,
         });
         let task = Task::from(pb::Task {

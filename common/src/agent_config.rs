@@ -24,7 +24,10 @@ pub struct AgentConfig {
     pub controllers: Vec<String>,
     /// Holds the outbox, the task journal and the services' directories.
     pub data_dir: PathBuf,
-    /// Labels that rules and placement selectors match.
+    /// Facts this host reports about itself (`levee agents` shows them).
+    /// They are not labels: selectors, spreads and rules match only
+    /// labels an operator gives (`levee agents label`), and a service
+    /// matches facts only through its `placement.facts`.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Directories resources may touch. Empty means `<data_dir>/services`.
@@ -488,7 +491,7 @@ mod tests {
     fn the_example_agent_config_in_deploy_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/agent.toml");
         let config = AgentConfig::load(&path).unwrap();
-        assert_eq!(config.labels["role"], "demo");
+        assert_eq!(config.labels["arch"], "x86_64");
         assert_eq!(
             config.roots(),
             [PathBuf::from("/var/lib/levee-agent/services")]

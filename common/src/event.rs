@@ -44,6 +44,9 @@ pub mod types {
     /// service; data: service, target, placed, short). Raised again only
     /// when the shortfall changes.
     pub const SERVICE_UNPLACED: &str = "levee.service.unplaced";
+    /// Raised by the controllers: an operator changed an agent's labels
+    /// (subject: the agent; data: agent, labels, previous, by).
+    pub const AGENT_LABELLED: &str = "levee.agent.labelled";
     /// The metric came back past the threshold's `clear` value.
     pub const METRIC_CLEARED: &str = "host.metric.cleared";
     /// A `[[check]]` probe failed `unhealthy_threshold` times in a row

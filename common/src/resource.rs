@@ -79,6 +79,10 @@ pub struct FileResource {
     /// Absolute path; agents refuse paths outside their allowed roots.
     pub path: String,
     pub content: String,
+    /// The content is this secret's value (`content` is then empty until
+    /// the leader resolves it into the task; see `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     /// Unix permission bits.
     #[serde(default = "default_file_mode")]
     pub mode: u32,
@@ -91,6 +95,10 @@ pub struct ProcessResource {
     pub argv: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables whose value is a secret's, by the secret's name; the
+    /// leader resolves them into `env` in the task it sends (`secret`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     #[serde(default)]
     pub working_dir: Option<String>,
     #[serde(default)]
@@ -297,6 +305,7 @@ impl TryFrom<pb::Resource> for Resource {
                 Ok(Resource::File(FileResource {
                     path: file.path,
                     content: file.content,
+                    secret: None,
                     mode: file.mode,
                 }))
             }
@@ -342,6 +351,7 @@ impl TryFrom<pb::Resource> for Resource {
                     name: process.name,
                     argv: process.argv,
                     env: process.env.into_iter().collect(),
+                    secret_env: Default::default(),
                     working_dir: non_empty(process.working_dir),
                     restart,
                     user: non_empty(process.user),
@@ -377,6 +387,7 @@ mod tests {
             Resource::File(FileResource {
                 path: "/srv/a".into(),
                 content: "hi\n".into(),
+                secret: None,
                 mode: 0o600,
             }),
             Resource::Directory(DirectoryResource {
@@ -396,6 +407,7 @@ mod tests {
                 name: "clock".into(),
                 argv: vec!["/bin/sleep".into(), "9".into()],
                 env: BTreeMap::from([("A".into(), "1".into())]),
+                secret_env: Default::default(),
                 working_dir: Some("/srv".into()),
                 restart: RestartPolicy::OnFailure,
                 user: Some("nobody".into()),

@@ -39,6 +39,7 @@ fn agents() -> BTreeMap<AgentId, AgentRecord> {
                 agent_id: id.clone(),
                 boot_epoch: 1,
                 labels,
+                facts: Default::default(),
                 cpu_millis: 64_000,
                 memory_bytes: 256 << 30,
                 first_seen_ms: 0,

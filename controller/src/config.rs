@@ -46,6 +46,11 @@ pub struct NodeConfig {
     /// it to a private address). Off when unset.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// One file per secret that specs name (`{ secret: NAME }`), read by
+    /// the leader when it sends a task. Give every controller the same
+    /// files, readable by the controller only.
+    #[serde(default)]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 /// How the leader watches its agents.

@@ -4,6 +4,7 @@
 
 use levee_common::ids::TaskId;
 use levee_common::pb;
+use levee_common::secret::{self, SecretError, SecretSource};
 
 use crate::engine::planner::Action;
 use crate::raft::membership::Members;
@@ -124,13 +125,28 @@ pub fn version_info(version: &SpecVersion, current: u64) -> pb::VersionInfo {
 }
 
 /// A task as the leader of `term` sends it to its agent.
-pub fn task_message(task: &TaskRecord, term: u64) -> pb::ControllerMessage {
+///
+/// Secrets the task's resources name are read from `secrets` into the
+/// message, and only there: a task the planner made for this agent is the
+/// one place a secret's value travels.
+pub fn task_message(
+    task: &TaskRecord,
+    term: u64,
+    secrets: &dyn SecretSource,
+) -> Result<pb::ControllerMessage, SecretError> {
+    let resources = task
+        .resources
+        .iter()
+        .map(|resource| {
+            secret::resolve(resource, secrets).map(|resolved| pb::Resource::from(&resolved))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let task = pb::Task {
         task_id: task.task_id.to_string(),
         term,
         plan_id: task.plan_id.to_string(),
         service: task.service.clone(),
-        resources: task.resources.iter().map(pb::Resource::from).collect(),
+        resources,
         remove: task.action == Action::Remove,
         run: task.run.as_ref().map(|run| pb::RunCommand {
             argv: run.argv.clone(),
@@ -138,9 +154,9 @@ pub fn task_message(task: &TaskRecord, term: u64) -> pb::ControllerMessage {
             timeout_ms: run.timeout_ms,
         }),
     };
-    pb::ControllerMessage {
+    Ok(pb::ControllerMessage {
         body: Some(pb::controller_message::Body::Task(task)),
-    }
+    })
 }
 
 /// An agent's report on a task as the state records it; refused when the

@@ -9,6 +9,8 @@
 //!   lost, fire timers, run provisioners, call webhooks), each job started
 //!   and stopped with leadership.
 //! - [`sources`]: webhooks and MQTT, turned into events the leader commits.
+//! - [`secrets`]: secret values, read from this node's secrets directory
+//!   only when the leader builds a task.
 //! - [`metrics`]: Prometheus metrics, rendered from the state at scrape time.
 //! - [`node`]: starts and stops one controller node.
 //! - [`cli`]: the `levee` commands.
@@ -23,5 +25,6 @@ pub mod leader;
 pub mod metrics;
 pub mod node;
 pub mod raft;
+pub mod secrets;
 pub mod sources;
 pub mod state;

@@ -40,6 +40,7 @@ use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::{SharedState, StateMachine};
 use crate::raft::{LeveeRaft, store};
+use crate::secrets::SecretsDir;
 use crate::sources;
 use crate::sources::mqtt::MqttSource;
 use crate::sources::sink::InboundSink;
@@ -156,6 +157,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         sessions: sessions.clone(),
         membership: membership.clone(),
         network: network.clone(),
+        secrets: SecretsDir::new(config.secrets_dir.clone()),
     };
     let raft_service = RaftService {
         node_id: config.node_id,
@@ -228,9 +230,11 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         state: state.clone(),
         proposer: proposer.clone(),
     };
+    let secrets = SecretsDir::new(config.secrets_dir.clone());
     let dispatcher = Dispatcher {
         state: state.clone(),
         sessions: sessions.clone(),
+        secrets: secrets.clone(),
     };
     // Every leader-only job has the same shape: started on becoming
     // leader, cancelled on stepping down.

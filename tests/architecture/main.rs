@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The controller's layers, bottom to top: a module may import only from
 /// earlier layers.
 const CONTROLLER: &[&[&str]] = &[
-    &["clock", "engine"],
+    &["clock", "engine", "secrets"],
     &["state"],
     &["raft"],
     &["convert"],

@@ -207,7 +207,8 @@ impl TestEnv {
         }
     }
 
-    /// Starts an agent named `name` with `labels`, pointed at `controllers`.
+    /// Starts an agent named `name`, labelled `labels` by an operator (and
+    /// reporting them as its facts too), pointed at `controllers`.
     pub fn start_agent(
         &self,
         name: &str,
@@ -248,6 +249,7 @@ impl TestEnv {
         configure: impl FnOnce(&mut AgentConfig),
     ) -> (AgentConfig, PathBuf) {
         let tls = self.pki.issue("agent", name);
+        label_agent(name, labels, controllers);
         let config = AgentConfig {
             controllers: controllers
                 .iter()
@@ -282,6 +284,28 @@ impl TestEnv {
         }
         dir
     }
+}
+
+/// Gives `agent` its `labels` as an operator would (`levee agents label`),
+/// through whichever of `controllers` answers: placement and rules use
+/// only labels the cluster gave.
+fn label_agent(agent: &str, labels: &[(&str, &str)], controllers: &[&ControllerProcess]) {
+    if labels.is_empty() || controllers.is_empty() {
+        return;
+    }
+    let changes: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut args = vec!["agents", "label", agent];
+    args.extend(changes.iter().map(String::as_str));
+    wait_until(&format!("agent {agent} labelled"), STARTUP, || {
+        let mut errors = Vec::new();
+        for controller in controllers {
+            match controller.run(&args) {
+                Ok(_) => return Ok(()),
+                Err(err) => errors.push(err),
+            }
+        }
+        Err(errors.join("; "))
+    });
 }
 
 impl Default for TestEnv {

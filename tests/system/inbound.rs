@@ -53,6 +53,7 @@ listen = "127.0.0.1:0"
 name = "alertmanager"
 format = "alertmanager"
 token_file = "{}"
+may_name_hosts = true
 
 [[webhooks.endpoint]]
 name = "deploys"

@@ -53,6 +53,7 @@ fn process(name: &str, script: &str) -> ProcessResource {
         name: name.into(),
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
         env: Default::default(),
+        secret_env: Default::default(),
         working_dir: None,
         restart: RestartPolicy::Never,
         user: None,
@@ -65,6 +66,7 @@ fn file(path: &str, content: &str) -> Resource {
     Resource::File(FileResource {
         path: path.into(),
         content: content.into(),
+        secret: None,
         mode: 0o644,
     })
 }
@@ -111,6 +113,7 @@ async fn a_task_id_is_applied_once_and_its_outcome_replayed() {
         Resource::File(FileResource {
             path: "index.html".into(),
             content: "hi".into(),
+            secret: None,
             mode: 0o644,
         }),
         starter(),
@@ -162,6 +165,7 @@ async fn a_task_from_an_older_term_is_refused_unapplied() {
     let file = Resource::File(FileResource {
         path: "a.txt".into(),
         content: "x".into(),
+        secret: None,
         mode: 0o644,
     });
     fixture
@@ -193,6 +197,7 @@ async fn a_path_outside_the_allowed_roots_is_refused_with_the_reason() {
     let escape = Resource::File(FileResource {
         path: "/etc/levee-should-not-exist".into(),
         content: "x".into(),
+        secret: None,
         mode: 0o644,
     });
     let update = fixture

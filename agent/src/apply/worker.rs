@@ -117,6 +117,7 @@ mod tests {
             resources: Ok(vec![Resource::File(FileResource {
                 path: "a.txt".into(),
                 content: "a".into(),
+                secret: None,
                 mode: 0o644,
             })]),
             remove: false,

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use levee_common::agent_config::AgentConfig;
 use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
+use levee_common::namespace::{self, Raiser};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -27,7 +28,6 @@ use crate::util::blocking;
 
 /// Longest request line: the largest event data plus room for the rest.
 const MAX_LINE_BYTES: usize = MAX_EVENT_DATA_BYTES + 4096;
-const RESERVED_PREFIXES: [&str; 2] = ["host.", "levee."];
 
 /// The socket's path for an agent with this data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -59,14 +59,7 @@ pub fn check(request: &EmitRequest) -> Result<(), String> {
     if request.event_type.is_empty() {
         return Err("the event type is empty".into());
     }
-    if let Some(prefix) = RESERVED_PREFIXES
-        .iter()
-        .find(|prefix| request.event_type.starts_with(**prefix))
-    {
-        return Err(format!(
-            "event types starting with `{prefix}` are reserved for Levee itself"
-        ));
-    }
+    namespace::check(Raiser::Workload, &request.event_type).map_err(|err| err.to_string())?;
     for (field, value) in [("type", &request.event_type), ("subject", &request.subject)] {
         if value.len() > MAX_EVENT_FIELD_BYTES {
             return Err(format!(
@@ -267,10 +260,17 @@ mod tests {
         let (fixture, path, stop, server) = serving().await;
         let outbox = fixture.outbox.clone();
         let before = outbox.unacknowledged().unwrap();
-        let err = emit(&path, &request("host.process.exited", Value::Null))
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("reserved"), "{err}");
+        for reserved in [
+            "host.process.exited",
+            "timer.fired",
+            " Levee.x",
+            "HOST.lost",
+        ] {
+            let err = emit(&path, &request(reserved, Value::Null))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("reserved"), "{reserved}: {err}");
+        }
         let huge = Value::String("x".repeat(MAX_EVENT_DATA_BYTES + 1));
         assert!(emit(&path, &request("app.big", huge)).await.is_err());
         // Garbage straight on the socket gets an error reply, not a crash.

@@ -191,6 +191,7 @@ impl ModuleSpec {
                 path: sub_opt(&Some(file.path.clone())).unwrap_or_default(),
                 content: sub_opt(&file.content),
                 template: sub_opt(&file.template),
+                secret: None,
                 mode: file.mode,
             })
             .collect();

@@ -12,6 +12,7 @@ use crate::resource::{
     CommandResource, DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, DirectoryResource,
     FileResource, HealthCheck, Probe, ProcessResource, Resource, RestartPolicy,
 };
+use crate::secret::{self, SecretRef};
 
 /// A workload: what runs, with which files, on how many matching agents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -51,8 +52,15 @@ pub struct ServiceSpec {
 #[serde(deny_unknown_fields)]
 pub struct Placement {
     /// Agents whose labels contain all of these may run the service.
+    /// Labels are given by the cluster (`levee agents label`), never
+    /// claimed by an agent.
     #[serde(default)]
     pub selector: BTreeMap<String, String>,
+    /// Agents must also report all of these facts about themselves (the
+    /// `labels` of the agent's own config). An opt-in: any host, or anyone
+    /// holding its certificate, can claim any fact.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
     /// Spread replicas evenly across the values of this agent label
     /// (e.g. `site`), so one site's loss takes as few as possible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,14 +80,25 @@ pub struct ResourceRequests {
     pub memory_mb: u64,
 }
 
+/// An environment variable's value: given, or a secret's by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(SecretRef),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceProcess {
     /// Program and arguments, run directly (never through a shell built
     /// from data).
     pub argv: Vec<String>,
+    /// Each variable a string, or `{ secret: NAME }`: the value of a
+    /// secret in the controllers' secrets directory, sent only inside the
+    /// task for an agent the service is placed on.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     /// Relative to the service's directory on the agent unless absolute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
@@ -135,8 +154,8 @@ pub struct CommandProbeSpec {
     pub argv: Vec<String>,
 }
 
-/// A file: exact `content`, or a `template` rendered per agent with
-/// `agent.id`, `agent.labels` and `service.name`.
+/// A file: exact `content`, a `template` rendered per agent with
+/// `agent.id`, `agent.labels` and `service.name`, or a `secret`'s value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceFile {
@@ -146,6 +165,10 @@ pub struct ServiceFile {
     pub content: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The value of this secret in the controllers' secrets directory,
+    /// sent only inside the task for an agent the service is placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     #[serde(default = "default_file_mode")]
     pub mode: u32,
 }
@@ -255,6 +278,7 @@ impl ServiceSpec {
             resources.push(Resource::File(FileResource {
                 path: file.path.clone(),
                 content,
+                secret: file.secret.clone(),
                 mode: file.mode,
             }));
         }
@@ -272,7 +296,24 @@ impl ServiceSpec {
         resources.push(Resource::Process(ProcessResource {
             name: self.name.clone(),
             argv: self.process.argv.clone(),
-            env: self.process.env.clone(),
+            env: self
+                .process
+                .env
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    EnvValue::Plain(value) => Some((name.clone(), value.clone())),
+                    EnvValue::Secret(_) => None,
+                })
+                .collect(),
+            secret_env: self
+                .process
+                .env
+                .iter()
+                .filter_map(|(name, value)| match value {
+                    EnvValue::Secret(SecretRef { secret }) => Some((name.clone(), secret.clone())),
+                    EnvValue::Plain(_) => None,
+                })
+                .collect(),
             working_dir: self.process.working_dir.clone(),
             restart: self.process.restart,
             user: self.process.user.clone(),
@@ -280,6 +321,16 @@ impl ServiceSpec {
             health: self.health.as_ref().and_then(HealthSpec::to_check),
         }));
         Ok(resources)
+    }
+
+    /// The secrets this service's process and files name, sorted.
+    pub fn secret_names(&self) -> std::collections::BTreeSet<&str> {
+        let env = self.process.env.values().filter_map(|value| match value {
+            EnvValue::Secret(SecretRef { secret }) => Some(secret.as_str()),
+            EnvValue::Plain(_) => None,
+        });
+        let files = self.files.iter().filter_map(|file| file.secret.as_deref());
+        env.chain(files).collect()
     }
 
     /// Every problem with this service on its own (references to other
@@ -341,6 +392,21 @@ impl ServiceSpec {
                     ),
                 ));
             }
+            if let Some(name) = &file.secret {
+                if file.content.is_some() || file.template.is_some() {
+                    problems.push((
+                        "secret",
+                        format!(
+                            "file `{}`: give `content`, `template` or `secret`, only one",
+                            file.path
+                        ),
+                    ));
+                }
+                if let Some(problem) = secret::name_problem(name) {
+                    problems.push(("secret", format!("file `{}`: {problem}", file.path)));
+                }
+                continue;
+            }
             match (&file.content, &file.template) {
                 (Some(_), Some(_)) => problems.push((
                     "template",
@@ -351,7 +417,10 @@ impl ServiceSpec {
                 )),
                 (None, None) => problems.push((
                     "path",
-                    format!("file `{}`: needs `content` or `template`", file.path),
+                    format!(
+                        "file `{}`: needs `content`, `template` or `secret`",
+                        file.path
+                    ),
                 )),
                 (None, Some(source)) => {
                     if let Err(err) = template::check(source) {
@@ -359,6 +428,13 @@ impl ServiceSpec {
                     }
                 }
                 (Some(_), None) => {}
+            }
+        }
+        for (variable, value) in &self.process.env {
+            if let EnvValue::Secret(SecretRef { secret }) = value
+                && let Some(problem) = secret::name_problem(secret)
+            {
+                problems.push(("env", format!("env `{variable}`: {problem}")));
             }
         }
         let mut commands = std::collections::BTreeSet::new();

@@ -251,14 +251,30 @@ fn replicas_accept_a_count_or_a_range_and_nothing_else() {
 #[test]
 fn a_file_needs_content_or_a_valid_template() {
     for (file, problem) in [
-        ("{ path: a }", "needs `content` or `template`"),
+        ("{ path: a }", "needs `content`, `template` or `secret`"),
         ("{ path: a, content: x, template: y }", "not both"),
         ("{ path: a, template: \"{% if %}\" }", "template"),
+        ("{ path: a, content: x, secret: db }", "only one"),
+        ("{ path: a, secret: ../shadow }", "secret name"),
     ] {
         let doc = format!("kind: Service\nname: s\nprocess: {{ argv: [a] }}\nfiles: [{file}]\n");
         let errors = SpecSet::parse([("f.yaml", doc.as_str())]).unwrap_err().0;
         assert!(errors[0].message.contains(problem), "{file}: {errors:?}");
     }
+}
+
+#[test]
+fn secrets_are_named_in_specs_and_resources_never_valued() {
+    let doc = "kind: Service\nname: s\nprocess:\n  argv: [a]\n  env: { PLAIN: x, DB_PASSWORD: { secret: db-password } }\nfiles: [{ path: creds, secret: db-creds, mode: 0o600 }]\n";
+    let set = SpecSet::parse([("f.yaml", doc)]).unwrap();
+    let service = &set.services["s"];
+    assert_eq!(
+        service.secret_names().into_iter().collect::<Vec<_>>(),
+        ["db-creds", "db-password"]
+    );
+    let bad = "kind: Service\nname: s\nprocess:\n  argv: [a]\n  env: { K: { secret: \"a b\" } }\n";
+    let errors = SpecSet::parse([("f.yaml", bad)]).unwrap_err().0;
+    assert!(errors[0].message.contains("env `K`"), "{errors:?}");
 }
 
 #[test]

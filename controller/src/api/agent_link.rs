@@ -152,7 +152,10 @@ impl AgentLinkService {
         let command = Command::AgentHello(cmd::AgentHello {
             agent_id: agent_id.clone(),
             boot_epoch: hello.boot_epoch,
-            labels: hello.labels.clone().into_iter().collect(),
+            // What the agent says of itself is a fact, never a label:
+            // labels decide what it runs and are the cluster's to give.
+            labels: Default::default(),
+            facts: hello.labels.clone().into_iter().collect(),
             cpu_millis: capacity.cpu_millis,
             memory_bytes: capacity.memory_bytes,
             highest_term_seen: hello.highest_term_seen,
@@ -255,8 +258,18 @@ impl Session {
             accepted,
             duplicates,
             acks,
+            refused,
+            refusal,
         } = recorded.map_err(ApiError::FailedPrecondition)?;
         debug!(first_event = %first_id, log_index = log_id.index, accepted, duplicates, "events committed");
+        if refused > 0 {
+            // Acknowledged all the same: the agent's outbox must move on.
+            warn!(
+                refused,
+                reason = refusal.as_deref().unwrap_or(""),
+                "refused events of types this agent may not send"
+            );
+        }
         for (boot_epoch, up_to_seq) in acks {
             let ack = pb::EventAck {
                 boot_epoch,

@@ -1,6 +1,7 @@
-//! The Control API's view of automation: draining agents by hand, rules
+//! The Control API's view of automation: draining and labelling agents by hand, rules
 //! with their guardrail state, and provisions.
 
+use levee_common::identity::check_name;
 use levee_common::pb;
 use tonic::{Request, Status};
 use tracing::info;
@@ -44,6 +45,27 @@ pub async fn drain(
     info!(caller = %identity, agent = %request.agent_id, undo = request.undo, "drain");
     Ok(pb::DrainResponse {
         plan_id: plan_id.map(|id| id.to_string()).unwrap_or_default(),
+    })
+}
+
+pub async fn label_agent(
+    service: &ControlService,
+    request: Request<pb::LabelAgentRequest>,
+) -> Result<pb::LabelAgentResponse, Status> {
+    let identity = caller(&request)?;
+    let request = request.into_inner();
+    check_name(&request.agent_id).map_err(|err| ApiError::InvalidArgument(err.to_string()))?;
+    let label = cmd::LabelAgent {
+        agent_id: request.agent_id.as_str().into(),
+        set: request.set.into_iter().collect(),
+        remove: request.remove.into_iter().collect(),
+        by: identity.to_string(),
+        at_ms: crate::clock::now_ms(),
+    };
+    let cmd::AgentLabelled { labels } = commit(service, label).await?;
+    info!(caller = %identity, agent = %request.agent_id, ?labels, "labelled an agent");
+    Ok(pb::LabelAgentResponse {
+        labels: labels.into_iter().collect(),
     })
 }
 

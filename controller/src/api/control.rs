@@ -50,6 +50,7 @@ impl Control for ControlService {
                         .collect(),
                     events_committed: agent.events_committed,
                     avoid: agent.avoid.iter().cloned().collect(),
+                    facts: agent.facts.clone().into_iter().collect(),
                 })
                 .collect()
         });
@@ -227,6 +228,15 @@ impl Control for ControlService {
         request: Request<pb::DrainRequest>,
     ) -> Result<Response<pb::DrainResponse>, Status> {
         automation::drain(self, request).await.map(Response::new)
+    }
+
+    async fn label_agent(
+        &self,
+        request: Request<pb::LabelAgentRequest>,
+    ) -> Result<Response<pb::LabelAgentResponse>, Status> {
+        automation::label_agent(self, request)
+            .await
+            .map(Response::new)
     }
 
     async fn list_rules(

@@ -6,10 +6,13 @@ use std::collections::HashSet;
 
 use levee_common::ids::PlanId;
 use levee_common::pb;
+use levee_common::secret::SecretSource;
+use levee_common::spec::SpecSet;
 use tonic::{Request, Status};
 use tracing::info;
 
 use super::auth::caller;
+use super::error::ApiError;
 use super::service::{ControlService, commit, limit, parse_files};
 use crate::clock::now_ms;
 use crate::convert::{plan_info, task_info, version_info};
@@ -24,6 +27,7 @@ pub async fn apply_specs(
     let identity = caller(&request)?;
     let request = request.into_inner();
     let specs = parse_files(&request.files)?;
+    check_secrets(service, &specs)?;
     let applied = commit(
         service,
         cmd::PutSpecs {
@@ -36,6 +40,22 @@ pub async fn apply_specs(
     .await?;
     info!(caller = %identity, version = applied.version, unchanged = !applied.new_version, "specs applied");
     Ok(specs_applied(applied))
+}
+
+/// Refuses specs naming a secret this controller cannot read: better an
+/// error at `levee apply` than tasks that cannot be sent.
+fn check_secrets(service: &ControlService, specs: &SpecSet) -> Result<(), Status> {
+    for (name, spec) in &specs.services {
+        for secret in spec.secret_names() {
+            if let Err(err) = service.secrets.value(secret) {
+                return Err(ApiError::InvalidArgument(format!(
+                    "service `{name}`: {err}; add it on every controller before applying"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn plan_specs(

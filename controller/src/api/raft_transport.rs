@@ -16,7 +16,7 @@ use crate::raft::membership::Membership;
 use crate::raft::network::SnapshotHeader;
 use crate::raft::proposer::Proposer;
 use crate::raft::{LeveeRaft, SnapshotData};
-use crate::sources::sink::{self, Forwarded};
+use crate::sources::sink::{self, Forwarded, Origin};
 
 pub struct RaftService {
     pub node_id: u64,
@@ -107,9 +107,17 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let Forwarded { source, events } = decode(request.get_ref())?;
+        let Forwarded {
+            source,
+            events,
+            names_hosts,
+        } = decode(request.get_ref())?;
+        let origin = Origin {
+            source,
+            names_hosts,
+        };
         // Forwarded once only: a node that is not the leader either says
         // so instead of passing the events on again.
-        encode(sink::commit(&self.proposer, &source, events).await)
+        encode(sink::commit(&self.proposer, &origin, events).await)
     }
 }

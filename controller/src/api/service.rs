@@ -16,6 +16,7 @@ use crate::raft::membership::Membership;
 use crate::raft::network::Network;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
+use crate::secrets::SecretsDir;
 use crate::state::command::Proposal;
 
 /// Rows returned when a request does not say how many.
@@ -29,6 +30,8 @@ pub struct ControlService {
     pub sessions: Sessions,
     pub membership: Arc<Membership>,
     pub network: Network,
+    /// To check that the secrets specs name exist before committing them.
+    pub secrets: SecretsDir,
 }
 
 impl ControlService {

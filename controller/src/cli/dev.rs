@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use levee_common::agent_config::{AgentConfig, DriftConfig};
 use levee_common::identity::{Identity, Role};
+use levee_common::pb;
 use levee_common::tls::TlsFiles;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -39,6 +40,8 @@ const EMBEDDED_SPECS: [(&str, &str); 2] = [
 
 const NODE_NAME: &str = "node-1";
 const AGENT_NAME: &str = "local";
+/// What the example specs select on (`role: demo`).
+const DEV_AGENT_LABELS: [(&str, &str); 1] = [("role", "demo")];
 const OPERATOR_NAME: &str = "dev-operator";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -83,6 +86,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         webhooks: Some(dev_webhooks(&data_dir)?),
         mqtt: Vec::new(),
         metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        secrets_dir: Some(data_dir.join("secrets")),
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
@@ -91,12 +95,15 @@ pub async fn run(args: DevArgs) -> Result<()> {
         tls: TlsFiles::in_dir(&pki, OPERATOR_NAME),
     };
     cli_config.write(&data_dir.join("cli.toml"))?;
-    load_specs(&cli_config.connect()?, args.specs.as_deref()).await?;
+    let client = cli_config.connect()?;
+    // Labels are the cluster's to give, not the agent's to claim: label
+    // the local agent as an operator would before it first connects.
+    label_local_agent(&client).await?;
+    load_specs(&client, args.specs.as_deref()).await?;
 
     let agent_config = AgentConfig {
         controllers: vec![node.addr.to_string()],
         data_dir: data_dir.join("agent"),
-        labels: [("role".to_owned(), "demo".to_owned())].into(),
         tls: TlsFiles::in_dir(&pki, AGENT_NAME),
         // Short, so a hand edit of the example's files is undone quickly.
         drift: DriftConfig {
@@ -162,6 +169,7 @@ fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
             token_file: Some(token_file),
             hmac_secret_file: None,
             hmac_header: "x-levee-signature".into(),
+            may_name_hosts: false,
         }],
     })
 }
@@ -235,6 +243,25 @@ async fn load_specs(client: &Client, dir: Option<&Path>) -> Result<()> {
     } else {
         info!(version = response.version, "dev specs committed");
     }
+    Ok(())
+}
+
+async fn label_local_agent(client: &Client) -> Result<()> {
+    let request = pb::LabelAgentRequest {
+        agent_id: AGENT_NAME.into(),
+        set: DEV_AGENT_LABELS
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+            .collect(),
+        remove: Vec::new(),
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.label_agent(request).await }
+        })
+        .await
+        .context("labelling the local agent")?;
     Ok(())
 }
 

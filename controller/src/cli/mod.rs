@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod desired;
 mod dev;
+mod labels;
 mod output;
 mod query;
 mod rules;
@@ -63,8 +64,9 @@ pub enum Command {
     /// Manage the cluster certificate authority.
     #[command(subcommand)]
     Ca(ca::CaCommand),
-    /// List agents: connection, labels, services placed on them.
-    Agents(query::QueryArgs),
+    /// List agents (connection, labels, facts, services placed on them),
+    /// or label one: `levee agents label NAME key=value key2-`.
+    Agents(query::AgentsArgs),
     /// List recent events with the rules they matched and the plans they caused.
     Events(query::QueryArgs),
     /// List recent plans and their cause.

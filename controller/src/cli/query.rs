@@ -23,7 +23,32 @@ pub struct QueryArgs {
     pub stale: bool,
 }
 
-pub async fn agents(args: QueryArgs) -> Result<()> {
+/// `levee agents`: the list, or a change to one agent.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentsCommand>,
+    #[command(flatten)]
+    pub list: QueryArgs,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AgentsCommand {
+    /// Set (`key=value`) or remove (`key-`) an agent's labels: what
+    /// service selectors, spreads and rules match. Labels are the
+    /// cluster's; what an agent says of itself is shown as its facts.
+    Label(super::labels::LabelArgs),
+}
+
+pub async fn agents(args: AgentsArgs) -> Result<()> {
+    match args.command {
+        Some(AgentsCommand::Label(label)) => super::labels::label(label).await,
+        None => list_agents(args.list).await,
+    }
+}
+
+async fn list_agents(args: QueryArgs) -> Result<()> {
     let client = args.client.connect()?;
     let stale = args.stale;
     let response = client
@@ -73,6 +98,7 @@ impl Row for pb::AgentInfo {
         "CONNECTED",
         "EPOCH",
         "LABELS",
+        "FACTS",
         "SERVICES",
         "DRAINED OF",
         "EVENTS",
@@ -86,11 +112,19 @@ impl Row for pb::AgentInfo {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         labels.sort();
+        let facts: Vec<String> = self
+            .facts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         vec![
             self.agent_id.clone(),
             if self.connected { "yes" } else { "no" }.into(),
             self.boot_epoch.to_string(),
             listed(&labels, ", "),
+            listed(&facts, ", "),
             listed(&self.services, ", "),
             listed(&self.avoid, ", "),
             self.events_committed.to_string(),
@@ -101,7 +135,8 @@ impl Row for pb::AgentInfo {
     fn json(&self) -> Value {
         json!({
             "agent_id": self.agent_id, "connected": self.connected, "boot_epoch": self.boot_epoch,
-            "labels": self.labels, "services": self.services, "drained_of": self.avoid,
+            "labels": self.labels, "facts": self.facts, "services": self.services,
+            "drained_of": self.avoid,
             "events_committed": self.events_committed,
             "last_hello": timestamp(self.last_connected_unix_ms),
         })

@@ -13,7 +13,13 @@ use serde::{Deserialize, Serialize};
 pub struct AgentRecord {
     pub agent_id: AgentId,
     pub boot_epoch: u64,
+    /// Labels the cluster gave the agent (`levee agents label`): what
+    /// selectors, spreads and rules match. Never taken from the agent.
     pub labels: BTreeMap<String, String>,
+    /// What the agent says about itself (the `labels` of its config):
+    /// shown, and matched only by a service's `placement.facts`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
     pub cpu_millis: u32,
     pub memory_bytes: u64,
     pub first_seen_ms: i64,

@@ -128,6 +128,7 @@ action: { repair: { service: clock } }
             agent_id: "edge-1".into(),
             boot_epoch: 1,
             labels: [("site".to_owned(), site.to_owned())].into(),
+            facts: Default::default(),
             cpu_millis: 0,
             memory_bytes: 0,
             first_seen_ms: 0,

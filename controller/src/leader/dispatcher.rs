@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use levee_common::ids::{AgentId, TaskId};
 use levee_common::pb::ControllerMessage;
+use levee_common::secret::SecretSource;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::sessions::Sessions;
 use super::sleep_until;
 use crate::convert::task_message;
 use crate::raft::fresh_tasks::Since;
 use crate::raft::state_machine::SharedState;
+use crate::secrets::SecretsDir;
 use crate::state::ClusterState;
 use crate::state::records::{TaskRecord, TaskState};
 
@@ -31,6 +33,8 @@ const RETRY_FULL: Duration = Duration::from_millis(500);
 pub struct Dispatcher {
     pub state: SharedState,
     pub sessions: Sessions,
+    /// Where the values of secrets that tasks name are read.
+    pub secrets: SecretsDir,
 }
 
 impl Dispatcher {
@@ -87,7 +91,7 @@ impl Dispatcher {
         // are never held together, so no lock order can deadlock.
         let outgoing = self
             .state
-            .read(|state| outgoing(state, term, &wanting_all, &fresh));
+            .read(|state| outgoing(state, term, &wanting_all, &fresh, &self.secrets));
         let mut full = false;
         for (agent_id, messages) in outgoing {
             let delivery = self.sessions.deliver(&agent_id, messages);
@@ -106,13 +110,22 @@ fn outgoing(
     term: u64,
     wanting_all: &HashSet<AgentId>,
     fresh: &[(AgentId, TaskId)],
+    secrets: &dyn SecretSource,
 ) -> BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> {
     let mut outgoing: BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> = BTreeMap::new();
-    let mut add = |task: &TaskRecord| {
-        outgoing
+    let mut add = |task: &TaskRecord| match task_message(task, term, secrets) {
+        Ok(message) => outgoing
             .entry(task.agent_id.clone())
             .or_default()
-            .push((task.task_id.clone(), task_message(task, term)));
+            .push((task.task_id.clone(), message)),
+        // Sent again with every full send (a new session, a new leader),
+        // so fixing the secrets directory is enough.
+        Err(err) => error!(
+            task_id = %task.task_id,
+            agent_id = %task.agent_id,
+            error = %err,
+            "cannot send a task: a secret it needs is missing on this controller"
+        ),
     };
     for agent_id in wanting_all {
         state.pending_tasks_for(agent_id).for_each(&mut add);
@@ -133,6 +146,8 @@ mod tests {
 
     use super::*;
     use crate::state::test_log::Log;
+
+    const NO_SECRETS: SecretsDir = SecretsDir::none();
 
     /// A state with `agents` and a service placed on each of them.
     fn fleet(agents: &[&str]) -> ClusterState {
@@ -175,12 +190,12 @@ mod tests {
         let mut state = fleet(&["a1", "a2"]);
         let fresh = pending(&state);
         assert_eq!(fresh.len(), 2, "one task per agent");
-        let all = outgoing(&state, 3, &HashSet::new(), &fresh);
+        let all = outgoing(&state, 3, &HashSet::new(), &fresh, &NO_SECRETS);
         assert_eq!(sent_to(&all).len(), 2);
         // A later command of the same entry superseded one of them.
         let (_, superseded) = fresh[0].clone();
         state.work.tasks.get_mut(&superseded).unwrap().state = TaskState::Superseded;
-        let left = sent_to(&outgoing(&state, 3, &HashSet::new(), &fresh));
+        let left = sent_to(&outgoing(&state, 3, &HashSet::new(), &fresh, &NO_SECRETS));
         assert_eq!(left, [(fresh[1].0.to_string(), fresh[1].1.to_string())]);
     }
 
@@ -188,12 +203,12 @@ mod tests {
     fn a_session_wanting_all_gets_every_pending_task_of_its_agent_only() {
         let state = fleet(&["a1", "a2", "a3"]);
         let wanting: HashSet<AgentId> = [AgentId::from("a2")].into();
-        let sent = sent_to(&outgoing(&state, 3, &wanting, &[]));
+        let sent = sent_to(&outgoing(&state, 3, &wanting, &[], &NO_SECRETS));
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, "a2");
         // The term the task is stamped with is the leader's, not the
         // term that made it.
-        let messages = outgoing(&state, 9, &wanting, &[]);
+        let messages = outgoing(&state, 9, &wanting, &[], &NO_SECRETS);
         let (_, message) = &messages[&AgentId::from("a2")][0];
         let Some(pb::controller_message::Body::Task(task)) = &message.body else {
             panic!("a task message: {message:?}");

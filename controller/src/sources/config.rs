@@ -51,6 +51,11 @@ pub struct EndpointConfig {
     pub hmac_secret_file: Option<PathBuf>,
     #[serde(default = "default_hmac_header")]
     pub hmac_header: String,
+    /// Whether this endpoint's events may name the host a rule acts on
+    /// (a rule's `agent_from`). Off by default: whoever can post here
+    /// could otherwise drain or repair any host.
+    #[serde(default)]
+    pub may_name_hosts: bool,
 }
 
 fn default_hmac_header() -> String {
@@ -84,6 +89,11 @@ pub struct MqttConfig {
     pub event_type: String,
     #[serde(default = "default_keep_alive_s")]
     pub keep_alive_s: u64,
+    /// Whether these messages may name the host a rule acts on (a rule's
+    /// `agent_from`). Off by default: whoever can publish on the topics
+    /// could otherwise act on any host.
+    #[serde(default)]
+    pub may_name_hosts: bool,
 }
 
 fn default_mqtt_event_type() -> String {

@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::{EndpointConfig, WebhooksConfig};
-use super::sink::{InboundSink, SubmitError};
+use super::sink::{InboundSink, Origin, SubmitError};
 use super::webhook::auth::{self, Secret, WebhookAuth};
 use super::webhook::{self, Format};
 
@@ -50,6 +50,7 @@ const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 struct Endpoint {
     format: Format,
     auth: WebhookAuth,
+    may_name_hosts: bool,
 }
 
 struct Receiver {
@@ -190,6 +191,7 @@ fn load_endpoint(config: &EndpointConfig) -> Result<Endpoint> {
     Ok(Endpoint {
         format: config.format,
         auth,
+        may_name_hosts: config.may_name_hosts,
     })
 }
 
@@ -294,8 +296,11 @@ async fn receive(
             )
                 .into_response();
         }
-        let source = format!("webhook/{name}");
-        match receiver.sink.submit(&source, parsed.events).await {
+        let origin = Origin {
+            source: format!("webhook/{name}"),
+            names_hosts: endpoint.may_name_hosts,
+        };
+        match receiver.sink.submit(&origin, parsed.events).await {
             Ok(outcome) => {
                 info!(
                     accepted = outcome.accepted,

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::MqttConfig;
-use super::sink::InboundSink;
+use super::sink::{InboundSink, Origin};
 use crate::state::inbound::InboundEvent;
 
 /// Pause after a failed connection before the next attempt.
@@ -96,7 +96,10 @@ impl MqttSource {
     /// leadership or shutdown.
     async fn session(&self, stepped_down: &CancellationToken) -> Ended {
         let (client, mut eventloop) = AsyncClient::new(self.options(), 64);
-        let source = format!("mqtt/{}", self.config.name);
+        let origin = Origin {
+            source: format!("mqtt/{}", self.config.name),
+            names_hosts: self.config.may_name_hosts,
+        };
         let ended = loop {
             let polled = tokio::select! {
                 () = stepped_down.cancelled() => break Ended::Stopped,
@@ -133,7 +136,7 @@ impl MqttSource {
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if !self.deliver(&client, &source, &publish).await {
+                    if !self.deliver(&client, &origin, &publish).await {
                         break Ended::Failed;
                     }
                 }
@@ -151,7 +154,7 @@ impl MqttSource {
 
     /// Commits one message and acknowledges it. False when the commit
     /// failed: the message stays unacknowledged and comes again.
-    async fn deliver(&self, client: &AsyncClient, source: &str, publish: &Publish) -> bool {
+    async fn deliver(&self, client: &AsyncClient, origin: &Origin, publish: &Publish) -> bool {
         let event = match to_event(&self.config.event_type, publish) {
             Ok(event) => event,
             Err(problem) => {
@@ -161,7 +164,7 @@ impl MqttSource {
                 return client.ack(publish).await.is_ok();
             }
         };
-        match self.sink.submit(source, vec![event]).await {
+        match self.sink.submit(origin, vec![event]).await {
             Ok(outcome) => {
                 debug!(topic = %publish.topic, accepted = outcome.accepted, "message committed");
                 client.ack(publish).await.is_ok()

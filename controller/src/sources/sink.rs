@@ -23,6 +23,19 @@ pub struct InboundOutcome {
 pub struct Forwarded {
     pub source: String,
     pub events: Vec<InboundEvent>,
+    /// Whether the source's endpoint may name hosts; a follower of the
+    /// previous release does not say, and then it may not.
+    #[serde(default)]
+    pub names_hosts: bool,
+}
+
+/// Where inbound events come from: the source's name (`webhook/<endpoint>`,
+/// `mqtt/<subscription>`) and whether its config lets its events name the
+/// hosts rules act on (`may_name_hosts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub source: String,
+    pub names_hosts: bool,
 }
 
 #[derive(Debug, Error)]
@@ -53,11 +66,11 @@ impl InboundSink {
     /// (or known to be repeats).
     pub async fn submit(
         &self,
-        source: &str,
+        origin: &Origin,
         events: Vec<InboundEvent>,
     ) -> Result<InboundOutcome, SubmitError> {
-        match commit(&self.proposer, source, events.clone()).await {
-            Err(SubmitError::Forward { leader, .. }) => self.forward(&leader, source, events).await,
+        match commit(&self.proposer, origin, events.clone()).await {
+            Err(SubmitError::Forward { leader, .. }) => self.forward(&leader, origin, events).await,
             other => other,
         }
     }
@@ -65,7 +78,7 @@ impl InboundSink {
     async fn forward(
         &self,
         leader: &str,
-        source: &str,
+        origin: &Origin,
         events: Vec<InboundEvent>,
     ) -> Result<InboundOutcome, SubmitError> {
         let failed = |reason: String| SubmitError::Forward {
@@ -73,8 +86,9 @@ impl InboundSink {
             reason,
         };
         let json = serde_json::to_vec(&Forwarded {
-            source: source.to_owned(),
+            source: origin.source.clone(),
             events,
+            names_hosts: origin.names_hosts,
         })
         .map_err(|err| failed(err.to_string()))?;
         let mut client = self.network.client(leader).map_err(failed)?;
@@ -95,13 +109,14 @@ impl InboundSink {
 /// the leader's address (and an empty reason) for the caller to follow.
 pub async fn commit(
     proposer: &Proposer,
-    source: &str,
+    origin: &Origin,
     events: Vec<InboundEvent>,
 ) -> Result<InboundOutcome, SubmitError> {
     let record = cmd::RecordInbound {
-        source: source.to_owned(),
+        source: origin.source.clone(),
         events,
         at_ms: crate::clock::now_ms(),
+        names_hosts: origin.names_hosts,
     };
     match proposer.propose_for(record).await {
         Ok((_, Ok(recorded))) => Ok(InboundOutcome {

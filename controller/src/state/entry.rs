@@ -29,6 +29,10 @@ pub struct Entry {
     pub(super) raised: usize,
     /// Tasks that became pending, by agent: what the leader sends next.
     pub now_pending: Vec<(AgentId, TaskId)>,
+    /// The event from outside being committed comes from an endpoint the
+    /// operator allowed to name hosts (`may_name_hosts`), so a rule's
+    /// `agent_from` may act on the host it names.
+    pub(super) outside_names_hosts: bool,
 }
 
 impl Entry {
@@ -39,6 +43,7 @@ impl Entry {
             plans: 0,
             raised: 0,
             now_pending: Vec::new(),
+            outside_names_hosts: false,
         }
     }
 

@@ -12,6 +12,9 @@ pub use super::inbound_event::{InboundEvent, RESERVED_PREFIXES, is_reserved_type
 use crate::state::Entry;
 use crate::state::command as cmd;
 
+/// The kinds of source events from outside come from.
+pub const INBOUND_SOURCE_KINDS: [&str; 2] = ["webhook/", "mqtt/"];
+
 /// How many sender ids per source are remembered for deduplication. A
 /// sender retries within minutes; this covers far more than that.
 pub const INBOUND_DEDUP: usize = 10_000;
@@ -48,6 +51,18 @@ impl ClusterState {
         source: &str,
         events: Vec<InboundEvent>,
     ) -> Response {
+        if !INBOUND_SOURCE_KINDS.iter().any(|kind| {
+            source
+                .strip_prefix(kind)
+                .is_some_and(|name| !name.is_empty())
+        }) {
+            // Agents' and the controllers' events never come this way.
+            return Response::Rejected(cmd::Rejected {
+                reason: format!(
+                    "`{source}` is not a source of events from outside (`webhook/<endpoint>` or `mqtt/<subscription>`)"
+                ),
+            });
+        }
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut refused = 0;

@@ -3,6 +3,7 @@
 //! state that commits it both depend on this, not on each other.
 
 use levee_common::event::{MAX_EVENT_DATA_BYTES, MAX_EVENT_FIELD_BYTES};
+use levee_common::namespace::{self, Raiser};
 use serde::{Deserialize, Serialize};
 
 /// One event as a source (webhook, MQTT) parsed it, before it is
@@ -30,15 +31,11 @@ pub struct InboundEvent {
     pub remember: Option<String>,
 }
 
-/// Type prefixes of events raised inside the fleet (agents' `host.*`, the
-/// controllers' `levee.*` and `timer.*`): an outsider claiming `host.lost`
-/// or `timer.fired` could make rules act when nothing happened.
-pub const RESERVED_PREFIXES: [&str; 3] = ["host.", "levee.", "timer."];
+pub use levee_common::namespace::RESERVED_PREFIXES;
 
+/// Whether `event_type` falls in a namespace outsiders may not use.
 pub fn is_reserved_type(event_type: &str) -> bool {
-    RESERVED_PREFIXES
-        .iter()
-        .any(|prefix| event_type.starts_with(prefix))
+    levee_common::namespace::reserved_prefix(event_type).is_some()
 }
 
 impl InboundEvent {
@@ -49,11 +46,8 @@ impl InboundEvent {
         if self.event_type.is_empty() {
             return Some("the event type is empty".into());
         }
-        if is_reserved_type(&self.event_type) {
-            return Some(format!(
-                "type `{}` is reserved for events from inside the fleet",
-                self.event_type
-            ));
+        if let Err(reserved) = namespace::check(Raiser::Outside, &self.event_type) {
+            return Some(reserved.to_string());
         }
         for (field, value) in [("type", &self.event_type), ("subject", &self.subject)] {
             if value.len() > MAX_EVENT_FIELD_BYTES {

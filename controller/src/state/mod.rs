@@ -7,6 +7,7 @@
 //! command and its log position. So every node derives the same plans, and
 //! a new leader finds every task its predecessor created.
 
+mod agents;
 pub mod command;
 mod digest;
 mod entry;
@@ -29,17 +30,15 @@ pub mod why;
 use std::collections::{BTreeMap, BTreeSet};
 
 use levee_common::event::Event;
-use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED, HOST_RECOVERED};
-use levee_common::ids::{AgentId, TaskId};
+use levee_common::event::types::{DRIFT_DETECTED, DRIFT_RESOLVED};
+use levee_common::ids::AgentId;
+use levee_common::namespace::{self, Raiser};
 use serde::{Deserialize, Serialize};
 
 use self::command::{Command, Response};
 pub use self::entry::Entry;
 pub use self::parts::{Desired, Effects, EventLog, Fleet, Members, RuleBook, Work};
-use self::records::{
-    AgentRecord, Cause, DriftRecord, EventRecord, LogPosition, TaskRecord, TaskState, VersionOrigin,
-};
-use crate::engine::planner::Trigger;
+use self::records::{DriftRecord, EventRecord, LogPosition, TaskRecord, TaskState, VersionOrigin};
 use crate::state::command as cmd;
 
 /// How many recent events the state keeps for `levee events`. Dedup does
@@ -80,83 +79,14 @@ impl ClusterState {
 
     fn apply_command(&mut self, entry: &mut Entry, command: Command) -> Response {
         match command {
-            Command::AgentHello(cmd::AgentHello {
+            Command::AgentHello(hello) => self.agent_hello(entry, hello),
+            Command::LabelAgent(cmd::LabelAgent {
                 agent_id,
-                boot_epoch,
-                labels,
-                cpu_millis,
-                memory_bytes,
-                highest_term_seen,
+                set,
+                remove,
+                by,
                 at_ms: _,
-            }) => {
-                let is_new = !self.fleet.agents.contains_key(&agent_id);
-                // An agent that remembers no task runs nothing, whatever
-                // the cluster last heard: its store was lost. Forget what
-                // it ran so the planner creates it all again.
-                let forgot =
-                    highest_term_seen == 0 && self.work.deployments.remove(&agent_id).is_some();
-                if forgot {
-                    // Its unfinished tasks are for a state it no longer has.
-                    let stale: Vec<TaskId> = self
-                        .work
-                        .tasks
-                        .values()
-                        .filter(|task| task.agent_id == agent_id && !task.state.is_finished())
-                        .map(|task| task.task_id.clone())
-                        .collect();
-                    for task_id in stale {
-                        self.supersede(entry, &task_id);
-                    }
-                }
-                let record = self
-                    .fleet
-                    .agents
-                    .entry(agent_id.clone())
-                    .or_insert_with(|| AgentRecord {
-                        agent_id: agent_id.clone(),
-                        boot_epoch,
-                        labels: BTreeMap::new(),
-                        cpu_millis: 0,
-                        memory_bytes: 0,
-                        first_seen_ms: entry.at_ms,
-                        last_hello_ms: entry.at_ms,
-                        events_committed: 0,
-                        lost: false,
-                        avoid: Default::default(),
-                    });
-                let recovered = std::mem::take(&mut record.lost);
-                // A new agent, or one whose labels or capacity changed, may
-                // take or lose replicas.
-                let changed = is_new
-                    || recovered
-                    || forgot
-                    || record.labels != labels
-                    || record.cpu_millis != cpu_millis
-                    || record.memory_bytes != memory_bytes;
-                record.boot_epoch = boot_epoch;
-                record.labels = labels;
-                record.cpu_millis = cpu_millis;
-                record.memory_bytes = memory_bytes;
-                record.last_hello_ms = entry.at_ms;
-                if recovered {
-                    let data = serde_json::json!({ "agent": agent_id.as_str() });
-                    self.raise_host_event(entry, HOST_RECOVERED, &agent_id, data);
-                }
-                let reconcile_plans = if changed {
-                    let cause = Cause {
-                        reason: format!("agent {agent_id} joined"),
-                        event_id: None,
-                        rule: None,
-                        depth: 0,
-                    };
-                    self.plan(entry, cause, &Trigger::Reconcile)
-                        .into_iter()
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans })
-            }
+            }) => self.label_agent(entry, &agent_id, set, remove, &by),
             Command::RecordEvents(cmd::RecordEvents {
                 agent_id,
                 events,
@@ -166,7 +96,13 @@ impl ClusterState {
                 source,
                 events,
                 at_ms: _,
-            }) => self.record_inbound(entry, &source, events),
+                names_hosts,
+            }) => {
+                entry.outside_names_hosts = names_hosts;
+                let response = self.record_inbound(entry, &source, events);
+                entry.outside_names_hosts = false;
+                response
+            }
             Command::PutSpecs(cmd::PutSpecs {
                 specs,
                 reason,
@@ -290,8 +226,14 @@ impl ClusterState {
     ) -> Response {
         let mut accepted = 0;
         let mut duplicates = 0;
+        let mut refused = 0;
+        let mut refusal = None;
         let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
-        for event in events {
+        for mut event in events {
+            // Who sent it is the session's certificate, whatever the
+            // command says.
+            event.key.agent_id = agent_id.clone();
+            event.source = format!("agent/{agent_id}");
             let epoch = event.key.boot_epoch;
             let cursor = self
                 .event_log
@@ -302,6 +244,10 @@ impl ClusterState {
                 .or_insert(0);
             if event.key.seq <= *cursor {
                 duplicates += 1;
+            } else if let Err(reserved) = namespace::check(Raiser::Agent, &event.event_type) {
+                *cursor = event.key.seq;
+                refused += 1;
+                refusal.get_or_insert_with(|| format!("event {}: {reserved}", event.id()));
             } else {
                 *cursor = event.key.seq;
                 accepted += 1;
@@ -313,10 +259,13 @@ impl ClusterState {
             record.events_committed += u64::from(accepted);
         }
         self.event_log.events_committed += u64::from(accepted);
+        self.event_log.events_refused += u64::from(refused);
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted,
             duplicates,
             acks: acks.into_iter().collect(),
+            refused,
+            refusal,
         })
     }
 

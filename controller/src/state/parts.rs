@@ -23,6 +23,10 @@ pub struct Fleet {
     /// agent and `service/resource key`.
     #[serde(default)]
     pub drift: BTreeMap<AgentId, BTreeMap<String, DriftRecord>>,
+    /// Labels operators gave agents (`levee agents label`), kept for
+    /// agents not yet connected too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub assigned_labels: BTreeMap<AgentId, BTreeMap<String, String>>,
 }
 
 /// Committed events: the recent ones, and what keeps every event committed once.
@@ -38,6 +42,10 @@ pub struct EventLog {
     /// Controller events dropped by `MAX_RAISED_PER_ENTRY`.
     #[serde(default)]
     pub raised_dropped: u64,
+    /// Agents' events refused for their type (a reserved namespace the
+    /// agent may not use): acknowledged, never committed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_refused: u64,
     /// Recent sender ids of inbound events, per source, so a retried
     /// webhook or a redelivered MQTT message is committed once.
     #[serde(default)]
@@ -122,11 +130,13 @@ pub struct Members {
 const PART_OF: &[(&str, &str)] = &[
     ("agents", "fleet"),
     ("drift", "fleet"),
+    ("assigned_labels", "fleet"),
     ("event_cursors", "event_log"),
     ("events", "event_log"),
     ("events_committed", "event_log"),
     ("controller_events", "event_log"),
     ("raised_dropped", "event_log"),
+    ("events_refused", "event_log"),
     ("inbound_seen", "event_log"),
     ("specs", "desired"),
     ("spec_version", "desired"),
@@ -210,6 +220,10 @@ impl TryFrom<serde_json::Value> for super::ClusterState {
     }
 }
 
+fn is_zero(count: &u64) -> bool {
+    *count == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ClusterState;
@@ -217,7 +231,14 @@ mod tests {
 
     #[test]
     fn every_field_is_mapped_to_the_part_that_holds_it() {
-        let state = serde_json::to_value(ClusterState::default()).unwrap();
+        // Fields left out while empty are filled, so every one shows.
+        let mut state = ClusterState::default();
+        state
+            .fleet
+            .assigned_labels
+            .insert("a1".into(), [("role".to_owned(), "web".to_owned())].into());
+        state.event_log.events_refused = 1;
+        let state = serde_json::to_value(state).unwrap();
         let mut held: Vec<(String, String)> = Vec::new();
         for (part, fields) in state.as_object().unwrap() {
             for field in fields.as_object().unwrap().keys() {

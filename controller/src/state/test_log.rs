@@ -41,6 +41,7 @@ impl Log {
             agent_id: agent.into(),
             boot_epoch: epoch,
             labels: BTreeMap::new(),
+            facts: BTreeMap::new(),
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
             highest_term_seen: epoch,
@@ -48,20 +49,26 @@ impl Log {
         }))
     }
 
-    /// An agent's first hello, with `labels`.
+    /// An agent labelled `labels` by an operator, then its first hello.
     pub(crate) fn hello_with(&mut self, agent: &str, labels: &[(&str, &str)]) {
-        self.apply(Command::AgentHello(cmd::AgentHello {
+        if !labels.is_empty() {
+            self.label(agent, labels);
+        }
+        self.hello(agent, 1);
+    }
+
+    /// An operator sets `labels` on `agent`.
+    pub(crate) fn label(&mut self, agent: &str, labels: &[(&str, &str)]) -> Response {
+        self.apply(Command::LabelAgent(cmd::LabelAgent {
             agent_id: agent.into(),
-            boot_epoch: 1,
-            labels: labels
+            set: labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: 1,
+            remove: Default::default(),
+            by: "operator/test".into(),
             at_ms: 1,
-        }));
+        }))
     }
 
     /// A new spec version from `yaml`, which must parse.

@@ -232,6 +232,7 @@ async fn a_bad_rule_name_is_refused_without_running() {
     let file = Resource::File(FileResource {
         path: "a.txt".into(),
         content: "a".into(),
+        secret: None,
         mode: 0o644,
     });
     let converge = Task {
@@ -254,6 +255,7 @@ async fn run_with_remove_resources_or_no_argv_is_refused() {
     let file = Resource::File(FileResource {
         path: "a.txt".into(),
         content: "a".into(),
+        secret: None,
         mode: 0o644,
     });
     let with_remove = Task {

@@ -44,15 +44,20 @@ pub fn fits(
         && (memory == 0 || used_memory.saturating_add(memory) <= agent.memory_bytes)
 }
 
-/// Whether `agent` may run `service`: not lost, not drained of it, and
-/// its labels match the service's selector.
+/// Whether `agent` may run `service`: not lost, not drained of it, its
+/// labels match the service's selector and its reported facts the
+/// service's `facts`.
 pub fn selects(service: &ServiceSpec, agent: &AgentRecord) -> bool {
+    let placement = &service.placement;
     agent.takes(&service.name)
-        && service
-            .placement
+        && placement
             .selector
             .iter()
             .all(|(key, value)| agent.labels.get(key) == Some(value))
+        && placement
+            .facts
+            .iter()
+            .all(|(key, value)| agent.facts.get(key) == Some(value))
 }
 
 fn spread_value<'a>(service: &ServiceSpec, agent: &'a AgentRecord) -> &'a str {

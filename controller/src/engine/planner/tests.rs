@@ -16,6 +16,7 @@ fn agent(name: &str, labels: &[(&str, &str)], cpu_millis: u32) -> AgentRecord {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        facts: Default::default(),
         cpu_millis,
         memory_bytes: 1 << 30,
         first_seen_ms: 0,

@@ -22,6 +22,15 @@ pub struct RecordInbound {
     pub source: String,
     pub events: Vec<InboundEvent>,
     pub at_ms: i64,
+    /// The source's endpoint may name hosts for rules' `agent_from`.
+    /// Entries of the previous release lack it and are replayed as it
+    /// decided, when any inbound event could.
+    #[serde(default = "names_hosts_before")]
+    pub names_hosts: bool,
+}
+
+fn names_hosts_before() -> bool {
+    true
 }
 
 /// A timer's scheduled time came (the leader's clock decided).

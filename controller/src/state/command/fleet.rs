@@ -1,6 +1,6 @@
 //! Agents joining, lost and drained, and controllers removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use levee_common::ids::AgentId;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,14 @@ use super::Response;
 pub struct AgentHello {
     pub agent_id: AgentId,
     pub boot_epoch: u64,
+    /// Labels the agent chose for itself, as entries of the previous
+    /// release carry them (it trusted them). Empty in new entries: labels
+    /// are the cluster's (`LabelAgent`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// What the agent says about itself (its config's `labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub facts: BTreeMap<String, String>,
     pub cpu_millis: u32,
     pub memory_bytes: u64,
     /// 0 when the agent has no memory of any task: a new host, or one
@@ -51,6 +58,19 @@ pub struct Undrain {
     pub at_ms: i64,
 }
 
+/// Set `set` and remove `remove` among an agent's labels; the agent need
+/// not have connected yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelAgent {
+    pub agent_id: AgentId,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: BTreeSet<String>,
+    pub by: String,
+    pub at_ms: i64,
+}
+
 /// A controller node is being removed; its id may never be reused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRemoved {
@@ -63,3 +83,4 @@ proposal!(AgentLost => (), Response::Nothing);
 proposal!(Drain => super::Drained, Response::Drained);
 proposal!(Undrain => super::Drained, Response::Drained);
 proposal!(NodeRemoved => (), Response::Nothing);
+proposal!(LabelAgent => super::AgentLabelled, Response::AgentLabelled);

@@ -116,6 +116,8 @@ pub enum Command {
     Drain(Drain),
     /// Let a drained agent take work again.
     Undrain(Undrain),
+    /// An operator sets or removes an agent's labels.
+    LabelAgent(LabelAgent),
     /// A controller node is being removed; its id may never be reused.
     NodeRemoved(NodeRemoved),
 }
@@ -139,6 +141,8 @@ pub enum Response {
     /// A drain or undrain, and its plan if it moved anything.
     Drained(Drained),
     Scaled(Scaled),
+    /// An agent's labels after a `LabelAgent`.
+    AgentLabelled(AgentLabelled),
     /// The command was valid Raft-wise but refused by the state: nothing
     /// changed. The reason is shown to the caller.
     Rejected(Rejected),
@@ -157,6 +161,12 @@ pub struct EventsRecorded {
     pub accepted: u32,
     pub duplicates: u32,
     pub acks: Vec<(u64, u64)>,
+    /// Events refused for their type, acknowledged all the same so the
+    /// agent's outbox moves on; the first one's reason.
+    #[serde(default)]
+    pub refused: u32,
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 /// Inbound events committed, and repeats of ones already committed
@@ -206,6 +216,12 @@ pub struct Scaled {
     pub plan_id: Option<PlanId>,
 }
 
+/// An agent's labels after a `LabelAgent`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentLabelled {
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// The command was valid Raft-wise but refused by the state: nothing
 /// changed. The reason is shown to the caller.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -236,6 +252,7 @@ impl Command {
             | Command::ProvisionResolved(ProvisionResolved { at_ms, .. })
             | Command::Drain(Drain { at_ms, .. })
             | Command::Undrain(Undrain { at_ms, .. })
+            | Command::LabelAgent(LabelAgent { at_ms, .. })
             | Command::NodeRemoved(NodeRemoved { at_ms, .. }) => *at_ms,
         }
     }
@@ -291,6 +308,7 @@ impl fmt::Display for Command {
                 service.as_deref().unwrap_or("*")
             ),
             Command::Undrain(Undrain { agent_id, .. }) => write!(f, "undrain({agent_id})"),
+            Command::LabelAgent(LabelAgent { agent_id, .. }) => write!(f, "label({agent_id})"),
             Command::ProvisionAbandoned(ProvisionAbandoned { id, .. }) => {
                 write!(f, "provision-abandoned({id})")
             }

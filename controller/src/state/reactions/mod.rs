@@ -152,7 +152,10 @@ impl ClusterState {
         plan_ids: &mut Vec<PlanId>,
     ) -> String {
         let name = &rule.name;
-        let host = self.host_of(rule, event);
+        let host = match self.host_of(rule, event, entry) {
+            Ok(host) => host,
+            Err(reason) => return self.hold(name, reason),
+        };
         let mut window_key = None;
         let mut because = String::new();
         if let Some(window) = &rule.window {
@@ -265,17 +268,50 @@ impl ClusterState {
 
     /// The host a rule acts on for an event: the agent named at the rule's
     /// `agent_from` path, else the agent the event is about.
-    fn host_of(&self, rule: &RuleSpec, event: &Event) -> Option<AgentId> {
-        match &rule.agent_from {
-            Some(path) => {
-                let document = self.match_document(event);
-                window::field(&document, path)
-                    .and_then(serde_json::Value::as_str)
-                    .map(AgentId::from)
-                    .filter(|agent| self.fleet.agents.contains_key(agent))
-            }
-            None => self.agent_of(event).map(|agent| agent.agent_id.clone()),
+    ///
+    /// An event may name a host other than its sender's only when the
+    /// controllers raised it, or it came from outside through an endpoint
+    /// allowed to name hosts (`may_name_hosts`): otherwise one agent (or
+    /// anyone holding its certificate) could act on every other host.
+    fn host_of(
+        &self,
+        rule: &RuleSpec,
+        event: &Event,
+        entry: &Entry,
+    ) -> Result<Option<AgentId>, String> {
+        let Some(path) = &rule.agent_from else {
+            return Ok(self.agent_of(event).map(|agent| agent.agent_id.clone()));
+        };
+        let document = self.match_document(event);
+        let Some(named) = window::field(&document, path)
+            .and_then(serde_json::Value::as_str)
+            .map(AgentId::from)
+            .filter(|agent| self.fleet.agents.contains_key(agent))
+        else {
+            return Ok(None);
+        };
+        let from_agent = event.source.starts_with("agent/");
+        let trusted = if from_agent {
+            named == event.key.agent_id
+        } else if event.source == CONTROLLER_SOURCE {
+            true
+        } else {
+            entry.outside_names_hosts
+        };
+        if trusted {
+            return Ok(Some(named));
         }
+        Err(if from_agent {
+            format!(
+                "`agent_from: {path}` names agent {named}, but agent {} sent the event; an agent's events act on itself only",
+                event.key.agent_id
+            )
+        } else {
+            format!(
+                "`agent_from: {path}` names agent {named}, but {} may not name hosts (set `may_name_hosts = true` on it)",
+                event.source
+            )
+        })
     }
 
     /// An operator's answer to a rule awaiting approval: approved, it acts

@@ -193,6 +193,7 @@ mod tests {
             agent_id: "edge-1".into(),
             boot_epoch: 1,
             labels: [("zone".to_owned(), "a".to_owned())].into(),
+            facts: Default::default(),
             cpu_millis: 0,
             memory_bytes: 0,
             first_seen_ms: 0,

@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 
+use levee_common::ids::TaskId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -72,6 +73,7 @@ command_kinds!(
     Drain,
     Undrain,
     NodeRemoved,
+    LabelAgent,
 );
 
 fn read_log() -> Vec<Recorded> {
@@ -220,6 +222,7 @@ impl Recorder {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            facts: Default::default(),
             cpu_millis: 2000,
             memory_bytes: 4 << 30,
             highest_term_seen: term_seen,
@@ -271,6 +274,7 @@ impl Recorder {
                 remember: None,
             }],
             at_ms,
+            names_hosts: true,
         }));
     }
 
@@ -577,6 +581,52 @@ fn record_the_log() {
     r.report_pending(None);
     let at_ms = r.tick(1000);
     r.apply(Command::NodeRemoved(cmd::NodeRemoved { node_id: 3, at_ms }));
+
+    // Labels are the cluster's: an operator labels a host before it
+    // connects, the host's own claims are facts, and relabelling moves
+    // work. An agent's forged controller event is refused, and an event
+    // naming another host through `agent_from` is held.
+    let at_ms = r.tick(1000);
+    r.apply(Command::LabelAgent(cmd::LabelAgent {
+        agent_id: "a6".into(),
+        set: [
+            ("role".to_owned(), "web".to_owned()),
+            ("zone".to_owned(), "c".to_owned()),
+        ]
+        .into(),
+        remove: Default::default(),
+        by: "operator/alice".into(),
+        at_ms,
+    }));
+    let at_ms = r.tick(100);
+    r.apply(Command::AgentHello(cmd::AgentHello {
+        agent_id: "a6".into(),
+        boot_epoch: 1,
+        labels: Default::default(),
+        facts: [("role".to_owned(), "db".to_owned())].into(),
+        cpu_millis: 2000,
+        memory_bytes: 4 << 30,
+        highest_term_seen: 0,
+        at_ms,
+    }));
+    r.report_pending(None);
+    let at_ms = r.tick(1000);
+    r.apply(Command::LabelAgent(cmd::LabelAgent {
+        agent_id: "a6".into(),
+        set: [("zone".to_owned(), "a".to_owned())].into(),
+        remove: ["role".to_owned()].into(),
+        by: "operator/alice".into(),
+        at_ms,
+    }));
+    r.report_pending(None);
+    r.event("a6", 1, "timer.fired", "morning", json!({}));
+    r.event(
+        "a6",
+        2,
+        "alert.firing",
+        "DiskFull",
+        json!({"labels": {"instance": "a1"}}),
+    );
 
     let failed = r
         .state

@@ -1,5 +1,5 @@
 use levee_common::event::Event;
-use levee_common::ids::{EventKey, PlanId};
+use levee_common::ids::{EventKey, PlanId, TaskId};
 use levee_common::spec::SpecSet;
 use serde_json::json;
 
@@ -11,6 +11,7 @@ use crate::state::test_log::Log;
 
 mod actions;
 mod determinism;
+mod trust;
 mod windows;
 
 const SPECS: &str = r#"
@@ -60,7 +61,8 @@ fn a_redelivered_event_is_committed_once_however_late() {
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 3,
             duplicates: 0,
-            acks: vec![(1, 3)]
+            acks: vec![(1, 3)],
+            ..Default::default()
         })
     );
     // Thousands of entries later, the same batch arrives again.
@@ -72,7 +74,8 @@ fn a_redelivered_event_is_committed_once_however_late() {
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 1,
             duplicates: 2,
-            acks: vec![(1, 4)]
+            acks: vec![(1, 4)],
+            ..Default::default()
         })
     );
     assert_eq!(log.state.event_log.events.len(), 4);
@@ -93,7 +96,8 @@ fn each_boot_epoch_has_its_own_sequence() {
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 1,
             duplicates: 0,
-            acks: vec![(2, 1)]
+            acks: vec![(2, 1)],
+            ..Default::default()
         })
     );
     assert_eq!(
@@ -101,7 +105,8 @@ fn each_boot_epoch_has_its_own_sequence() {
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 0,
             duplicates: 1,
-            acks: vec![(1, 2)]
+            acks: vec![(1, 2)],
+            ..Default::default()
         })
     );
 }
@@ -253,7 +258,8 @@ fn event_history_is_bounded_but_dedup_is_not() {
         Response::EventsRecorded(cmd::EventsRecorded {
             accepted: 0,
             duplicates: 1,
-            acks: vec![(1, seqs.len() as u64)]
+            acks: vec![(1, seqs.len() as u64)],
+            ..Default::default()
         })
     );
 }
@@ -565,6 +571,7 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
         agent_id: "a1".into(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
+        facts: Default::default(),
         cpu_millis: 1000,
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
@@ -580,6 +587,7 @@ fn an_agent_that_lost_its_store_gets_everything_again() {
         agent_id: "a1".into(),
         boot_epoch: 3,
         labels: BTreeMap::new(),
+        facts: Default::default(),
         cpu_millis: 1000,
         memory_bytes: 1 << 30,
         highest_term_seen: 0,
@@ -795,6 +803,7 @@ fn a_lost_agent_s_replicas_move_and_it_gets_them_back_only_by_saying_hello() {
         agent_id: lost.clone(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
+        facts: Default::default(),
         cpu_millis: 1000,
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
@@ -1117,6 +1126,7 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         agent_id: "a2".into(),
         boot_epoch: 2,
         labels: BTreeMap::new(),
+        facts: Default::default(),
         cpu_millis: 1000,
         memory_bytes: 1 << 30,
         highest_term_seen: 1,
@@ -1139,6 +1149,7 @@ fn a_rule_on_host_lost_sees_the_lost_agent_s_labels() {
             agent_id: agent.into(),
             boot_epoch: 1,
             labels: [("site".to_owned(), site.to_owned())].into(),
+            facts: Default::default(),
             cpu_millis: 1000,
             memory_bytes: 1 << 30,
             highest_term_seen: 1,
