@@ -465,6 +465,11 @@ impl AgentConfig {
         self.data_dir.join("services").join(name)
     }
 
+    /// Where workloads' output goes, one owner-only directory per process.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
     /// The roots resources may touch.
     pub fn roots(&self) -> Vec<PathBuf> {
         if self.allowed_roots.is_empty() {

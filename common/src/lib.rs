@@ -3,8 +3,10 @@
 //! patterns, and certificate identity.
 //!
 //! Architecture invariant: this crate spawns no tasks and reads no clock;
-//! the only I/O it does is reading and writing certificate files in
-//! [`pki`] and [`tls`], which the binaries call at their edges.
+//! the only I/O it does, at the binaries' edges, is reading and writing
+//! certificate files ([`pki`], [`tls`]), reading the agent's config
+//! ([`agent_config`]), and making files and directories owner-only
+//! ([`private_files`]).
 
 pub mod agent_config;
 pub mod event;
@@ -13,6 +15,7 @@ pub mod ids;
 pub mod pattern;
 pub mod pb;
 pub mod pki;
+pub mod private_files;
 pub mod resource;
 pub mod spec;
 pub mod telemetry;

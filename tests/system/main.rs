@@ -10,6 +10,7 @@ mod dev;
 mod drift;
 mod durability;
 mod end_to_end;
+mod file_modes;
 mod inbound;
 mod membership;
 mod metrics;
