@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use levee_common::agent_config::{AgentConfig, AgentConfigError};
+use levee_common::allowed_roots::whole_host_roots;
 use levee_common::identity::{Identity, Role};
 use levee_common::private_files;
 use rustls_pki_types::CertificateDer;
@@ -101,6 +102,7 @@ async fn run_as(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let event_sources = sources::from_config(&config)?;
+    warn_of_whole_host_roots(&config);
     // The store, the workloads' output and the emit socket live here:
     // owner-only, whatever the umask.
     let store_path = config.data_dir.join(STORE_FILE);
@@ -215,6 +217,23 @@ async fn run_as(
     supervisor.stop_all().await;
     info!("agent stopped");
     Ok(())
+}
+
+/// Roots of `/` or a system directory load only with
+/// `i_know_this_is_the_whole_host`; every start says so, naming them.
+fn warn_of_whole_host_roots(config: &AgentConfig) {
+    let roots = whole_host_roots(&config.allowed_roots);
+    if !roots.is_empty() {
+        let roots = roots
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        warn!(
+            %roots,
+            "allowed_roots hand tasks the whole host (i_know_this_is_the_whole_host = true): a task may change the system itself"
+        );
+    }
 }
 
 /// The agent's name, from its certificate; it must be an agent certificate.

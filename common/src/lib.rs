@@ -4,11 +4,12 @@
 //!
 //! Architecture invariant: this crate spawns no tasks and reads no clock;
 //! the only I/O it does, at the binaries' edges, is reading and writing
-//! certificate files ([`pki`], [`tls`]), reading the agent's config
-//! ([`agent_config`]), and making files and directories owner-only
-//! ([`private_files`]).
+//! certificate files ([`pki`], [`tls`]), reading the agent's config and
+//! where its roots lead ([`agent_config`], [`allowed_roots`]), and making
+//! files and directories owner-only ([`private_files`]).
 
 pub mod agent_config;
+pub mod allowed_roots;
 pub mod event;
 pub mod identity;
 pub mod ids;

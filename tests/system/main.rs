@@ -19,3 +19,4 @@ mod scenarios;
 mod sources;
 mod stack;
 mod terminal;
+mod whole_host;
