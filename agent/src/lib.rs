@@ -54,7 +54,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use levee_common::agent_config::{AgentConfig, AgentConfigError};
+use levee_common::allowed_roots::whole_host_roots;
 use levee_common::identity::{Identity, Role};
+use levee_common::private_files;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::mpsc;
@@ -70,6 +72,8 @@ use crate::paths::Roots;
 use crate::sources::SourceContext;
 use crate::supervisor::Supervisor;
 
+/// The agent's redb store, in its data directory.
+const STORE_FILE: &str = "agent.redb";
 /// How long shutdown waits for an in-flight task to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -98,15 +102,21 @@ async fn run_as(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let event_sources = sources::from_config(&config)?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    warn_of_whole_host_roots(&config);
+    // The store, the workloads' output and the emit socket live here:
+    // owner-only, whatever the umask.
+    let store_path = config.data_dir.join(STORE_FILE);
+    private_files::prepare_dir(&config.data_dir, STORE_FILE)
+        .context("preparing the data directory")?;
+    private_files::ensure_file(&store_path).context("preparing the agent store")?;
+    private_files::ensure_dir(&config.logs_dir()).context("preparing the logs directory")?;
     // Bound before any workload starts: a taken port stops the agent
     // without leaving anything running.
     let metrics_listener = match config.metrics_listen {
         Some(listen) => Some(metrics_endpoint::bind(listen, &config.data_dir).await?),
         None => None,
     };
-    let db = store::open(&config.data_dir.join("agent.redb")).context("opening the agent store")?;
+    let db = store::open(&store_path).context("opening the agent store")?;
     let outbox = Outbox::open(
         db.clone(),
         config.link.outbox_max_events,
@@ -207,6 +217,23 @@ async fn run_as(
     supervisor.stop_all().await;
     info!("agent stopped");
     Ok(())
+}
+
+/// Roots of `/` or a system directory load only with
+/// `i_know_this_is_the_whole_host`; every start says so, naming them.
+fn warn_of_whole_host_roots(config: &AgentConfig) {
+    let roots = whole_host_roots(&config.allowed_roots);
+    if !roots.is_empty() {
+        let roots = roots
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        warn!(
+            %roots,
+            "allowed_roots hand tasks the whole host (i_know_this_is_the_whole_host = true): a task may change the system itself"
+        );
+    }
 }
 
 /// The agent's name, from its certificate; it must be an agent certificate.

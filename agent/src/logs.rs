@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use levee_common::agent_config::LogsConfig;
+use levee_common::private_files;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -37,9 +38,10 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
-    /// Opens `path` for appending, continuing an existing file.
+    /// Opens `path` for appending, continuing an existing file; owner-only
+    /// (a workload may print secrets), whatever the umask.
     pub fn open(path: &Path, limits: &LogsConfig) -> std::io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_private(path)?;
         let size = file.metadata()?.len();
         Ok(Self {
             path: path.to_owned(),
@@ -85,13 +87,14 @@ impl RotatingFile {
             }
             fs::rename(&self.path, numbered(1))?;
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = open_private(&self.path)?;
         self.size = 0;
         Ok(())
     }
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    private_files::open(path, OpenOptions::new().append(true)).map_err(std::io::Error::other)
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
@@ -219,6 +222,11 @@ mod tests {
             assert!(fs::metadata(path).unwrap().len() <= 100, "{path:?}");
         }
         assert!(!numbered(&path, 3).exists(), "only two rotated files kept");
+        for path in [&path, &numbered(&path, 1), &numbered(&path, 2)] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{path:?}: a workload may print secrets");
+        }
         // Bytes 400..450 are current, 300..400 in .1, 200..300 in .2.
         let current = fs::read_to_string(&path).unwrap();
         assert_eq!(current, format!("{}{}", "8".repeat(5), "9".repeat(45)));

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use levee_common::agent_config::LogsConfig;
 use levee_common::event::types::PROCESS_EXITED;
+use levee_common::private_files;
 use levee_common::resource::{ProcessResource, RestartPolicy};
 use nix::sys::signal::Signal;
 use redb::{Database, ReadableDatabase, ReadableTable};
@@ -561,7 +562,8 @@ impl Supervisor {
     /// Spawns one process of the workload, its output piped into rotated
     /// files under its log directory.
     fn spawn(&self, spec: &WorkloadSpec, run_as: Option<&user::RunAs>) -> std::io::Result<Child> {
-        std::fs::create_dir_all(&spec.log_dir)?;
+        // Output may hold secrets a workload prints: owner-only.
+        private_files::ensure_dir(&spec.log_dir).map_err(std::io::Error::other)?;
         let (program, args) = spec
             .process
             .argv

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::allowed_roots::whole_host_roots;
 use crate::event::MAX_EVENT_FIELD_BYTES;
 use crate::event::types::LOG_MATCHED;
 use crate::resource::Probe;
@@ -31,8 +32,15 @@ pub struct AgentConfig {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Directories resources may touch. Empty means `<data_dir>/services`.
+    /// `/` or a system directory (`/etc`, `/usr`, ...; see
+    /// [`crate::allowed_roots`]) is refused unless
+    /// `i_know_this_is_the_whole_host` is set.
     #[serde(default)]
     pub allowed_roots: Vec<PathBuf>,
+    /// Lets `allowed_roots` name `/` or a system directory, handing tasks
+    /// the whole host; the agent warns at every start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub i_know_this_is_the_whole_host: bool,
     /// Where to serve Prometheus metrics, `GET /metrics`, plain HTTP: bind
     /// it to 127.0.0.1 or a private address. Off when unset. Port 0 picks a
     /// free port, written to `<data_dir>/metrics.addr` once bound.
@@ -389,7 +397,29 @@ impl AgentConfig {
             }
         }
         self.validate_checks()?;
-        self.validate_log_patterns()
+        self.validate_log_patterns()?;
+        self.validate_allowed_roots()
+    }
+
+    /// `/` and system directories only with the flag that says so.
+    fn validate_allowed_roots(&self) -> Result<(), String> {
+        if self.i_know_this_is_the_whole_host {
+            return Ok(());
+        }
+        let found = whole_host_roots(&self.allowed_roots);
+        let Some(first) = found.first() else {
+            return Ok(());
+        };
+        Err(format!(
+            "allowed_roots: {first} is {}: every task could then change the system itself; \
+             name a directory of its own (such as /srv/levee), or set \
+             `i_know_this_is_the_whole_host = true` if that is what you mean",
+            if first.resolved == Path::new("/") {
+                "the whole filesystem"
+            } else {
+                "a system directory"
+            }
+        ))
     }
 
     fn validate_checks(&self) -> Result<(), String> {
@@ -468,6 +498,11 @@ impl AgentConfig {
         self.data_dir.join("services").join(name)
     }
 
+    /// Where workloads' output goes, one owner-only directory per process.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
     /// The roots resources may touch.
     pub fn roots(&self) -> Vec<PathBuf> {
         if self.allowed_roots.is_empty() {
@@ -505,6 +540,7 @@ mod tests {
             data_dir: "/tmp/a".into(),
             labels: BTreeMap::from([("role".into(), "demo".into())]),
             allowed_roots: vec![],
+            i_know_this_is_the_whole_host: false,
             metrics_listen: Some("127.0.0.1:9464".parse().unwrap()),
             tls: TlsFiles {
                 ca: "ca".into(),
@@ -727,5 +763,40 @@ mod tests {
         }
         let typo = format!("{MINIMAL}\n{check}\nintervall_ms = 5\n");
         assert!(toml::from_str::<AgentConfig>(&typo).is_err());
+    }
+
+    #[test]
+    fn whole_host_roots_are_refused_naming_the_root_and_the_flag() {
+        for (roots, named) in [
+            ("[\"/\"]", "`/` is the whole filesystem"),
+            ("[\"/srv/app\", \"/etc\"]", "`/etc` is a system directory"),
+            (
+                "[\"/srv/../usr\"]",
+                "`/srv/../usr` (which resolves to `/usr`) is a system directory",
+            ),
+        ] {
+            let text = format!("allowed_roots = {roots}\n{MINIMAL}");
+            let config: AgentConfig = toml::from_str(&text).unwrap();
+            let err = config.validate().unwrap_err();
+            assert!(err.contains(named), "{roots}: {err}");
+            assert!(
+                err.contains("i_know_this_is_the_whole_host = true"),
+                "{roots}: {err}"
+            );
+
+            let allowed = format!("i_know_this_is_the_whole_host = true\n{text}");
+            let config: AgentConfig = toml::from_str(&allowed).unwrap();
+            config.validate().unwrap();
+            assert_eq!(
+                toml::from_str::<AgentConfig>(&config.to_toml()).unwrap(),
+                config,
+                "the flag is written back"
+            );
+        }
+        let own = format!("allowed_roots = [\"/srv/app\", \"/etc/nginx\"]\n{MINIMAL}");
+        toml::from_str::<AgentConfig>(&own)
+            .unwrap()
+            .validate()
+            .unwrap();
     }
 }

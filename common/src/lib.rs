@@ -3,10 +3,13 @@
 //! patterns, and certificate identity.
 //!
 //! Architecture invariant: this crate spawns no tasks and reads no clock;
-//! the only I/O it does is reading and writing certificate files in
-//! [`pki`] and [`tls`], which the binaries call at their edges.
+//! the only I/O it does, at the binaries' edges, is reading and writing
+//! certificate files ([`pki`], [`tls`]), reading the agent's config and
+//! where its roots lead ([`agent_config`], [`allowed_roots`]), and making
+//! files and directories owner-only ([`private_files`]).
 
 pub mod agent_config;
+pub mod allowed_roots;
 pub mod event;
 pub mod identity;
 pub mod ids;
@@ -14,6 +17,7 @@ pub mod namespace;
 pub mod pattern;
 pub mod pb;
 pub mod pki;
+pub mod private_files;
 pub mod resource;
 pub mod secret;
 pub mod spec;

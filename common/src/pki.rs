@@ -145,15 +145,25 @@ impl CertifiedKey {
     }
 }
 
-/// Writes a PEM file with the given permission bits, creating parents.
+/// Writes a PEM file with exactly the given permission bits, whatever the
+/// umask and whatever mode a file already there had (a key rewritten over
+/// a world-readable one must not stay readable). Missing parents are
+/// created owner-only: they will hold private keys.
 pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let io = |source| PkiError::Io {
         path: path.display().to_string(),
         source,
     };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::private_files::DIR_MODE)
+            .create(parent)
+            .map_err(io)?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -161,6 +171,8 @@ pub fn write_file(path: &Path, content: &str, mode: u32) -> Result<(), PkiError>
         .truncate(true)
         .mode(mode)
         .open(path)
+        .map_err(io)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(io)?;
     std::io::Write::write_all(&mut file, content.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)
@@ -238,5 +250,30 @@ mod tests {
             ca.issue(&Identity::new(Role::Agent, "../x"), &[], now, DAY)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn keys_are_owner_only_even_over_a_readable_file_and_in_new_directories() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ca = CertificateAuthority::create("test", now, DAY).unwrap();
+        let issued = ca
+            .issue(&Identity::new(Role::Agent, "edge-1"), &[], now, DAY)
+            .unwrap();
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("pki");
+        issued.write(&dir, "edge-1").unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("edge-1.key")), 0o600);
+        assert_eq!(mode(&dir.join("edge-1.crt")), 0o644);
+
+        std::fs::set_permissions(
+            dir.join("edge-1.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        issued.write(&dir, "edge-1").unwrap();
+        assert_eq!(mode(&dir.join("edge-1.key")), 0o600);
     }
 }

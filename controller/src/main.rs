@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
     match cli::run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("{}", cli::error_message(&err));
             ExitCode::from(cli::exit_code(&err))
         }
     }

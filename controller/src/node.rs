@@ -11,6 +11,7 @@ use levee_common::identity::Role;
 use levee_common::pb::agent_link_server::AgentLinkServer;
 use levee_common::pb::control_server::ControlServer;
 use levee_common::pb::raft_transport_server::RaftTransportServer;
+use levee_common::private_files;
 use openraft::{BasicNode, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio_stream::StreamExt;
@@ -45,6 +46,8 @@ use crate::sources;
 use crate::sources::mqtt::MqttSource;
 use crate::sources::sink::InboundSink;
 
+/// The node's redb store, in its data directory.
+const STORE_FILE: &str = "levee.redb";
 /// Largest gRPC message accepted from agents and operators.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long shutdown waits for sessions and Raft to wind down.
@@ -84,12 +87,16 @@ impl RunningNode {
 
 /// Starts a node; it serves until `shutdown` is cancelled.
 pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<RunningNode> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    // The store holds the specs (a provisioner's env may carry secrets)
+    // and every event's data: owner-only, whatever the umask.
+    let store_path = config.data_dir.join(STORE_FILE);
+    private_files::prepare_dir(&config.data_dir, STORE_FILE)
+        .context("preparing the data directory")?;
+    private_files::ensure_file(&store_path).context("preparing the store file")?;
     let tls = config.tls.load().context("loading TLS files")?;
 
     info!(path = %config.data_dir.display(), "opening store");
-    let db = store::open(&config.data_dir.join("levee.redb"))?;
+    let db = store::open(&store_path)?;
     let state_machine = StateMachine::open(db.clone())
         .await
         .context("opening state machine")?;

@@ -612,10 +612,20 @@ impl AgentProcess {
 
     /// Runs `levee-agent emit TYPE --data DATA` against this agent's socket.
     pub fn emit(&self, event_type: &str, data: &str) -> Result<String, String> {
+        self.emit_about(event_type, "load", data)
+    }
+
+    /// As [`AgentProcess::emit`], about `subject`.
+    pub fn emit_about(
+        &self,
+        event_type: &str,
+        subject: &str,
+        data: &str,
+    ) -> Result<String, String> {
         let output = Command::new(binary("levee-agent"))
             .arg("--config")
             .arg(&self.config_path)
-            .args(["emit", event_type, "--data", data, "--subject", "load"])
+            .args(["emit", event_type, "--data", data, "--subject", subject])
             .output()
             .map_err(|err| err.to_string())?;
         if output.status.success() {

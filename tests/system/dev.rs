@@ -10,7 +10,12 @@ use std::process::Command;
 use crate::common::TIMEOUT;
 
 fn dev(env: &TestEnv) -> Running {
-    let mut command = Command::new(binary("levee"));
+    dev_with(env, Command::new(binary("levee")))
+}
+
+/// `levee dev` in `env` through `command`, which names the binary (or a
+/// shell that sets something up and then runs it).
+pub(crate) fn dev_with(env: &TestEnv, mut command: Command) -> Running {
     command
         .current_dir(env.path())
         .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -40,7 +45,7 @@ fn query_value(env: &TestEnv, args: &[&str]) -> Result<Value, String> {
     serde_json::from_slice(&output.stdout).map_err(|err| err.to_string())
 }
 
-fn clock_running(env: &TestEnv, dev: &Running) -> Vec<Value> {
+pub(crate) fn clock_running(env: &TestEnv, dev: &Running) -> Vec<Value> {
     wait_until("the dev agent to run the clock service", TIMEOUT, || {
         let agents = query(env, "agents")?;
         let tasks = query(env, "tasks")?;

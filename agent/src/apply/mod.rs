@@ -150,7 +150,7 @@ impl Applier {
             supervisor,
             roots,
             services_dir: config.data_dir.join("services"),
-            logs_dir: config.data_dir.join("logs"),
+            logs_dir: config.logs_dir(),
             runs_dir: config.data_dir.join("runs"),
             runs_stop: CancellationToken::new(),
             converging: Arc::default(),

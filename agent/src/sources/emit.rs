@@ -1,6 +1,7 @@
 //! Local events from applications on the host: `levee-agent emit TYPE
 //! --data JSON` writes one JSON line to the agent's Unix socket
-//! (`<data_dir>/emit.sock`, owner and group only), and the agent puts the
+//! (`<data_dir>/emit.sock`, in the owner-only data directory, so only the
+//! agent's user and root reach it), and the agent puts the
 //! event in its outbox like any of its own. The reply comes after the
 //! event is durably in the outbox, so an acknowledged emit is never lost.
 //!
@@ -109,7 +110,7 @@ pub async fn serve(
         _ => {}
     }
     let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     info!(socket = %path.display(), "accepting local events");
     loop {
         let stream = tokio::select! {

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::client::ClientArgs;
 use super::output::{Row, print_rows, timestamp};
 use super::query::QueryArgs;
+use super::terminal::print_line;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApproveArgs {
@@ -42,7 +43,7 @@ pub async fn approve(args: ApproveArgs) -> Result<()> {
             async move { c.approve(request).await }
         })
         .await?;
-    println!("{}", response.outcome);
+    print_line(&response.outcome);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::client::ClientArgs;
 use super::output::{Row, print_rows, timestamp};
 use super::query::QueryArgs;
+use super::terminal::print_line;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrainArgs {
@@ -56,7 +57,7 @@ pub async fn resolve(args: ResolveArgs) -> Result<()> {
             async move { c.resolve_provision(request).await }
         })
         .await?;
-    println!("provision {} resolved", args.id);
+    print_line(&format!("provision {} resolved", args.id));
     Ok(())
 }
 
@@ -69,11 +70,11 @@ pub async fn drain(args: DrainArgs) -> Result<()> {
     let plan = send(&args.client, request).await?;
     let what = args.service.unwrap_or_else(|| "everything".into());
     match plan {
-        Some(plan) => println!(
+        Some(plan) => print_line(&format!(
             "moving {what} off {}: plan {plan} (see `levee tasks`)",
             args.agent
-        ),
-        None => println!("{} runs none of {what} already", args.agent),
+        )),
+        None => print_line(&format!("{} runs none of {what} already", args.agent)),
     }
     Ok(())
 }
@@ -85,8 +86,8 @@ pub async fn undrain(args: UndrainArgs) -> Result<()> {
         undo: true,
     };
     match send(&args.client, request).await? {
-        Some(plan) => println!("{} takes work again: plan {plan}", args.agent),
-        None => println!("{} takes work again", args.agent),
+        Some(plan) => print_line(&format!("{} takes work again: plan {plan}", args.agent)),
+        None => print_line(&format!("{} takes work again", args.agent)),
     }
     Ok(())
 }

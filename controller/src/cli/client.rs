@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use super::terminal::escape;
+
 /// Where the CLI finds the controller and its certificate when no flag says.
 pub const DEFAULT_CLI_CONFIG: &str = ".levee/cli.toml";
 
@@ -142,7 +144,9 @@ impl Client {
     }
 }
 
-/// Turns a status into an error a person can act on.
+/// Turns a status into an error a person can act on. The message may
+/// echo what a peer sent (an event type, an agent's report), so it is
+/// escaped here, where it enters the CLI, line breaks included.
 fn describe(status: Status, addr: &str) -> anyhow::Error {
     let hint = match status.code() {
         Code::Unavailable
@@ -155,7 +159,11 @@ fn describe(status: Status, addr: &str) -> anyhow::Error {
         }
         _ => String::new(),
     };
-    anyhow!("{}: {}{hint}", code_name(status.code()), status.message())
+    anyhow!(
+        "{}: {}{hint}",
+        code_name(status.code()),
+        escape(status.message())
+    )
 }
 
 fn code_name(code: Code) -> &'static str {

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use super::client::ClientArgs;
 use super::output::{OutputFormat, Row, print_rows};
 use super::query::QueryArgs;
+use super::terminal::print_line;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ClusterCommand {
@@ -68,10 +69,10 @@ pub async fn run(command: ClusterCommand) -> Result<()> {
 }
 
 fn print_members(what: &str, members: &pb::MembershipResponse) {
-    println!(
+    print_line(&format!(
         "{what}; voters: {:?}, learners: {:?}",
         members.voters, members.learners
-    );
+    ));
 }
 
 async fn status(args: QueryArgs) -> Result<()> {
@@ -82,7 +83,7 @@ async fn status(args: QueryArgs) -> Result<()> {
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status.json())?),
         OutputFormat::Table => {
-            println!(
+            print_line(&format!(
                 "node {} is {}; leader {} ({}), term {}, committed {}, applied {}, compacted through {}",
                 status.node_id,
                 status.state,
@@ -96,7 +97,7 @@ async fn status(args: QueryArgs) -> Result<()> {
                 status.committed,
                 status.last_applied,
                 status.purged
-            );
+            ));
             print_rows(&status.members, OutputFormat::Table, "no members");
         }
     }

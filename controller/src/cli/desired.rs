@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::client::{Client, ClientArgs};
 use super::output::{OutputFormat, Row, listed, print_rows, timestamp};
 use super::specs::{parse_specs, read_spec_files, wire_files};
+use super::terminal::{eprint_line, print_line};
 
 /// How often a rollout's progress is polled.
 const POLL: Duration = Duration::from_millis(250);
@@ -131,7 +132,7 @@ async fn plan_inner(args: SpecsArgs) -> Result<u8> {
                 "No changes: the agents run what these specs declare.",
             );
             for problem in &response.problems {
-                println!("warning: {problem}");
+                print_line(&format!("warning: {problem}"));
             }
             if !response.steps.is_empty() {
                 println!(
@@ -257,8 +258,8 @@ pub async fn scale(args: ScaleArgs) -> Result<u8> {
 /// kept for one JSON document.
 fn say(output: OutputFormat, line: &str) {
     match output {
-        OutputFormat::Table => println!("{line}"),
-        OutputFormat::Json => eprintln!("{line}"),
+        OutputFormat::Table => print_line(line),
+        OutputFormat::Json => eprint_line(line),
     }
 }
 
@@ -322,10 +323,10 @@ async fn follow_plan(
             .ok_or_else(|| anyhow!("plan {plan_id} has no record"))?;
         let line = progress_line(&response.tasks);
         if line != last_line {
-            eprintln!(
+            eprint_line(&format!(
                 "[{:>5.1}s] {plan_id}: {line}",
                 started.elapsed().as_secs_f64()
-            );
+            ));
             let _ = std::io::stderr().flush();
             last_line = line;
         }
@@ -335,10 +336,10 @@ async fn follow_plan(
             .all(|task| !matches!(task.state.as_str(), "pending" | "waiting"));
         if finished {
             for task in response.tasks.iter().filter(|task| !task.error.is_empty()) {
-                eprintln!(
+                eprint_line(&format!(
                     "  {} on {} ({}): {}",
                     task.task_id, task.agent_id, task.state, task.error
-                );
+                ));
             }
             if plan.rolled_back_by != 0 {
                 eprintln!(

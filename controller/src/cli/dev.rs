@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use levee_common::agent_config::{AgentConfig, DriftConfig};
 use levee_common::identity::{Identity, Role};
 use levee_common::pb;
+use levee_common::private_files;
 use levee_common::tls::TlsFiles;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -86,7 +87,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         webhooks: Some(dev_webhooks(&data_dir)?),
         mqtt: Vec::new(),
         metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        secrets_dir: Some(data_dir.join("secrets")),
+        secrets_dir: Some(dev_secrets_dir(&data_dir)?),
     };
     let node = node::start(node_config, shutdown.clone()).await?;
     wait_for_leadership(&node).await?;
@@ -124,8 +125,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     node.wait().await
 }
 
+/// The data directory, created (or made) owner-only: it holds the CA key,
+/// the webhook token and both stores. `pki` marks one an earlier `levee
+/// dev` made, which may be tightened.
 fn absolute(path: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    private_files::prepare_dir(path, "pki")?;
     path.canonicalize()
         .with_context(|| format!("resolving {}", path.display()))
 }
@@ -156,7 +160,10 @@ fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
             .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
             .context("reading /dev/urandom for the webhook token")?;
         let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-        std::fs::write(&token_file, token).context("writing webhook.token")?;
+        private_files::write(&token_file, token.as_bytes())?;
+    } else {
+        // One an earlier release wrote under a 022 umask is tightened.
+        private_files::ensure_file(&token_file)?;
     }
     Ok(WebhooksConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -174,9 +181,18 @@ fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
     })
 }
 
-/// Creates the development CA and certificates on first start.
+/// Creates the development CA and certificates on first start; on later
+/// ones makes its directory and keys owner-only, as an earlier release may
+/// have left the directory readable.
 fn ensure_certificates(pki: &Path) -> Result<()> {
     if pki.join("ca.key").exists() {
+        private_files::ensure_dir(pki)?;
+        for name in ["ca", NODE_NAME, AGENT_NAME, OPERATOR_NAME] {
+            let key = pki.join(format!("{name}.key"));
+            if key.exists() {
+                private_files::ensure_file(&key)?;
+            }
+        }
         return Ok(());
     }
     info!(dir = %pki.display(), "creating a development CA and certificates");
@@ -244,6 +260,14 @@ async fn load_specs(client: &Client, dir: Option<&Path>) -> Result<()> {
         info!(version = response.version, "dev specs committed");
     }
     Ok(())
+}
+
+/// Where `levee dev` reads secrets specs name: `<data dir>/secrets`, one
+/// file per secret, owner-only.
+fn dev_secrets_dir(data_dir: &Path) -> Result<PathBuf> {
+    let dir = data_dir.join("secrets");
+    private_files::ensure_dir(&dir)?;
+    Ok(dir)
 }
 
 async fn label_local_agent(client: &Client) -> Result<()> {

@@ -14,6 +14,7 @@ mod rules;
 mod server;
 mod specs;
 mod state;
+mod terminal;
 mod why;
 
 use std::path::PathBuf;
@@ -153,6 +154,17 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status(args) => return desired::status(args).await,
     };
     done.map(|()| 0)
+}
+
+/// An error as `main` prints it on stderr. Peer-supplied text in it was
+/// escaped where it entered (`client::describe`); escaping the whole
+/// again, keeping only the line breaks of multi-line errors (every problem
+/// of a spec on its own line), covers whatever else an error quotes.
+pub fn error_message(err: &anyhow::Error) -> String {
+    format!(
+        "error: {}",
+        terminal::escape_keeping_lines(&format!("{err:#}"))
+    )
 }
 
 /// The process exit code for an error: 2 for usage and input problems the

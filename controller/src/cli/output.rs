@@ -1,8 +1,12 @@
-//! Printing results: a table for people, JSON for programs.
+//! Printing results: a table for people, JSON for programs. Every cell
+//! is escaped for the terminal (`terminal::escape`): a value from a peer
+//! cannot add a row or reach the terminal as a control sequence.
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
 use serde_json::Value;
+
+use super::terminal::escape;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -29,18 +33,21 @@ pub fn print_rows<R: Row>(rows: &[R], format: OutputFormat, empty_hint: &str) {
             );
         }
         OutputFormat::Table if rows.is_empty() => println!("{empty_hint}"),
-        OutputFormat::Table => {
-            let mut table = Table::new();
-            table
-                .load_preset(UTF8_BORDERS_ONLY)
-                .set_content_arrangement(ContentArrangement::Dynamic);
-            table.set_header(R::HEADERS.to_vec());
-            for row in rows {
-                table.add_row(row.cells());
-            }
-            println!("{table}");
-        }
+        OutputFormat::Table => println!("{}", table(rows)),
     }
+}
+
+/// Rows as a table, every cell escaped for the terminal.
+fn table<R: Row>(rows: &[R]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_header(R::HEADERS.to_vec());
+    for row in rows {
+        table.add_row(row.cells().iter().map(|cell| escape(cell).into_owned()));
+    }
+    table
 }
 
 /// A list for a table cell: the items joined by `separator`, or `-`.
@@ -69,6 +76,36 @@ pub fn timestamp(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Hostile(&'static str);
+
+    impl Row for Hostile {
+        const HEADERS: &'static [&'static str] = &["TYPE", "SUBJECT"];
+        fn cells(&self) -> Vec<String> {
+            vec![self.0.into(), "web".into()]
+        }
+        fn json(&self) -> Value {
+            Value::Null
+        }
+    }
+
+    #[test]
+    fn a_cell_can_neither_add_a_row_nor_reach_the_terminal_raw() {
+        let rows = [
+            Hostile("app.x\x1b[2J\n│ fake │ row │"),
+            Hostile("ok\u{202e}gpj.exe\r"),
+        ];
+        let one = table(&rows[..1]).to_string();
+        let two = table(&rows).to_string();
+        assert_eq!(
+            two.lines().count(),
+            one.lines().count() + 1,
+            "one row per value:\n{two}"
+        );
+        assert!(!two.contains(['\x1b', '\r', '\u{202e}']), "{two:?}");
+        assert!(two.contains("app.x\\x1b[2J\\n│ fake │ row │"), "{two}");
+        assert!(two.contains("ok\\u{202e}gpj.exe\\r"), "{two}");
+    }
 
     #[test]
     fn timestamps_render_as_utc() {

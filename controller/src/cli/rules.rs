@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::client::ClientArgs;
 use super::output::{OutputFormat, Row, listed, print_rows};
 use super::specs::{parse_specs, read_spec_files, wire_files};
+use super::terminal::print_line;
 use crate::api::trial::{self, SavedState};
 use crate::state::records::LogPosition;
 
@@ -140,10 +141,10 @@ pub async fn run(command: RulesCommand) -> Result<()> {
         OutputFormat::Table => {
             print_rows(&response.events, OutputFormat::Table, "no events");
             for target in &response.targets {
-                println!(
+                print_line(&format!(
                     "{}: {} -> {} replicas",
                     target.service, target.from, target.to
-                );
+                ));
             }
             println!("Nothing was changed: this ran on a copy of the state.");
         }

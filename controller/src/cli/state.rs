@@ -4,11 +4,8 @@
 
 use std::path::PathBuf;
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-
 use anyhow::{Context, Result};
-use levee_common::pb;
+use levee_common::{pb, private_files};
 
 use super::client::ClientArgs;
 
@@ -38,16 +35,10 @@ pub async fn run(command: StateCommand) -> Result<()> {
         .call(|mut c| async move { c.export_state(pb::ExportStateRequest { stale }).await })
         .await?;
     // It holds the specs (a provisioner's env may carry credentials) and
-    // recent event data: readable by its owner only.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&args.file)
-        .with_context(|| format!("creating {}", args.file.display()))?;
-    file.write_all(&response.json)
-        .with_context(|| format!("writing {}", args.file.display()))?;
+    // recent event data: readable by its owner only, also when it
+    // replaces a file that was readable by others.
+    private_files::write(&args.file, &response.json)
+        .with_context(|| format!("saving the state to {}", args.file.display()))?;
     eprintln!(
         "saved the cluster's state ({} bytes) to {}",
         response.json.len(),

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::client::ClientArgs;
 use super::output::{OutputFormat, timestamp};
+use super::terminal::print_line;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WhyArgs {
@@ -48,36 +49,41 @@ pub async fn why(args: WhyArgs) -> Result<()> {
             ))?
         ),
         OutputFormat::Table if response.chains.is_empty() => {
-            println!("no changes to {} recorded", args.service)
+            print_line(&format!("no changes to {} recorded", args.service))
         }
         OutputFormat::Table => {
             for chain in &response.chains {
-                print!("{}", render(chain));
+                // Line by line, each escaped: a value cannot add a line.
+                for line in render(chain) {
+                    print_line(&line);
+                }
+                println!();
             }
         }
     }
     Ok(())
 }
 
-/// A chain as indented lines, cause first.
-fn render(chain: &pb::CauseChain) -> String {
-    let mut out = format!("{}  {}\n", timestamp(chain.created_unix_ms), chain.plan_id);
+/// A chain as indented lines, cause first, not yet escaped.
+fn render(chain: &pb::CauseChain) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{}  {}",
+        timestamp(chain.created_unix_ms),
+        chain.plan_id
+    )];
     if let Some(event) = &chain.event {
-        out.push_str(&format!(
-            "  event  {} {} (subject {}) from {}: {}\n",
+        lines.push(format!(
+            "  event  {} {} (subject {}) from {}: {}",
             event.id, event.r#type, event.subject, event.source, event.data_json
         ));
     }
     if !chain.rule.is_empty() {
-        out.push_str(&format!(
-            "  rule   {}: {}\n",
-            chain.rule, chain.rule_outcome
-        ));
+        lines.push(format!("  rule   {}: {}", chain.rule, chain.rule_outcome));
     }
-    out.push_str(&format!("  plan   {} ({})\n", chain.plan_id, chain.reason));
+    lines.push(format!("  plan   {} ({})", chain.plan_id, chain.reason));
     for task in &chain.tasks {
-        out.push_str(&format!(
-            "  task   {} {} on {}: {}{}\n",
+        lines.push(format!(
+            "  task   {} {} on {}: {}{}",
             task.task_id,
             task.action,
             task.agent_id,
@@ -89,8 +95,7 @@ fn render(chain: &pb::CauseChain) -> String {
             }
         ));
     }
-    out.push('\n');
-    out
+    lines
 }
 
 fn chain_json(chain: &pb::CauseChain) -> Value {
