@@ -329,9 +329,11 @@ impl Drop for TestEnv {
 pub struct ControllerProcess {
     pub node_id: u64,
     pub addr: String,
-    data_dir: PathBuf,
+    /// Its store and bound addresses.
+    pub data_dir: PathBuf,
     config_path: PathBuf,
-    log: PathBuf,
+    /// Its stderr (logs).
+    pub log: PathBuf,
     operator: TlsFiles,
     process: Option<Running>,
 }
@@ -586,7 +588,8 @@ pub struct AgentProcess {
     pub name: String,
     pub config: AgentConfig,
     config_path: PathBuf,
-    log: PathBuf,
+    /// Its stderr (logs).
+    pub log: PathBuf,
     process: Option<Running>,
 }
 

@@ -6,6 +6,7 @@
 //! names what was awaited.
 
 pub mod cluster;
+pub mod hostile;
 pub mod http_sink;
 pub mod https;
 pub mod idle;

@@ -19,4 +19,5 @@ mod scenarios;
 mod sources;
 mod stack;
 mod terminal;
+mod trust;
 mod whole_host;

@@ -104,6 +104,11 @@ pub fn encode(
         state.event_log.events_committed,
     )?;
     out.counter(
+        "levee_events_refused",
+        "Agents' events refused for a type they may not send (host.lost, levee.*, timer.*...).",
+        state.event_log.events_refused,
+    )?;
+    out.counter(
         "levee_events_raised_dropped",
         "Controller events dropped by the per-entry limit (runaway reactions).",
         state.event_log.raised_dropped,
