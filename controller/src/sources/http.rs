@@ -312,17 +312,21 @@ async fn receive(
                     .into_response()
             }
             Err(SubmitError::Refused(reason)) => reply(StatusCode::BAD_REQUEST, reason),
+            Err(full @ SubmitError::AtLimit { .. }) => {
+                warn!(error = %full, "webhook events not committed");
+                retry_later(
+                    reply(StatusCode::SERVICE_UNAVAILABLE, full.to_string()),
+                    "30",
+                )
+            }
             Err(err) => {
                 warn!(error = %err, "webhook events not committed; the sender may retry");
                 // The cause (and the leader's address) stays in the log.
-                let mut response = reply(
+                let response = reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the cluster could not commit the events now; retry".into(),
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                response
+                retry_later(response, "1")
             }
         }
     }
@@ -363,6 +367,14 @@ fn refusal(
         );
     }
     Some(response)
+}
+
+/// Adds `Retry-After: <seconds>`.
+fn retry_later(mut response: Response, seconds: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static(seconds));
+    response
 }
 
 fn reply(status: StatusCode, error: String) -> Response {
