@@ -162,6 +162,7 @@ fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
             token_file: Some(token_file),
             hmac_secret_file: None,
             hmac_header: "x-levee-signature".into(),
+            replay_window_s: None,
         }],
     })
 }

@@ -31,8 +31,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::{EndpointConfig, WebhooksConfig};
 use super::sink::{InboundSink, SubmitError};
-use super::webhook::auth::{self, Secret, WebhookAuth};
-use super::webhook::{self, Format};
+use super::webhook::auth::{self, Admitted, AuthError, Secret, WebhookAuth};
+use super::webhook::{self, Format, ReplayWindow};
 
 /// A TLS handshake, or a request's headers, taking longer than this is
 /// dropped.
@@ -46,10 +46,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A kept-alive connection is closed (gracefully) after this long.
 const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// An endpoint ready to serve: its format and loaded secret.
+/// An endpoint ready to serve: its format, loaded secret and replay window.
 struct Endpoint {
     format: Format,
     auth: WebhookAuth,
+    window: ReplayWindow,
 }
 
 struct Receiver {
@@ -190,6 +191,7 @@ fn load_endpoint(config: &EndpointConfig) -> Result<Endpoint> {
     Ok(Endpoint {
         format: config.format,
         auth,
+        window: config.replay_window(),
     })
 }
 
@@ -254,11 +256,11 @@ async fn receive(
             );
         };
         // A token is in the headers: a caller without it is turned away
-        // before its body is read. An HMAC needs the body.
+        // before its body is read. A signature needs the body.
         if matches!(endpoint.auth, WebhookAuth::Token(_))
-            && let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &[])
+            && let Err(err) = admit(endpoint, &headers, query.as_deref(), &[])
         {
-            return refused;
+            return refused(endpoint, &err);
         }
         let body = match read_body(body, receiver.max_body_bytes).await {
             Ok(body) => body,
@@ -272,16 +274,24 @@ async fn receive(
                 );
             }
         };
-        if let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &body) {
-            return refused;
-        }
-        let parsed = match webhook::parse(endpoint.format, &headers, &body) {
+        let admitted = match admit(endpoint, &headers, query.as_deref(), &body) {
+            Ok(admitted) => admitted,
+            Err(err) => return refused(endpoint, &err),
+        };
+        let mut parsed = match webhook::parse(endpoint.format, &headers, &body) {
             Ok(parsed) => parsed,
             Err(err) => {
                 warn!(error = %err, "webhook payload refused");
                 return reply(StatusCode::BAD_REQUEST, err.to_string());
             }
         };
+        if let Err(stale) = webhook::check_sent(&parsed, &endpoint.window, crate::clock::now_ms()) {
+            warn!(error = %stale, "webhook refused");
+            return reply(StatusCode::UNAUTHORIZED, stale.to_string());
+        }
+        if let Admitted::Signed(signed) = &admitted {
+            webhook::identify_by_signature(&mut parsed.events, &signed.signature_hex);
+        }
         if let Some(url) = &parsed.subscribe_url {
             // Confirming means fetching the URL from AWS; an operator does
             // it once, so the receiver makes no outbound calls.
@@ -347,16 +357,29 @@ async fn within_deadline(
     }
 }
 
-/// Checks a delivery's credentials; the answer to send if they fail.
-fn refusal(
+/// Checks a delivery's credentials (and a signature's timestamp against
+/// this controller's clock).
+fn admit(
     endpoint: &Endpoint,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
-) -> Option<Response> {
-    let Err(err) = auth::check(&endpoint.auth, headers, query, body) else {
-        return None;
+) -> Result<Admitted, AuthError> {
+    let request = auth::Request {
+        headers,
+        query,
+        body,
     };
+    auth::check(
+        &endpoint.auth,
+        &endpoint.window,
+        request,
+        crate::clock::now_ms(),
+    )
+}
+
+/// The answer to a delivery whose credentials failed.
+fn refused(endpoint: &Endpoint, err: &AuthError) -> Response {
     warn!(error = %err, "webhook refused");
     let mut response = reply(err.status(), err.to_string());
     // SNS sends its Basic credentials only when challenged.
@@ -366,14 +389,15 @@ fn refusal(
             header::HeaderValue::from_static(auth::BASIC_CHALLENGE),
         );
     }
-    Some(response)
+    response
 }
 
 /// Adds `Retry-After: <seconds>`.
 fn retry_later(mut response: Response, seconds: &'static str) -> Response {
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static(seconds));
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(seconds),
+    );
     response
 }
 
