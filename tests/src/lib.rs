@@ -15,8 +15,10 @@ pub mod load;
 pub mod mosquitto;
 pub mod process;
 pub mod proxy;
+pub mod signed_webhook;
 pub mod system_packages;
 pub mod wait;
+pub mod webhook_client;
 
 pub use cluster::{AgentProcess, Cluster, ControllerProcess, Pki, TestEnv};
 pub use wait::wait_until;

@@ -1,13 +1,13 @@
 //! Events from outside the fleet: HTTPS webhooks (Alertmanager,
-//! CloudEvents) sent to a follower and committed through the leader, and
+//! CloudEvents) sent to a follower and committed through the leader
+//! (replays of signed ones: `webhook_replay`), and
 //! MQTT messages from a real Mosquitto broker, kept across a leader's
 //! death.
 
-use hmac::{Hmac, Mac};
 use levee_tests::mosquitto::Broker;
+use levee_tests::signed_webhook::{Delivery, Signer};
 use levee_tests::{ControllerProcess, TestEnv, https, wait_until};
 use serde_json::Value;
-use sha2::Sha256;
 
 use crate::common::{TIMEOUT, events_of};
 
@@ -214,26 +214,28 @@ fn a_cloudevent_in_binary_mode_needs_its_hmac_signature() {
     let ca = env.pki.dir.join("ca.crt");
     let url = format!("https://{}/hooks/deploys", controller.webhook_addr());
     let body = br#"{"release":"2026.11.3","by":"ci"}"#;
-    let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_KEY.as_bytes()).unwrap();
-    mac.update(body);
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    let headers = |signature: &str| {
-        vec![
-            "Content-Type: application/json".to_owned(),
-            "ce-specversion: 1.0".into(),
-            "ce-id: deploy-42".into(),
-            "ce-source: /ci/pipelines/7".into(),
-            "ce-type: app.deployed".into(),
-            "ce-subject: web".into(),
-            format!("x-signature: sha256={signature}"),
-        ]
+    let signer = Signer::new(HMAC_KEY.as_bytes(), "x-signature");
+    let event = [
+        ("Content-Type", "application/json"),
+        ("ce-specversion", "1.0"),
+        ("ce-id", "deploy-42"),
+        ("ce-source", "/ci/pipelines/7"),
+        ("ce-type", "app.deployed"),
+        ("ce-subject", "web"),
+    ];
+    // As curl sends them: `Name: value`.
+    let curl_headers = |delivery: &Delivery| -> Vec<String> {
+        delivery
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect()
     };
-    let forged = https::post(&ca, &url, &headers(&"0".repeat(64)), body);
+    let signed = signer.sign_now(&event, body);
+    let headers =
+        |signature: &str| curl_headers(&signed.clone().with_header("x-signature", signature));
+    let signature = signed.header("x-signature").unwrap().to_owned();
+    let forged = https::post(&ca, &url, &headers(&format!("v1={}", "0".repeat(64))), body);
     assert_eq!(forged.status, 401, "{forged:?}");
     // More than max_body_bytes (1 MiB by default) is refused unread.
     let huge = vec![b'x'; 2 * 1024 * 1024];

@@ -20,4 +20,5 @@ mod sources;
 mod stack;
 mod terminal;
 mod trust;
+mod webhook_replay;
 mod whole_host;

@@ -177,6 +177,7 @@ fn dev_webhooks(data_dir: &Path) -> Result<WebhooksConfig> {
             hmac_secret_file: None,
             hmac_header: "x-levee-signature".into(),
             may_name_hosts: false,
+            replay_window_s: None,
         }],
     })
 }

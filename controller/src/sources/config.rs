@@ -8,6 +8,7 @@ use levee_common::ids::is_valid_name;
 use serde::{Deserialize, Serialize};
 
 use super::webhook::Format;
+use super::webhook::freshness::{DEFAULT_REPLAY_WINDOW_S, MAX_REPLAY_WINDOW_S, ReplayWindow};
 
 /// The HTTPS webhook receiver. Every controller serves it; a follower
 /// hands what it receives to the leader.
@@ -45,8 +46,10 @@ pub struct EndpointConfig {
     /// `?token=`).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    /// A file holding the HMAC-SHA256 key; the signature of the body is
-    /// expected, in hex, in `hmac_header`.
+    /// A file holding the HMAC-SHA256 key. Senders sign each request's
+    /// timestamp, `content-type` and `ce-*` headers and body (the v1
+    /// signing string, `sources::webhook::signing`) and send `v1=<hex>` in
+    /// `hmac_header`.
     #[serde(default)]
     pub hmac_secret_file: Option<PathBuf>,
     #[serde(default = "default_hmac_header")]
@@ -56,6 +59,19 @@ pub struct EndpointConfig {
     /// could otherwise drain or repair any host.
     #[serde(default)]
     pub may_name_hosts: bool,
+    /// How old (by this controller's clock) a signed request's
+    /// `x-levee-timestamp`, or an SNS message's `Timestamp`, may be: 1 to
+    /// 900 seconds, 300 when unset. Only for endpoints that carry a time:
+    /// signed ones and `sns`.
+    #[serde(default)]
+    pub replay_window_s: Option<u64>,
+}
+
+impl EndpointConfig {
+    /// The endpoint's replay window.
+    pub fn replay_window(&self) -> ReplayWindow {
+        ReplayWindow::of(self.replay_window_s.unwrap_or(DEFAULT_REPLAY_WINDOW_S))
+    }
 }
 
 fn default_hmac_header() -> String {
@@ -114,6 +130,28 @@ impl MqttConfig {
 
 use crate::state::inbound::is_reserved_type;
 
+/// A window only means something where requests carry a time: a token
+/// endpoint's requests say nothing of when they were sent.
+fn validate_replay_window(endpoint: &EndpointConfig) -> Result<(), String> {
+    let Some(seconds) = endpoint.replay_window_s else {
+        return Ok(());
+    };
+    if !(1..=MAX_REPLAY_WINDOW_S).contains(&seconds) {
+        return Err(format!(
+            "`replay_window_s` is {seconds}; it must be 1 to {MAX_REPLAY_WINDOW_S} \
+             (ids are remembered only a little longer)"
+        ));
+    }
+    if endpoint.hmac_secret_file.is_none() && endpoint.format != Format::Sns {
+        return Err(
+            "`replay_window_s` applies only to signed endpoints (`hmac_secret_file`) and \
+             `sns` ones: a token endpoint's requests carry no time"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Checks what serde cannot; the message names the entry at fault.
 pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Result<(), String> {
     if let Some(webhooks) = webhooks {
@@ -143,6 +181,7 @@ pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Resul
                     endpoint.hmac_header
                 ));
             }
+            validate_replay_window(endpoint).map_err(|problem| format!("{at}: {problem}"))?;
         }
     }
     let mut names = std::collections::BTreeSet::new();
@@ -178,4 +217,49 @@ pub fn validate(webhooks: Option<&WebhooksConfig>, mqtt: &[MqttConfig]) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhooks(endpoint: &str) -> WebhooksConfig {
+        toml::from_str(&format!(
+            "listen = \"127.0.0.1:0\"\n[[endpoint]]\nname = \"e\"\n{endpoint}"
+        ))
+        .unwrap()
+    }
+
+    fn check(endpoint: &str) -> Result<(), String> {
+        validate(Some(&webhooks(endpoint)), &[])
+    }
+
+    #[test]
+    fn a_replay_window_is_for_signed_and_sns_endpoints_within_bounds() {
+        let signed = "format = \"cloudevents\"\nhmac_secret_file = \"/k\"\n";
+        check(signed).unwrap();
+        check(&format!("{signed}replay_window_s = 900\n")).unwrap();
+        check("format = \"sns\"\ntoken_file = \"/t\"\nreplay_window_s = 60\n").unwrap();
+        for seconds in [0, 901] {
+            let err = check(&format!("{signed}replay_window_s = {seconds}\n")).unwrap_err();
+            assert!(err.contains("it must be 1 to 900"), "{err}");
+        }
+        let err = check("format = \"alertmanager\"\ntoken_file = \"/t\"\nreplay_window_s = 60\n")
+            .unwrap_err();
+        assert!(
+            err.starts_with("webhooks.endpoint `e`: `replay_window_s` applies only to signed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_window_defaults_to_five_minutes() {
+        let endpoint = &webhooks("format = \"sns\"\ntoken_file = \"/t\"\n").endpoints[0];
+        assert_eq!(endpoint.replay_window().seconds(), 300);
+        let endpoint = &webhooks(
+            "format = \"cloudevents\"\nhmac_secret_file = \"/k\"\nreplay_window_s = 42\n",
+        )
+        .endpoints[0];
+        assert_eq!(endpoint.replay_window().seconds(), 42);
+    }
 }

@@ -31,8 +31,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::config::{EndpointConfig, WebhooksConfig};
 use super::sink::{InboundSink, Origin, SubmitError};
-use super::webhook::auth::{self, Secret, WebhookAuth};
-use super::webhook::{self, Format};
+use super::webhook::auth::{self, Admitted, AuthError, Secret, WebhookAuth};
+use super::webhook::{self, Format, ReplayWindow};
 
 /// A TLS handshake, or a request's headers, taking longer than this is
 /// dropped.
@@ -46,11 +46,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// A kept-alive connection is closed (gracefully) after this long.
 const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 
-/// An endpoint ready to serve: its format and loaded secret.
+/// An endpoint ready to serve: its format, loaded secret and replay window.
 struct Endpoint {
     format: Format,
     auth: WebhookAuth,
     may_name_hosts: bool,
+    window: ReplayWindow,
 }
 
 struct Receiver {
@@ -192,6 +193,7 @@ fn load_endpoint(config: &EndpointConfig) -> Result<Endpoint> {
         format: config.format,
         auth,
         may_name_hosts: config.may_name_hosts,
+        window: config.replay_window(),
     })
 }
 
@@ -256,11 +258,11 @@ async fn receive(
             );
         };
         // A token is in the headers: a caller without it is turned away
-        // before its body is read. An HMAC needs the body.
+        // before its body is read. A signature needs the body.
         if matches!(endpoint.auth, WebhookAuth::Token(_))
-            && let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &[])
+            && let Err(err) = admit(endpoint, &headers, query.as_deref(), &[])
         {
-            return refused;
+            return refused(endpoint, &err);
         }
         let body = match read_body(body, receiver.max_body_bytes).await {
             Ok(body) => body,
@@ -274,16 +276,24 @@ async fn receive(
                 );
             }
         };
-        if let Some(refused) = refusal(endpoint, &headers, query.as_deref(), &body) {
-            return refused;
-        }
-        let parsed = match webhook::parse(endpoint.format, &headers, &body) {
+        let admitted = match admit(endpoint, &headers, query.as_deref(), &body) {
+            Ok(admitted) => admitted,
+            Err(err) => return refused(endpoint, &err),
+        };
+        let mut parsed = match webhook::parse(endpoint.format, &headers, &body) {
             Ok(parsed) => parsed,
             Err(err) => {
                 warn!(error = %err, "webhook payload refused");
                 return reply(StatusCode::BAD_REQUEST, err.to_string());
             }
         };
+        if let Err(stale) = webhook::check_sent(&parsed, &endpoint.window, crate::clock::now_ms()) {
+            warn!(error = %stale, "webhook refused");
+            return reply(StatusCode::UNAUTHORIZED, stale.to_string());
+        }
+        if let Admitted::Signed(signed) = &admitted {
+            webhook::identify_by_signature(&mut parsed.events, &signed.signature_hex);
+        }
         if let Some(url) = &parsed.subscribe_url {
             // Confirming means fetching the URL from AWS; an operator does
             // it once, so the receiver makes no outbound calls.
@@ -317,17 +327,21 @@ async fn receive(
                     .into_response()
             }
             Err(SubmitError::Refused(reason)) => reply(StatusCode::BAD_REQUEST, reason),
+            Err(full @ SubmitError::AtLimit { .. }) => {
+                warn!(error = %full, "webhook events not committed");
+                retry_later(
+                    reply(StatusCode::SERVICE_UNAVAILABLE, full.to_string()),
+                    "30",
+                )
+            }
             Err(err) => {
                 warn!(error = %err, "webhook events not committed; the sender may retry");
                 // The cause (and the leader's address) stays in the log.
-                let mut response = reply(
+                let response = reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the cluster could not commit the events now; retry".into(),
                 );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                response
+                retry_later(response, "1")
             }
         }
     }
@@ -348,16 +362,29 @@ async fn within_deadline(
     }
 }
 
-/// Checks a delivery's credentials; the answer to send if they fail.
-fn refusal(
+/// Checks a delivery's credentials (and a signature's timestamp against
+/// this controller's clock).
+fn admit(
     endpoint: &Endpoint,
     headers: &HeaderMap,
     query: Option<&str>,
     body: &[u8],
-) -> Option<Response> {
-    let Err(err) = auth::check(&endpoint.auth, headers, query, body) else {
-        return None;
+) -> Result<Admitted, AuthError> {
+    let request = auth::Request {
+        headers,
+        query,
+        body,
     };
+    auth::check(
+        &endpoint.auth,
+        &endpoint.window,
+        request,
+        crate::clock::now_ms(),
+    )
+}
+
+/// The answer to a delivery whose credentials failed.
+fn refused(endpoint: &Endpoint, err: &AuthError) -> Response {
     warn!(error = %err, "webhook refused");
     let mut response = reply(err.status(), err.to_string());
     // SNS sends its Basic credentials only when challenged.
@@ -367,7 +394,16 @@ fn refusal(
             header::HeaderValue::from_static(auth::BASIC_CHALLENGE),
         );
     }
-    Some(response)
+    response
+}
+
+/// Adds `Retry-After: <seconds>`.
+fn retry_later(mut response: Response, seconds: &'static str) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(seconds),
+    );
+    response
 }
 
 fn reply(status: StatusCode, error: String) -> Response {

@@ -9,13 +9,18 @@ use thiserror::Error;
 use crate::raft::network::Network;
 use crate::raft::proposer::{ProposeError, Proposer};
 use crate::state::command as cmd;
-use crate::state::inbound::InboundEvent;
+use crate::state::inbound::{INBOUND_DEDUP_LIMIT, INBOUND_DEDUP_MS, InboundEvent};
 
 /// What the leader did with a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundOutcome {
     pub accepted: u32,
     pub duplicates: u32,
+    /// Nothing was committed: the source remembers as many ids as it may
+    /// (`INBOUND_DEDUP_LIMIT`). Carried in the outcome, not as an error,
+    /// so a follower that forwarded the events learns it typed.
+    #[serde(default)]
+    pub at_limit: bool,
 }
 
 /// A submission forwarded from a follower to the leader.
@@ -49,6 +54,17 @@ pub enum SubmitError {
     Unavailable(String),
     #[error("refused: {0}")]
     Refused(String),
+    /// The source's remembered ids are at their limit; the sender should
+    /// retry once older ones expire.
+    #[error(
+        "`{origin}` remembers {limit} event ids from the last {minutes} minutes, its limit; \
+         nothing was committed, retry later"
+    )]
+    AtLimit {
+        origin: String,
+        limit: usize,
+        minutes: i64,
+    },
 }
 
 #[derive(Clone)]
@@ -62,17 +78,25 @@ impl InboundSink {
         Self { proposer, network }
     }
 
-    /// Commits `events` from `source`; returns once they are committed
+    /// Commits `events` from `origin`; returns once they are committed
     /// (or known to be repeats).
     pub async fn submit(
         &self,
         origin: &Origin,
         events: Vec<InboundEvent>,
     ) -> Result<InboundOutcome, SubmitError> {
-        match commit(&self.proposer, origin, events.clone()).await {
+        let outcome = match commit(&self.proposer, origin, events.clone()).await {
             Err(SubmitError::Forward { leader, .. }) => self.forward(&leader, origin, events).await,
             other => other,
+        }?;
+        if outcome.at_limit {
+            return Err(SubmitError::AtLimit {
+                origin: origin.source.clone(),
+                limit: INBOUND_DEDUP_LIMIT,
+                minutes: INBOUND_DEDUP_MS / 60_000,
+            });
         }
+        Ok(outcome)
     }
 
     async fn forward(
@@ -107,6 +131,7 @@ impl InboundSink {
 
 /// Proposes the events on this node. A follower answers `Forward` with
 /// the leader's address (and an empty reason) for the caller to follow.
+/// An outcome `at_limit` is returned as such, for `submit` to refuse.
 pub async fn commit(
     proposer: &Proposer,
     origin: &Origin,
@@ -122,6 +147,7 @@ pub async fn commit(
         Ok((_, Ok(recorded))) => Ok(InboundOutcome {
             accepted: recorded.accepted,
             duplicates: recorded.duplicates,
+            at_limit: recorded.at_limit,
         }),
         Ok((_, Err(reason))) => Err(SubmitError::Refused(reason)),
         Err(wrong @ ProposeError::WrongReply { .. }) => {

@@ -2,9 +2,7 @@
 //! the leader and committed like an agent's events, so rules, `levee
 //! events` and `levee why` see them the same way.
 
-use std::collections::{BTreeSet, VecDeque};
-
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 use super::ClusterState;
 use super::command::Response;
@@ -15,36 +13,16 @@ use crate::state::command as cmd;
 /// The kinds of source events from outside come from.
 pub const INBOUND_SOURCE_KINDS: [&str; 2] = ["webhook/", "mqtt/"];
 
-/// How many sender ids per source are remembered for deduplication. A
-/// sender retries within minutes; this covers far more than that.
-pub const INBOUND_DEDUP: usize = 10_000;
+mod seen_ids;
 
-/// A bounded set of sender ids, oldest dropped first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SeenIds {
-    order: VecDeque<String>,
-    ids: BTreeSet<String>,
-}
-
-impl SeenIds {
-    /// Remembers `id`; false if it was already remembered.
-    pub fn insert(&mut self, id: &str) -> bool {
-        if !self.ids.insert(id.to_owned()) {
-            return false;
-        }
-        self.order.push_back(id.to_owned());
-        while self.order.len() > INBOUND_DEDUP {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-        true
-    }
-}
+pub use seen_ids::{INBOUND_DEDUP_FLOOR, INBOUND_DEDUP_LIMIT, INBOUND_DEDUP_MS, SeenIds};
 
 impl ClusterState {
     /// Commits events from outside the fleet, skipping those whose sender
-    /// id was committed before.
+    /// id was committed before. When the source's remembered ids cannot
+    /// take this batch's new ones (`INBOUND_DEDUP_LIMIT`), nothing of it
+    /// is committed and the reply says so: the sender retries later,
+    /// rather than an id being forgotten while a replay could be fresh.
     pub(super) fn record_inbound(
         &mut self,
         entry: &mut Entry,
@@ -63,6 +41,15 @@ impl ClusterState {
                 ),
             });
         }
+        if let Some(seen) = self.event_log.inbound_seen.get_mut(source) {
+            seen.forget_expired(entry.at_ms);
+            if seen.len() + new_ids(seen, &events) > INBOUND_DEDUP_LIMIT {
+                return Response::InboundRecorded(cmd::InboundRecorded {
+                    at_limit: true,
+                    ..cmd::InboundRecorded::default()
+                });
+            }
+        }
         let mut accepted = 0;
         let mut duplicates = 0;
         let mut refused = 0;
@@ -77,7 +64,7 @@ impl ClusterState {
                     .inbound_seen
                     .entry(source.to_owned())
                     .or_default()
-                    .insert(id)
+                    .insert(id, entry.at_ms)
             {
                 duplicates += 1;
                 continue;
@@ -88,7 +75,7 @@ impl ClusterState {
                     .inbound_seen
                     .entry(source.to_owned())
                     .or_default()
-                    .insert(key);
+                    .insert(key, entry.at_ms);
             }
             let time = inbound.time_unix_ms.unwrap_or(entry.at_ms);
             self.raise_from(
@@ -105,6 +92,23 @@ impl ClusterState {
             accepted,
             duplicates,
             refused,
+            at_limit: false,
         })
     }
 }
+
+/// How many ids committing `events` would add to `seen`: those of events
+/// the state accepts, not yet remembered, each counted once.
+fn new_ids(seen: &SeenIds, events: &[InboundEvent]) -> usize {
+    let ids: BTreeSet<&str> = events
+        .iter()
+        .filter(|event| event.problem().is_none())
+        .flat_map(|event| event.dedup_id.iter().chain(&event.remember))
+        .map(String::as_str)
+        .filter(|id| !seen.contains(id))
+        .collect();
+    ids.len()
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,16 @@
 //! - `data`: `{"labels", "annotations", "starts_at", "ends_at",
 //!   "generator_url", "fingerprint", "receiver", "group_key",
 //!   "external_url"}` (the last three from the group; `null` when absent).
+//!
+//! What protects an Alertmanager endpoint: its bearer token (Alertmanager
+//! cannot sign), and the dedup id, which makes a replay of a captured
+//! request a repeat while the id is remembered (at least 20 minutes and
+//! the source's last 10,000 ids, see `state::inbound`). What does not: the
+//! payload carries no time of sending (re-notifications repeat the same
+//! body hours later), so there is no replay window; a captured request
+//! replayed after its id is forgotten is committed again, and whoever
+//! holds the token can send any alert. Keep the token as secret as the
+//! rules it can trigger, and rotate it if a request may have leaked.
 
 use serde_json::{Value, json};
 

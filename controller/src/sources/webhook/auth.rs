@@ -1,60 +1,38 @@
 //! Who may post to a webhook endpoint: the holder of its token, or of the
-//! key that signs its bodies. Checked before the body is parsed.
+//! key that signs its requests (`signing`). Checked before the body is
+//! parsed.
 //!
-//! Answer [`AuthError::Missing`] and [`AuthError::Wrong`] with `401` and,
-//! for token endpoints, `WWW-Authenticate: ` [`BASIC_CHALLENGE`]: AWS SNS
-//! sends the Basic credentials from its subscription URL only after such a
-//! challenge. Answer [`AuthError::Malformed`] with `400`.
+//! What each protects against:
+//! - A token proves the sender knows it, nothing more: whoever captures a
+//!   request (a proxy's log, a sender's debug output) holds the token and
+//!   can send anything, so a token endpoint is only as safe as every copy
+//!   of its requests. A replay of a captured request is dropped only as a
+//!   repeat of its events' ids (an Alertmanager alert's fingerprint,
+//!   status and start, an SNS `MessageId`, a CloudEvent's source and id),
+//!   which are remembered at least `INBOUND_DEDUP_MS` (20 minutes) and at
+//!   least the source's last `INBOUND_DEDUP_FLOOR` ids; after that it is
+//!   committed again. SNS messages also carry their publication time,
+//!   checked against the endpoint's replay window (`sns`).
+//! - A signature covers the body, the content type, every `ce-*` header
+//!   and the time of signing, so nothing of a captured request can be
+//!   changed, and it is refused once outside the endpoint's replay window
+//!   (5 minutes by default); inside it, a replay is a repeat.
+//!
+//! Answer [`AuthError::Missing`], [`AuthError::Wrong`] and
+//! [`AuthError::Stale`] with `401` and, for token endpoints,
+//! `WWW-Authenticate: ` [`BASIC_CHALLENGE`]: AWS SNS sends the Basic
+//! credentials from its subscription URL only after such a challenge.
+//! Answer [`AuthError::Malformed`] with `400`.
 
-use std::fmt;
-
-use hmac::{Hmac, Mac};
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use thiserror::Error;
 
-use super::encoding::{base64_decode, hex_decode, percent_decode};
-
-/// The `WWW-Authenticate` value to send with a token endpoint's `401`
-/// (SNS needs a realm in it).
-pub const BASIC_CHALLENGE: &str = "Basic realm=\"levee\"";
-
-/// Key material that must not reach logs: its `Debug` shows `Secret(***)`.
-#[derive(Clone, Eq)]
-pub struct Secret(Vec<u8>);
-
-/// An empty secret would admit an empty password.
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("a webhook secret must not be empty")]
-pub struct EmptySecret;
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, EmptySecret> {
-        let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err(EmptySecret);
-        }
-        Ok(Self(bytes))
-    }
-
-    fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use super::credentials::{AuthError, BASIC_CHALLENGE, Credential, EmptySecret, Secret};
+use super::encoding::{base64_decode, percent_decode};
+use super::freshness::ReplayWindow;
+use super::signing::{self, Signed};
 
 /// How an endpoint authenticates its senders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,73 +40,50 @@ pub enum WebhookAuth {
     /// A shared token: `Authorization: Bearer <token>`, HTTP Basic auth
     /// with the token as the password (any user name), or `?token=<token>`.
     Token(Secret),
-    /// HMAC-SHA256 of the raw body under `secret`, in hex, in `header`,
-    /// optionally prefixed `sha256=` (GitHub's `X-Hub-Signature-256`).
+    /// `v1=<hex>` in `header`: the HMAC-SHA256 under `secret` of the
+    /// request's signing string (`signing`), its `x-levee-timestamp`
+    /// within the endpoint's replay window.
     Hmac { secret: Secret, header: HeaderName },
 }
 
-/// Which credential an [`AuthError`] is about.
+/// How a request was admitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
+pub enum Admitted {
     Token,
-    Signature(HeaderName),
+    Signed(Signed),
 }
 
-impl fmt::Display for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Token => f.write_str(
-                "token (send `Authorization: Bearer <token>`, HTTP Basic auth with the token \
-                 as the password, or a `token` query parameter)",
-            ),
-            Self::Signature(header) => {
-                write!(f, "header `{header}` (the body's HMAC-SHA256, in hex)")
-            }
-        }
-    }
+/// A request as the credentials check sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub headers: &'a HeaderMap,
+    /// The URL's query string, without the `?`.
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
-/// Why a request was not admitted. No message contains the secret or what
-/// the sender presented.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("missing {0}")]
-    Missing(Credential),
-    #[error("wrong {}", wrong(.0))]
-    Wrong(Credential),
-    #[error("malformed {place}: {reason}")]
-    Malformed { place: String, reason: &'static str },
-}
-
-fn wrong(credential: &Credential) -> String {
-    match credential {
-        Credential::Token => "token".to_owned(),
-        Credential::Signature(header) => {
-            format!("signature: header `{header}` does not match the body")
-        }
-    }
-}
-
-impl AuthError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Missing(_) | Self::Wrong(_) => StatusCode::UNAUTHORIZED,
-            Self::Malformed { .. } => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
-/// Admits a request or says why not. `query` is the URL's query string,
-/// without the `?`.
+/// Admits a request or says why not; a signed one must be within
+/// `window` of `now_ms`, the receiving controller's clock.
 pub fn check(
     auth: &WebhookAuth,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    body: &[u8],
-) -> Result<(), AuthError> {
+    window: &ReplayWindow,
+    request: Request<'_>,
+    now_ms: i64,
+) -> Result<Admitted, AuthError> {
     match auth {
-        WebhookAuth::Token(secret) => check_token(secret, headers, query),
-        WebhookAuth::Hmac { secret, header } => check_hmac(secret, header, headers, body),
+        WebhookAuth::Token(secret) => {
+            check_token(secret, request.headers, request.query)?;
+            Ok(Admitted::Token)
+        }
+        WebhookAuth::Hmac { secret, header } => signing::check(
+            secret,
+            header,
+            window,
+            request.headers,
+            request.body,
+            now_ms,
+        )
+        .map(Admitted::Signed),
     }
 }
 
@@ -209,45 +164,9 @@ fn query_token(query: &str) -> Option<Result<Vec<u8>, AuthError>> {
     }))
 }
 
-fn check_hmac(
-    secret: &Secret,
-    header: &HeaderName,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), AuthError> {
-    let malformed = |reason| AuthError::Malformed {
-        place: format!("header `{header}`"),
-        reason,
-    };
-    let value = headers
-        .get(header)
-        .ok_or_else(|| AuthError::Missing(Credential::Signature(header.clone())))?;
-    let text = value
-        .to_str()
-        .map_err(|_| malformed("not visible ASCII"))?
-        .trim();
-    let hex = match text.split_once('=') {
-        Some((algorithm, hex)) if algorithm.eq_ignore_ascii_case("sha256") => hex,
-        Some(_) => return Err(malformed("only `sha256=` signatures are accepted")),
-        None => text,
-    };
-    let signature = hex_decode(hex).ok_or_else(|| malformed("the signature is not hex"))?;
-    if signature.len() != <Sha256 as Digest>::output_size() {
-        return Err(malformed(
-            "the signature is not 64 hex digits (an HMAC-SHA256)",
-        ));
-    }
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC accepts keys of any length");
-    mac.update(body);
-    // verify_slice compares in constant time.
-    mac.verify_slice(&signature)
-        .map_err(|_| AuthError::Wrong(Credential::Signature(header.clone())))
-}
-
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
+    use http::{HeaderValue, StatusCode};
 
     use super::*;
 
@@ -264,7 +183,14 @@ mod tests {
     }
 
     fn check_token_with(headers: &HeaderMap, query: Option<&str>) -> Result<(), AuthError> {
-        check(&token_auth(), headers, query, b"{}")
+        let request = Request {
+            headers,
+            query,
+            body: b"{}",
+        };
+        let admitted = check(&token_auth(), &ReplayWindow::default(), request, 0)?;
+        assert_eq!(admitted, Admitted::Token);
+        Ok(())
     }
 
     #[test]
@@ -417,104 +343,6 @@ mod tests {
         for err in errors {
             let message = err.unwrap_err().to_string();
             assert!(!message.contains("s3cret"), "{message}");
-        }
-    }
-
-    // RFC 4231, test case 2.
-    const KEY: &str = "Jefe";
-    const BODY: &[u8] = b"what do ya want for nothing?";
-    const MAC: &str = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
-
-    fn hmac_auth() -> WebhookAuth {
-        WebhookAuth::Hmac {
-            secret: Secret::new(KEY).unwrap(),
-            header: HeaderName::from_static("x-hub-signature-256"),
-        }
-    }
-
-    fn signed(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        // Any case on the wire; HeaderMap looks names up case-insensitively.
-        headers.insert(
-            HeaderName::from_bytes(b"X-Hub-Signature-256").unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-        headers
-    }
-
-    #[test]
-    fn a_good_hmac_is_accepted_bare_prefixed_or_upper_case() {
-        for value in [
-            MAC.to_owned(),
-            format!("sha256={MAC}"),
-            format!("SHA256={}", MAC.to_uppercase()),
-        ] {
-            assert_eq!(
-                check(&hmac_auth(), &signed(&value), None, BODY),
-                Ok(()),
-                "{value}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_hmac_of_another_body_or_key_is_wrong() {
-        let header = HeaderName::from_static("x-hub-signature-256");
-        let wrong = AuthError::Wrong(Credential::Signature(header.clone()));
-        let err = check(&hmac_auth(), &signed(MAC), None, b"tampered").unwrap_err();
-        assert_eq!(err, wrong);
-        let other_key = WebhookAuth::Hmac {
-            secret: Secret::new("Jeff").unwrap(),
-            header,
-        };
-        assert_eq!(check(&other_key, &signed(MAC), None, BODY), Err(wrong));
-        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            err.to_string(),
-            "wrong signature: header `x-hub-signature-256` does not match the body"
-        );
-    }
-
-    #[test]
-    fn a_missing_signature_header_is_missing() {
-        // A token does not stand in for a signature.
-        let err = check(&hmac_auth(), &authorization("Bearer Jefe"), None, BODY).unwrap_err();
-        assert_eq!(
-            err,
-            AuthError::Missing(Credential::Signature(HeaderName::from_static(
-                "x-hub-signature-256"
-            )))
-        );
-        assert!(
-            err.to_string()
-                .starts_with("missing header `x-hub-signature-256`"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn malformed_signatures_say_what_is_wrong() {
-        let cases = [
-            ("sha256=not-hex", "the signature is not hex"),
-            (
-                "5bdcc146bf60754e",
-                "the signature is not 64 hex digits (an HMAC-SHA256)",
-            ),
-            (
-                "sha1=0123456789abcdef0123456789abcdef01234567",
-                "only `sha256=` signatures are accepted",
-            ),
-        ];
-        for (value, reason) in cases {
-            let err = check(&hmac_auth(), &signed(value), None, BODY).unwrap_err();
-            assert_eq!(
-                err,
-                AuthError::Malformed {
-                    place: "header `x-hub-signature-256`".to_owned(),
-                    reason
-                },
-                "{value}"
-            );
         }
     }
 }

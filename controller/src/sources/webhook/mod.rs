@@ -2,8 +2,15 @@
 //! [`InboundEvent`]s.
 //!
 //! The receiver calls [`auth::check`] on every request, then [`parse`]
-//! with the endpoint's [`Format`]. Nothing here reads a socket or a clock:
-//! times come from the payloads, and their absence is left to the commit.
+//! with the endpoint's [`Format`], then [`check_sent`] (an SNS message's
+//! own time against the endpoint's replay window), and gives a signed
+//! request's events without an id of their own the signature's
+//! ([`identify_by_signature`]). Nothing here reads a socket or a clock:
+//! the receiver passes its clock, times come from the payloads, and their
+//! absence is left to the commit.
+//!
+//! What each endpoint withstands is in `auth` (tokens and signatures,
+//! replays) and in each format's module.
 //!
 //! Every event is checked the same way whatever its format
 //! (see `limits`): types under `host.` and `levee.` are refused (they are
@@ -19,9 +26,12 @@
 //! `alertmanager`, `sns`.
 
 pub mod auth;
+pub mod freshness;
+pub mod signing;
 
 mod alertmanager;
 mod cloudevents;
+mod credentials;
 mod encoding;
 mod error;
 mod fields;
@@ -31,8 +41,9 @@ mod sns;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-pub use auth::{AuthError, Secret, WebhookAuth};
+pub use auth::{Admitted, AuthError, Secret, WebhookAuth};
 pub use error::PayloadError;
+pub use freshness::{ReplayWindow, Sent, Stale};
 pub use limits::MAX_EVENTS_PER_REQUEST;
 
 use crate::state::inbound::InboundEvent;
@@ -71,6 +82,10 @@ pub struct Parsed {
     /// starts once someone opens it, so the receiver shows it to the
     /// operator rather than fetching it itself.
     pub subscribe_url: Option<String>,
+    /// When the sender says it sent the request, in ms, for formats that
+    /// carry it in the payload (an SNS message's `Timestamp`): checked
+    /// against the endpoint's replay window by [`check_sent`].
+    pub sent_at_ms: Option<i64>,
 }
 
 /// Turns a request's body (and, for CloudEvents, its headers) into events.
@@ -79,16 +94,37 @@ pub fn parse(format: Format, headers: &HeaderMap, body: &[u8]) -> Result<Parsed,
     let parsed = match format {
         Format::CloudEvents => Parsed {
             events: cloudevents::parse(headers, body)?,
-            subscribe_url: None,
+            ..Parsed::default()
         },
         Format::Alertmanager => Parsed {
             events: alertmanager::parse(body)?,
-            subscribe_url: None,
+            ..Parsed::default()
         },
         Format::Sns => sns::parse(body)?,
     };
     limits::check_count(parsed.events.len())?;
     Ok(parsed)
+}
+
+/// Refuses a request whose payload says it was sent outside `window` of
+/// `now_ms` (answer 401, like a stale signature).
+pub fn check_sent(parsed: &Parsed, window: &ReplayWindow, now_ms: i64) -> Result<(), Stale> {
+    match parsed.sent_at_ms {
+        Some(sent_ms) => window.check(Sent::SnsTimestamp, sent_ms.div_euclid(1000), now_ms),
+        None => Ok(()),
+    }
+}
+
+/// Gives each event of a signed request that has no id of its own one
+/// made from the signature and its place in the request, so an identical
+/// replay inside the window is a repeat. Every format gives ids today;
+/// this keeps that true for one that would not.
+pub fn identify_by_signature(events: &mut [InboundEvent], signature_hex: &str) {
+    for (index, event) in events.iter_mut().enumerate() {
+        if event.dedup_id.is_none() {
+            event.dedup_id = Some(format!("signature:{signature_hex}/{index}"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +171,8 @@ mod tests {
         .unwrap();
         assert_eq!(alerts.events.len(), 2);
         assert_eq!(alerts.subscribe_url, None);
+        assert_eq!(alerts.sent_at_ms, None);
+        assert_eq!(sns.sent_at_ms, Some(1_335_920_046_655));
 
         // The same body as a CloudEvent lacks the binary mode's headers.
         let err = parse(
@@ -144,5 +182,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, PayloadError::NotACloudEvent { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_sns_message_outside_the_window_is_stale() {
+        let sns = parse(
+            Format::Sns,
+            &HeaderMap::new(),
+            include_bytes!("fixtures/sns_notification.json"),
+        )
+        .unwrap();
+        // Published 2012-05-02T00:54:06.655Z.
+        let published_ms = 1_335_920_046_655;
+        let window = ReplayWindow::of(300);
+        assert_eq!(check_sent(&sns, &window, published_ms + 300_000), Ok(()));
+        let err = check_sent(&sns, &window, published_ms + 301_000).unwrap_err();
+        assert_eq!(
+            err,
+            Stale::TooOld {
+                what: Sent::SnsTimestamp,
+                age_s: 301,
+                window_s: 300
+            }
+        );
+        assert!(matches!(
+            check_sent(&sns, &window, published_ms - 61_000),
+            Err(Stale::Ahead { .. })
+        ));
+        // Formats without a time of sending are not checked here.
+        assert_eq!(check_sent(&Parsed::default(), &window, 0), Ok(()));
+    }
+
+    #[test]
+    fn events_without_an_id_take_the_signature_s() {
+        let event = |dedup_id: Option<&str>| InboundEvent {
+            event_type: "app.x".into(),
+            subject: "s".into(),
+            data: serde_json::Value::Null,
+            dedup_id: dedup_id.map(str::to_owned),
+            time_unix_ms: None,
+            remember: None,
+        };
+        let mut events = vec![event(None), event(Some("own")), event(None)];
+        identify_by_signature(&mut events, "ab12");
+        let ids: Vec<_> = events.iter().map(|e| e.dedup_id.as_deref()).collect();
+        assert_eq!(
+            ids,
+            [
+                Some("signature:ab12/0"),
+                Some("own"),
+                Some("signature:ab12/2")
+            ]
+        );
+        // The same request again gets the same ids: a repeat.
+        let mut again = vec![event(None), event(Some("own")), event(None)];
+        identify_by_signature(&mut again, "ab12");
+        assert_eq!(again, events);
     }
 }

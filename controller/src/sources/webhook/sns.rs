@@ -2,16 +2,27 @@
 //! (<https://docs.aws.amazon.com/sns/latest/dg/sns-message-and-json-formats.html>).
 //!
 //! SNS sends `Content-Type: text/plain`, so the body is read as JSON
-//! whatever the header says. SNS's own message signatures (X.509
-//! certificates fetched from AWS) are not verified: the endpoint is
-//! authenticated by its token, given as the password of HTTP Basic auth
-//! in the subscription's URL (`https://levee:<token>@host/path`).
+//! whatever the header says.
+//!
+//! What protects an SNS endpoint: its token, given as the password of
+//! HTTP Basic auth in the subscription's URL
+//! (`https://levee:<token>@host/path`); the message's `Timestamp` (when
+//! SNS published it, unchanged on SNS's retries), which must be within
+//! the endpoint's replay window (`check_sent`, 5 minutes by default, the
+//! same 401 as a stale signature); and its `MessageId`, by which a repeat
+//! inside the window is dropped. What does not: SNS's own signature
+//! (`Signature`, `SigningCertURL`) is not verified, since that means
+//! fetching AWS's certificate from a URL in the message; so the
+//! `Timestamp` is the sender's claim, and whoever holds the token (it is
+//! in every captured request) can send any message with a fresh one. A
+//! delivery policy that retries for longer than the window loses the late
+//! retries (SNS takes the 401 as final).
 //!
 //! - `SubscriptionConfirmation`: no events; its `SubscribeURL` is returned
 //!   for the operator to visit.
 //! - `UnsubscribeConfirmation`: no events.
 //! - `Notification`: one event, `dedup_id` = `MessageId`, `time_unix_ms` =
-//!   `Timestamp`. When `Message` is a CloudWatch alarm's JSON (it has
+//!   `Timestamp` (required). When `Message` is a CloudWatch alarm's JSON (it has
 //!   `AlarmName` and `NewStateValue`): type `cloudwatch.alarm`, subject the
 //!   alarm's name, data `{"alarm", "state", "old_state", "reason",
 //!   "region", "account", "metric", "namespace", "dimensions" (name →
@@ -35,10 +46,14 @@ pub(super) fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     let value = parse_body(body)?;
     let message = Obj::root(AT, &value)?;
     match message.str("Type")? {
-        "Notification" => Ok(Parsed {
-            events: vec![notification(&message)?],
-            subscribe_url: None,
-        }),
+        "Notification" => {
+            let (event, sent_at_ms) = notification(&message)?;
+            Ok(Parsed {
+                events: vec![event],
+                subscribe_url: None,
+                sent_at_ms: Some(sent_at_ms),
+            })
+        }
         "SubscriptionConfirmation" => {
             let url = message.str("SubscribeURL")?;
             // The operator is asked to open it: nothing but https.
@@ -51,8 +66,8 @@ pub(super) fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
                 });
             }
             Ok(Parsed {
-                events: Vec::new(),
                 subscribe_url: Some(url.to_owned()),
+                ..Parsed::default()
             })
         }
         "UnsubscribeConfirmation" => Ok(Parsed::default()),
@@ -65,11 +80,13 @@ pub(super) fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
     }
 }
 
-fn notification(envelope: &Obj<'_>) -> Result<InboundEvent, PayloadError> {
+/// The event and when SNS published the message.
+fn notification(envelope: &Obj<'_>) -> Result<(InboundEvent, i64), PayloadError> {
     let message_id = envelope.str("MessageId")?;
     let topic_arn = envelope.str("TopicArn")?;
     let text = envelope.str("Message")?;
-    let time_unix_ms = envelope.opt_time("Timestamp")?;
+    // Required: it is what the replay window is checked against.
+    let (_, published_ms) = envelope.time("Timestamp")?;
     let parsed: Option<Value> = serde_json::from_str(text).ok();
     let (event_type, subject, data, subject_from) = match &parsed {
         Some(alarm @ Value::Object(fields)) if is_alarm(fields) => {
@@ -95,7 +112,7 @@ fn notification(envelope: &Obj<'_>) -> Result<InboundEvent, PayloadError> {
         subject: subject.to_owned(),
         data,
         dedup_id: Some(message_id.to_owned()),
-        time_unix_ms,
+        time_unix_ms: Some(published_ms),
         remember: None,
     };
     let origin = Origin {
@@ -103,7 +120,7 @@ fn notification(envelope: &Obj<'_>) -> Result<InboundEvent, PayloadError> {
         type_from: "`Type`",
         subject_from,
     };
-    checked(event, &origin)
+    Ok((checked(event, &origin)?, published_ms))
 }
 
 fn is_alarm(fields: &Map<String, Value>) -> bool {
@@ -327,7 +344,7 @@ mod tests {
             err.starts_with("SNS message: `Type` is \"Telegram\"; expected \"Notification\""),
             "{err}"
         );
-        for field in ["Type", "MessageId", "TopicArn", "Message"] {
+        for field in ["Type", "MessageId", "TopicArn", "Message", "Timestamp"] {
             let body = edited(NOTIFICATION, |m| {
                 m.as_object_mut().unwrap().remove(field);
             });

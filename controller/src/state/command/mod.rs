@@ -179,6 +179,11 @@ pub struct InboundRecorded {
     /// check before proposing, so this stays 0 unless one does not.
     #[serde(default)]
     pub refused: u32,
+    /// Nothing was committed: the source already remembers
+    /// `INBOUND_DEDUP_LIMIT` ids from the last `INBOUND_DEDUP_MS`. The
+    /// sender should retry once older ids are forgotten.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_limit: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -86,7 +86,8 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
         Response::InboundRecorded(cmd::InboundRecorded {
             accepted: 1,
             duplicates: 0,
-            refused: 0
+            refused: 0,
+            at_limit: false
         })
     );
     // The sender retried; another source may use the same id.
@@ -96,7 +97,8 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
         Response::InboundRecorded(cmd::InboundRecorded {
             accepted: 0,
             duplicates: 1,
-            refused: 0
+            refused: 0,
+            at_limit: false
         })
     );
     log.inbound("mqtt/site", alert("DiskFull", "a1", "f1"), 12);
@@ -121,7 +123,8 @@ fn inbound_events_are_committed_once_per_sender_id_and_keep_their_source() {
             Response::InboundRecorded(cmd::InboundRecorded {
                 accepted: 0,
                 duplicates: 0,
-                refused: 1
+                refused: 1,
+                at_limit: false
             }),
             "{reserved}"
         );
