@@ -13,6 +13,7 @@ pub mod ids;
 pub mod pattern;
 pub mod pb;
 pub mod pki;
+pub mod refusals;
 pub mod resource;
 pub mod spec;
 pub mod telemetry;
