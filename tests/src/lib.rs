@@ -14,7 +14,10 @@ pub mod load;
 pub mod mosquitto;
 pub mod process;
 pub mod proxy;
+pub mod raft_impostor;
+pub mod rogue_controller;
 pub mod system_packages;
+pub mod tls_client;
 pub mod wait;
 
 pub use cluster::{AgentProcess, Cluster, ControllerProcess, Pki, TestEnv};

@@ -17,3 +17,4 @@ mod mtls;
 mod scenarios;
 mod sources;
 mod stack;
+mod trust;
