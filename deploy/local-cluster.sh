@@ -43,7 +43,8 @@ wait_for() {
 
 start_node() {
   local id=$1 join=$2 bootstrap=$3
-  local data=$dir/node-$id
+  local data=$dir/node-$id allowed
+  allowed=$(for n in $(seq 1 "$nodes"); do printf '"node-%s", ' "$n"; done)
   mkdir -p "$data"
   rm -f "$data/api.addr"
   cat > "$dir/node-$id.toml" <<TOML
@@ -59,6 +60,8 @@ key = "$dir/pki/node-$id.key"
 
 [raft]
 bootstrap = $bootstrap
+# The other nodes add themselves (their `join`): allow their names.
+join_allowed = [${allowed%, }]
 TOML
   "$levee" server --config "$dir/node-$id.toml" >>"$dir/node-$id.log" 2>&1 &
   echo $! > "$dir/node-$id.pid"

@@ -1,6 +1,6 @@
 //! The task journal: which tasks this agent started and finished, the
-//! highest term it has seen, the desired state it was last given, and which
-//! commands without guards ran for it.
+//! highest term it has seen, the desired state it was last given, which
+//! commands without guards ran for it, and which controllers it trusts.
 //!
 //! It is what makes tasks idempotent across reconnects and restarts: a task
 //! id is applied at most once, and a task from an older term than one
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use levee_common::resource::{CommandResource, Resource};
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use crate::store::{COMMANDS_RAN, DESIRED, JOURNAL, META, StoreError};
+use crate::store::{COMMANDS_RAN, CONTROLLERS, DESIRED, JOURNAL, META, StoreError};
 use crate::task::TaskOutcome;
 use crate::wire::{decode_outcome, encode_outcome};
 
@@ -77,6 +77,32 @@ impl Journal {
         };
         txn.commit()?;
         Ok(term >= current)
+    }
+
+    /// The controllers' certificate names the last welcome listed; empty
+    /// before the first.
+    pub fn trusted_controllers(&self) -> Result<BTreeSet<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CONTROLLERS)?;
+        let mut names = BTreeSet::new();
+        for entry in table.iter()? {
+            names.insert(entry?.0.value().to_owned());
+        }
+        Ok(names)
+    }
+
+    /// Replaces the trusted controllers' names with `names`.
+    pub fn trust_controllers(&self, names: &BTreeSet<String>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(CONTROLLERS)?;
+            table.retain(|_, ()| false)?;
+            for name in names {
+                table.insert(name.as_str(), ())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     pub fn get(&self, task_id: &str) -> Result<Option<JournalEntry>, StoreError> {
@@ -301,5 +327,24 @@ mod tests {
             .finish("t3", &update, DesiredChange::Remove("web".into()))
             .unwrap();
         assert_eq!(journal.ran_command("web", "setup").unwrap(), None);
+    }
+
+    #[test]
+    fn the_trusted_controllers_are_replaced_as_a_whole_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let journal = Journal::new(crate::store::open(&path).unwrap());
+        assert!(journal.trusted_controllers().unwrap().is_empty());
+        let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect();
+        journal
+            .trust_controllers(&names(&["c1", "c2", "c3"]))
+            .unwrap();
+        journal.trust_controllers(&names(&["c2", "c4"])).unwrap();
+        drop(journal);
+        let reopened = Journal::new(crate::store::open(&path).unwrap());
+        assert_eq!(
+            reopened.trusted_controllers().unwrap(),
+            names(&["c2", "c4"])
+        );
     }
 }

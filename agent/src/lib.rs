@@ -57,6 +57,7 @@ use levee_common::agent_config::{AgentConfig, AgentConfigError};
 use levee_common::allowed_roots::whole_host_roots;
 use levee_common::identity::{Identity, Role};
 use levee_common::private_files;
+use levee_common::refusals::RefusalLog;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::mpsc;
@@ -67,6 +68,7 @@ use crate::apply::Applier;
 use crate::drift::Drift;
 use crate::journal::Journal;
 use crate::link::Link;
+use crate::link::trust::ControllerTrust;
 use crate::outbox::Outbox;
 use crate::paths::Roots;
 use crate::sources::SourceContext;
@@ -142,11 +144,15 @@ async fn run_as(
     // report what a restart is about to put back.
     let drift = Drift::new(applier.clone(), outbox.clone(), config.drift.clone());
     let connected = Arc::new(AtomicBool::new(false));
+    // Controllers refused (not a member, not the leader): counted for
+    // `/metrics`, logged once per controller and reason a minute.
+    let refusals = Arc::new(RefusalLog::default());
     let metrics_task = metrics_listener.map(|listener| {
         let readings = metrics_endpoint::Readings {
             outbox: outbox.clone(),
             applier: applier.clone(),
             connected: connected.clone(),
+            refusals: refusals.clone(),
             unresolved_drift: drift.unresolved(),
         };
         tokio::spawn(
@@ -168,10 +174,12 @@ async fn run_as(
         data_dir: config.data_dir.clone(),
     };
     let source_tasks = sources::spawn_all(event_sources, &source_context, &shutdown);
+    let trust = ControllerTrust::new(&config.controller_names, journal.clone(), refusals);
     let link = Link {
         config,
         agent_id: identity.name,
         tls,
+        trust,
         outbox,
         journal,
         tasks: tasks_tx,

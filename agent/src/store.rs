@@ -1,6 +1,6 @@
 //! The agent's embedded store: one redb file with the outbox, the task
-//! journal, the last assigned desired state and the one-shot commands that
-//! ran. Every write commits with
+//! journal, the last assigned desired state, the one-shot commands that
+//! ran and the controllers it trusts. Every write commits with
 //! fsync before the agent acts on it or acknowledges it.
 
 use std::path::Path;
@@ -20,6 +20,9 @@ pub const DESIRED: TableDefinition<&str, &[u8]> = TableDefinition::new("desired"
 /// Per service, the commands without guards that ran, by name: such a
 /// command runs again only when the task's version differs.
 pub const COMMANDS_RAN: TableDefinition<&str, &[u8]> = TableDefinition::new("commands_ran");
+/// The certificate names of the cluster's controllers, as the last
+/// welcome listed them: the only controllers the agent accepts.
+pub const CONTROLLERS: TableDefinition<&str, ()> = TableDefinition::new("controllers");
 /// Process groups of running workloads, so a restarted agent can stop
 /// what a crashed one left behind.
 pub const WORKLOADS: TableDefinition<&str, u64> = TableDefinition::new("workloads");
@@ -62,6 +65,7 @@ pub fn open(path: &Path) -> Result<Arc<Database>, StoreError> {
     txn.open_table(DESIRED)?;
     txn.open_table(COMMANDS_RAN)?;
     txn.open_table(WORKLOADS)?;
+    txn.open_table(CONTROLLERS)?;
     txn.commit()?;
     Ok(Arc::new(db))
 }

@@ -23,6 +23,13 @@ use crate::tls::TlsFiles;
 pub struct AgentConfig {
     /// Every controller's `host:port`; the agent finds the leader itself.
     pub controllers: Vec<String>,
+    /// Pins the certificate names (`levee://controller/<name>`) of the
+    /// controllers this agent accepts. Unset, it accepts any controller
+    /// certificate of the cluster CA until its first session, and from
+    /// then on only the members the leader's welcome lists (kept in its
+    /// store, renewed at every session).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controller_names: Vec<String>,
     /// Holds the outbox, the task journal and the services' directories.
     pub data_dir: PathBuf,
     /// Facts this host reports about itself (`levee agents` shows them).
@@ -349,6 +356,9 @@ impl AgentConfig {
         if self.controllers.is_empty() {
             return Err("`controllers` must list at least one controller address".into());
         }
+        for name in &self.controller_names {
+            crate::identity::check_name(name).map_err(|err| format!("controller_names: {err}"))?;
+        }
         if self.link.reconnect_min_ms == 0
             || self.link.reconnect_max_ms < self.link.reconnect_min_ms
         {
@@ -537,6 +547,7 @@ mod tests {
     fn a_written_config_reads_back_the_same() {
         let config = AgentConfig {
             controllers: vec!["127.0.0.1:1".into()],
+            controller_names: vec!["node-1".into(), "node-2".into()],
             data_dir: "/tmp/a".into(),
             labels: BTreeMap::from([("role".into(), "demo".into())]),
             allowed_roots: vec![],

@@ -18,6 +18,7 @@ pub mod pattern;
 pub mod pb;
 pub mod pki;
 pub mod private_files;
+pub mod refusals;
 pub mod resource;
 pub mod secret;
 pub mod spec;

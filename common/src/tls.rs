@@ -3,7 +3,14 @@
 //! authenticated; there is no plaintext mode.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity as TlsIdentity, ServerTlsConfig};
@@ -42,7 +49,13 @@ pub enum TlsError {
     },
     #[error("{path} holds no PEM {what}")]
     NotPem { what: &'static str, path: PathBuf },
+    #[error("the TLS material does not make a configuration: {0}")]
+    Config(String),
 }
+
+/// The ALPN protocol gRPC speaks; set on configs built here, as tonic
+/// sets it on its own.
+const ALPN_H2: &[u8] = b"h2";
 
 impl TlsFiles {
     /// `ca.crt` plus `<stem>.crt` and `<stem>.key`, all in `dir`.
@@ -81,6 +94,69 @@ impl TlsMaterial {
             .domain_name(CONTROLLER_SERVER_NAME)
             .identity(TlsIdentity::from_pem(&self.cert_pem, &self.key_pem))
     }
+
+    /// Server side, for a listener that does its own handshakes (to see
+    /// and log the ones that fail): what [`Self::server_config`] does,
+    /// as a rustls config.
+    pub fn rustls_server_config(&self) -> Result<ServerConfig, TlsError> {
+        let verifier = WebPkiClientVerifier::builder(Arc::new(self.roots()?))
+            .build()
+            .map_err(config_error)?;
+        let mut config = ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain()?, self.key()?)
+            .map_err(config_error)?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+
+    /// The cluster CA's check of a server certificate, for a verifier
+    /// that checks more on top (see [`Self::rustls_client_config`]).
+    pub fn webpki_server_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        WebPkiServerVerifier::builder(Arc::new(self.roots()?))
+            .build()
+            .map_err(config_error)
+    }
+
+    /// Client side, checking the server with `verifier`, which should
+    /// wrap [`Self::webpki_server_verifier`]; dial with the server name
+    /// [`CONTROLLER_SERVER_NAME`].
+    pub fn rustls_client_config(
+        &self,
+        verifier: Arc<dyn ServerCertVerifier>,
+    ) -> Result<ClientConfig, TlsError> {
+        let mut config = ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain()?, self.key()?)
+            .map_err(config_error)?;
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok(config)
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots
+                .add(certificate.map_err(config_error)?)
+                .map_err(config_error)?;
+        }
+        Ok(roots)
+    }
+
+    fn chain(&self) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+        CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(config_error)
+    }
+
+    fn key(&self) -> Result<PrivateKeyDer<'static>, TlsError> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(config_error)
+    }
+}
+
+fn config_error(err: impl std::fmt::Display) -> TlsError {
+    TlsError::Config(err.to_string())
 }
 
 fn read_pem(path: &Path, what: &'static str, label: &str) -> Result<String, TlsError> {

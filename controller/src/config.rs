@@ -71,12 +71,18 @@ impl Default for AgentsConfig {
     }
 }
 
-/// Raft timing and log compaction.
+/// Raft timing, log compaction, and who may join by themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftConfig {
     /// Initialise a new single-node cluster if this node's store is empty.
     pub bootstrap: bool,
+    /// Controller certificate names that may ask to be added by
+    /// themselves (a node started with `join`), each only under its own
+    /// name. Set it alike on every controller: whichever leads decides.
+    /// `levee cluster join <addr>` needs no entry: the operator's call is
+    /// the permission.
+    pub join_allowed: Vec<String>,
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
@@ -93,6 +99,7 @@ impl Default for RaftConfig {
     fn default() -> Self {
         Self {
             bootstrap: false,
+            join_allowed: Vec::new(),
             heartbeat_ms: 50,
             election_min_ms: 250,
             election_max_ms: 500,
@@ -151,6 +158,10 @@ impl NodeConfig {
                 "set either raft.bootstrap (a new cluster) or join (an existing one), not both"
                     .into(),
             );
+        }
+        for name in &raft.join_allowed {
+            levee_common::identity::check_name(name)
+                .map_err(|err| format!("raft.join_allowed: {err}"))?;
         }
         if raft.snapshot_every == 0 {
             return Err("raft.snapshot_every must be at least 1".into());

@@ -1,21 +1,22 @@
 //! One controller node: the store, Raft, the gRPC services and the
 //! dispatcher, started in order and stopped in reverse.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use levee_common::identity::Role;
+use levee_common::identity::{Identity, Role};
 use levee_common::pb::agent_link_server::AgentLinkServer;
 use levee_common::pb::control_server::ControlServer;
 use levee_common::pb::raft_transport_server::RaftTransportServer;
 use levee_common::private_files;
-use openraft::{BasicNode, SnapshotPolicy};
+use levee_common::refusals::RefusalLog;
+use levee_common::tls::TlsMaterial;
+use openraft::SnapshotPolicy;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
@@ -25,6 +26,7 @@ use tracing::{info, warn};
 use crate::api::agent_link::AgentLinkService;
 use crate::api::auth::RoleCheck;
 use crate::api::control::ControlService;
+use crate::api::listener;
 use crate::api::raft_transport::RaftService;
 use crate::config::NodeConfig;
 use crate::leader::dispatcher::Dispatcher;
@@ -38,6 +40,7 @@ use crate::leader::timers::TimerClock;
 use crate::raft::log_store::LogStore;
 use crate::raft::membership::Membership;
 use crate::raft::network::Network;
+use crate::raft::node::ControllerNode;
 use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::{SharedState, StateMachine};
 use crate::raft::{LeveeRaft, store};
@@ -52,10 +55,6 @@ const STORE_FILE: &str = "levee.redb";
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long shutdown waits for sessions and Raft to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-const AGENT_ONLY: RoleCheck = RoleCheck::new("AgentLink", &[Role::Agent]);
-const OPERATORS: RoleCheck = RoleCheck::new("Control", &[Role::Operator]);
-const CONTROLLERS: RoleCheck = RoleCheck::new("RaftTransport", &[Role::Controller]);
 
 /// A started node.
 pub struct RunningNode {
@@ -94,6 +93,9 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         .context("preparing the data directory")?;
     private_files::ensure_file(&store_path).context("preparing the store file")?;
     let tls = config.tls.load().context("loading TLS files")?;
+    let own_name = controller_name(&tls)?;
+    // One refusal log for every boundary: TLS, roles, Raft.
+    let refusals = Arc::new(RefusalLog::default());
 
     info!(path = %config.data_dir.display(), "opening store");
     let db = store::open(&store_path)?;
@@ -113,7 +115,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     let addr = listener.local_addr()?;
     let advertise = config.advertise.clone().unwrap_or_else(|| addr.to_string());
 
-    info!(node_id = config.node_id, %advertise, "starting raft");
+    info!(node_id = config.node_id, %advertise, name = %own_name, "starting raft");
     let raft_config = openraft::Config {
         cluster_name: "levee".into(),
         heartbeat_interval: config.raft.heartbeat_ms,
@@ -125,7 +127,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     }
     .validate()
     .context("raft configuration")?;
-    let network = Network::new(tls.client_config(), config.peer_source_address);
+    let network = Network::new(&tls, config.peer_source_address).context("TLS configuration")?;
     let raft = LeveeRaft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -135,21 +137,26 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
     )
     .await
     .context("starting raft")?;
+
+    let proposer = Proposer::new(raft.clone());
+    let sessions = Sessions::default();
+    let tracker = TaskTracker::new();
+    let membership = Arc::new(Membership::new(
+        proposer.clone(),
+        state.clone(),
+        config.node_id,
+        ControllerNode::new(&advertise, &own_name),
+    ));
     if config.raft.bootstrap && !raft.is_initialized().await.context("reading raft state")? {
         info!(
             node_id = config.node_id,
             "initialising a new single-node cluster"
         );
-        let members = BTreeMap::from([(config.node_id, BasicNode::new(&advertise))]);
-        raft.initialize(members)
+        membership
+            .initialize()
             .await
             .context("initialising the cluster")?;
     }
-
-    let proposer = Proposer::new(raft.clone());
-    let sessions = Sessions::default();
-    let tracker = TaskTracker::new();
-    let membership = Arc::new(Membership::new(proposer.clone(), state.clone()));
     let agent_link = AgentLinkService {
         node_id: config.node_id,
         proposer: proposer.clone(),
@@ -172,37 +179,40 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         raft: raft.clone(),
         proposer: proposer.clone(),
         membership,
+        state: state.clone(),
+        join_allowed: config.raft.join_allowed.iter().cloned().collect(),
+        refusals: refusals.clone(),
     };
+    let server_tls = tls.rustls_server_config().context("TLS configuration")?;
+    let role_check = |service, allowed| RoleCheck::new(service, allowed, refusals.clone());
     let router = Server::builder()
-        .tls_config(tls.server_config())
-        .context("TLS configuration")?
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         // Each service sits behind the role check for its callers.
         .add_service(InterceptedService::new(
             AgentLinkServer::new(agent_link).max_decoding_message_size(MAX_MESSAGE_BYTES),
-            AGENT_ONLY,
+            role_check("AgentLink", &[Role::Agent]),
         ))
         .add_service(InterceptedService::new(
             ControlServer::new(control).max_decoding_message_size(MAX_MESSAGE_BYTES * 2),
-            OPERATORS,
+            role_check("Control", &[Role::Operator]),
         ))
         .add_service(InterceptedService::new(
             // Snapshots travel in one message; only controllers reach this.
             RaftTransportServer::new(raft_service).max_decoding_message_size(usize::MAX),
-            CONTROLLERS,
+            role_check("RaftTransport", &[Role::Controller]),
         ));
     let serve_shutdown = shutdown.clone();
+    // TLS is done by the listener, which sees (and logs) the handshakes
+    // that fail; tonic serves the established streams.
+    let incoming = listener::incoming(
+        listener,
+        Arc::new(server_tls),
+        refusals.clone(),
+        &tracker,
+        shutdown.clone(),
+    );
     tracker.spawn(async move {
-        // The builder's tcp_nodelay applies only to listeners tonic binds
-        // itself; without it here, small stream messages (tasks, acks)
-        // wait out Nagle's algorithm against delayed ACKs, ~40 ms each.
-        let incoming = TcpListenerStream::new(listener).map(|stream| {
-            let stream = stream?;
-            stream.set_nodelay(true)?;
-            Ok::<_, std::io::Error>(stream)
-        });
         if let Err(err) = router
             .serve_with_incoming_shutdown(incoming, serve_shutdown.cancelled_owned())
             .await
@@ -266,9 +276,12 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         crate::metrics::start(
             listen,
             &config.data_dir,
-            state.clone(),
-            sessions.clone(),
-            proposer.clone(),
+            crate::metrics::Sources {
+                state: state.clone(),
+                sessions: sessions.clone(),
+                proposer: proposer.clone(),
+                refusals: refusals.clone(),
+            },
             &tracker,
             shutdown.clone(),
         )
@@ -333,6 +346,21 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         tracker,
         shutdown,
     })
+}
+
+/// The name this node's own certificate states: how the membership
+/// records it and how its peers know it.
+fn controller_name(tls: &TlsMaterial) -> Result<String> {
+    let der = CertificateDer::from_pem_slice(tls.cert_pem.as_bytes())
+        .context("reading this node's certificate")?;
+    let identity = Identity::from_certificate_der(der.as_ref())
+        .context("reading this node's certificate identity")?;
+    if identity.role != Role::Controller {
+        anyhow::bail!(
+            "this node's certificate is for `{identity}`; a controller needs a `levee://controller/<name>` certificate"
+        );
+    }
+    Ok(identity.name)
 }
 
 /// Asks the cluster to add this node, following leader hints, until it is

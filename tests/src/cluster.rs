@@ -32,7 +32,13 @@ pub struct TestEnv {
     pub controller_options: String,
     /// Top-level keys for every controller config (`metrics_listen`).
     pub controller_keys: String,
+    /// Controller names that may add themselves (`raft.join_allowed` of
+    /// every controller config): the harness's own nodes, `node-<id>`.
+    pub join_allowed: Vec<String>,
 }
+
+/// Node ids the harness allows to join by themselves.
+const HARNESS_NODES: u64 = 9;
 
 /// The cluster CA and certificates, made with `levee ca`.
 pub struct Pki {
@@ -82,6 +88,9 @@ impl TestEnv {
             agents_options: String::new(),
             controller_options: String::new(),
             controller_keys: String::new(),
+            join_allowed: (1..=HARNESS_NODES)
+                .map(|node_id| format!("node-{node_id}"))
+                .collect(),
         }
     }
 
@@ -183,13 +192,14 @@ impl TestEnv {
             .collect::<Vec<_>>()
             .join(", ");
         let config = format!(
-            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\n{}\n\n[agents]\n{}\n\n{}\n",
+            "node_id = {node_id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\njoin = [{peers}]\n{routing}\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\nbootstrap = {}\njoin_allowed = {:?}\n{}\n\n[agents]\n{}\n\n{}\n",
             data_dir.display(),
             self.controller_keys,
             tls.ca.display(),
             tls.cert.display(),
             tls.key.display(),
             bootstrap,
+            self.join_allowed,
             self.raft_options,
             self.agents_options,
             self.controller_options,
@@ -502,6 +512,11 @@ impl ControllerProcess {
             .unwrap_or_default()
     }
 
+    /// How many lines of the node's JSON log contain every one of `needles`.
+    pub fn log_lines_with(&self, needles: &[&str]) -> usize {
+        lines_with(&self.log, needles)
+    }
+
     /// Runs `levee <args> --output json` against this controller.
     pub fn cli(&self, args: &[&str]) -> Result<Value, String> {
         let mut full: Vec<&str> = args.to_vec();
@@ -595,6 +610,8 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn start(&mut self) {
+        // A restart binds another port: never read the last one's.
+        let _ = std::fs::remove_file(self.config.data_dir.join("metrics.addr"));
         let mut command = Command::new(binary("levee-agent"));
         command
             .arg("--config")
@@ -611,6 +628,24 @@ impl AgentProcess {
         if let Some(mut process) = self.process.take() {
             process.kill();
         }
+    }
+
+    /// Rewrites its config file with `configure`'s changes; they apply
+    /// from the next start.
+    pub fn reconfigure(&mut self, configure: impl FnOnce(&mut AgentConfig)) {
+        configure(&mut self.config);
+        std::fs::write(&self.config_path, self.config.to_toml()).expect("write agent config");
+    }
+
+    /// The address its metrics listener bound (`metrics_listen` with port
+    /// 0), once it has.
+    pub fn metrics_addr(&self) -> String {
+        let path = self.config.data_dir.join("metrics.addr");
+        wait_until(
+            &format!("agent {} to serve metrics", self.name),
+            STARTUP,
+            || std::fs::read_to_string(&path).map_err(|err| format!("{}: {err}", path.display())),
+        )
     }
 
     /// Runs `levee-agent emit TYPE --data DATA` against this agent's socket.
@@ -652,12 +687,17 @@ impl AgentProcess {
 
     /// How many lines of the agent's JSON log contain every one of `needles`.
     pub fn log_lines_with(&self, needles: &[&str]) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
-            .count()
+        lines_with(&self.log, needles)
     }
+}
+
+/// How many lines of the log at `path` contain every one of `needles`.
+fn lines_with(path: &Path, needles: &[&str]) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+        .count()
 }
 
 /// The loopback address node `node_id` dials its peers from in proxied

@@ -15,8 +15,11 @@ pub mod load;
 pub mod mosquitto;
 pub mod process;
 pub mod proxy;
+pub mod raft_impostor;
+pub mod rogue_controller;
 pub mod signed_webhook;
 pub mod system_packages;
+pub mod tls_client;
 pub mod wait;
 pub mod webhook_client;
 

@@ -4,6 +4,7 @@
 mod actions;
 mod cluster;
 mod common;
+mod controller_trust;
 mod deploy;
 mod desired_state;
 mod dev;

@@ -65,6 +65,16 @@ fn the_log_is_compacted_and_a_new_node_catches_up_from_a_snapshot() {
         .run(&["cluster", "join", &second.addr])
         .expect("levee cluster join");
     assert!(joined.contains("voters: [1, 2]"), "{joined}");
+    // Recorded under the name its certificate states.
+    let status = first.status().unwrap();
+    let second_member = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|member| member["node_id"] == 2)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(second_member["name"], "node-2", "{status}");
     let leader_applied = number(&first.status().unwrap(), "last_applied");
     let caught_up = wait_until("the new node to apply what the leader has", TIMEOUT, || {
         let status = second.status()?;

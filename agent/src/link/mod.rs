@@ -3,9 +3,14 @@
 //! [`Link::run`] connects to a controller, follows leader redirects, and
 //! reconnects with backoff and jitter when a session ends. The session
 //! ([`session`]) sends the outbox, receives tasks, and returns updates.
+//! Only a member controller that leads is accepted: [`verifier`] checks
+//! its certificate in the handshake ([`connect`]), [`trust`] its welcome.
 
 mod backoff;
+mod connect;
 mod session;
+pub mod trust;
+mod verifier;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +20,11 @@ use levee_common::agent_config::AgentConfig;
 use levee_common::tls::TlsMaterial;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::backoff::Backoff;
 use self::session::{SessionEnd, SessionError};
+use self::trust::ControllerTrust;
 use crate::journal::Journal;
 use crate::outbox::Outbox;
 use crate::task::{Task, TaskOutcome};
@@ -27,6 +33,8 @@ pub struct Link {
     pub config: AgentConfig,
     pub agent_id: String,
     pub tls: TlsMaterial,
+    /// Which controllers are accepted; counts the refusals.
+    pub trust: ControllerTrust,
     pub outbox: Outbox,
     pub journal: Journal,
     /// Tasks received, toward the applier.
@@ -68,6 +76,10 @@ impl Link {
                     leader_hint = Some(leader);
                     redirects += 1;
                     continue;
+                }
+                // Counted and logged (once a minute) by the refusal log.
+                Err(SessionError::Refused(reason)) => {
+                    debug!(controller = %addr, %reason, "refused the controller")
                 }
                 Err(err) => warn!(controller = %addr, error = %err, "session failed"),
             }

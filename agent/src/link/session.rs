@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use levee_common::pb::agent_link_client::AgentLinkClient;
@@ -10,11 +11,13 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
+use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
 use super::Link;
+use super::connect::connect;
+use super::verifier::{MemberVerifier, Seen};
 use crate::store::StoreError;
 use crate::task::Task;
 use crate::util::blocking;
@@ -37,6 +40,10 @@ pub enum SessionError {
     Redirect(String),
     #[error("cannot connect: {0}")]
     Connect(#[from] tonic::transport::Error),
+    /// The controller is not one this agent accepts (not a member, or not
+    /// the leader it names); already counted and logged.
+    #[error("refused the controller: {0}")]
+    Refused(String),
     #[error("{0}")]
     Status(Status),
     #[error("the controller sent nothing for {0:?}")]
@@ -61,16 +68,8 @@ pub async fn run(
     addr: &str,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, SessionError> {
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|err| SessionError::Protocol(format!("bad controller address `{addr}`: {err}")))?
-        .tls_config(link.tls.client_config())?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .keep_alive_while_idle(true)
-        .connect()
-        .await?;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let channel = connect_verified(link, addr, &seen).await?;
     let (outbound, receiver) = mpsc::channel::<AgentMessage>(64);
     let hello = pb::Hello {
         agent_id: link.agent_id.clone(),
@@ -97,7 +96,13 @@ pub async fn run(
         Ok(Err(status)) => return Err(status.into()),
         Err(_) => return Err(SessionError::Protocol("no welcome within 5 s".into())),
     };
-    info!(controller = %addr, node = welcome.controller_node_id, term = welcome.term, "session open");
+    let name = take_seen(&seen)
+        .name
+        .ok_or_else(|| SessionError::Protocol("the handshake named no controller".into()))?;
+    if let Err(refused) = link.trust.check_welcome(addr, &name, &welcome).await? {
+        return Err(SessionError::Refused(refused.detail));
+    }
+    info!(controller = %addr, %name, node = welcome.controller_node_id, term = welcome.term, "session open");
     // Only the leader welcomes: a follower redirects instead. Cleared by
     // `Link::run` when the session ends.
     link.connected.store(true, Ordering::Relaxed);
@@ -112,6 +117,39 @@ pub async fn run(
     }
     .run(&mut inbound, shutdown)
     .await
+}
+
+/// Connects to `addr`, accepting only a controller [`MemberVerifier`]
+/// passes; a refusal is counted and logged, then returned.
+async fn connect_verified(
+    link: &Link,
+    addr: &str,
+    seen: &Arc<Mutex<Seen>>,
+) -> Result<Channel, SessionError> {
+    let tls_error = |err: levee_common::tls::TlsError| SessionError::Protocol(err.to_string());
+    let verifier = MemberVerifier::new(
+        link.tls.webpki_server_verifier().map_err(tls_error)?,
+        link.trust.accepted().await?,
+        seen.clone(),
+    );
+    let tls = link
+        .tls
+        .rustls_client_config(Arc::new(verifier))
+        .map_err(tls_error)?;
+    match connect(addr, Arc::new(tls), CONNECT_TIMEOUT).await {
+        Ok(channel) => Ok(channel),
+        Err(err) => match take_seen(seen).refused {
+            Some(refused) => {
+                link.trust.refuse(addr, &refused);
+                Err(SessionError::Refused(refused.detail))
+            }
+            None => Err(err.into()),
+        },
+    }
+}
+
+fn take_seen(seen: &Mutex<Seen>) -> Seen {
+    std::mem::take(&mut *seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
 struct Session<'a> {

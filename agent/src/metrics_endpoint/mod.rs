@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use levee_common::refusals::RefusalLog;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, prometheus_text};
 use prometheus_client::registry::Registry;
@@ -57,6 +58,8 @@ pub struct Readings {
     pub applier: Applier,
     /// Set by the link while a session with the leader is open.
     pub connected: Arc<AtomicBool>,
+    /// Controllers the link refused.
+    pub refusals: Arc<RefusalLog>,
     /// `None` when drift detection is off.
     pub unresolved_drift: Option<Arc<AtomicU64>>,
 }
@@ -118,6 +121,7 @@ impl Readings {
         Snapshot {
             boot_epoch: self.outbox.boot_epoch(),
             connected: self.connected.load(Ordering::Relaxed),
+            refusals: self.refusals.totals(),
             outbox_events: readable("outbox events", self.outbox.unacknowledged()),
             outbox_dropped: readable("dropped outbox events", self.outbox.dropped()),
             workloads: self.applier.supervisor().count_by_state(),

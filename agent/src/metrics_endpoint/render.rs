@@ -16,6 +16,8 @@ use crate::apply::TaskTotals;
 pub struct Snapshot {
     pub boot_epoch: u64,
     pub connected: bool,
+    /// Controllers refused, by (boundary, reason).
+    pub refusals: BTreeMap<(&'static str, &'static str), u64>,
     pub outbox_events: Option<u64>,
     pub outbox_dropped: Option<u64>,
     /// Workloads by state label; only states some workload is in.
@@ -40,6 +42,16 @@ impl Snapshot {
             "1 while the agent has a session with the leading controller, else 0.",
             u64::from(self.connected),
         )?;
+        let mut refusals = encoder.encode_descriptor(
+            "levee_agent_refusals",
+            "Controllers this agent refused since it started (not a member of its cluster, not the leader), by boundary and reason; each logged at most once per controller a minute.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((boundary, reason), count) in &self.refusals {
+            let labels = [("boundary", *boundary), ("reason", *reason)];
+            ConstCounter::new(*count).encode(refusals.encode_family(&labels)?)?;
+        }
         if let Some(events) = self.outbox_events {
             gauge(
                 encoder,
@@ -127,6 +139,7 @@ mod tests {
         let text = render(&Snapshot {
             boot_epoch: 1_700_000_000_123,
             connected: true,
+            refusals: [(("controller", "not_member"), 2)].into(),
             outbox_events: Some(7),
             outbox_dropped: Some(2),
             workloads: BTreeMap::from([("running", 3), ("restarting", 1)]),
@@ -142,6 +155,7 @@ mod tests {
             [
                 "levee_agent_boot_epoch 1700000000123",
                 "levee_agent_connected 1",
+                "levee_agent_refusals_total{boundary=\"controller\",reason=\"not_member\"} 2",
                 "levee_agent_outbox_events 7",
                 "levee_agent_outbox_dropped_total 2",
                 "levee_agent_workloads{state=\"restarting\"} 1",

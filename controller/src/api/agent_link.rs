@@ -106,10 +106,14 @@ impl AgentLink for AgentLinkService {
             .await?;
 
         let (outbound, receiver) = mpsc::channel(OUTBOUND_QUEUE);
+        let (controller_names, leader_name) =
+            crate::raft::node::names_for_agents(self.proposer.raft(), self.node_id);
         let welcome = pb::Welcome {
             controller_node_id: self.node_id,
             term,
             heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+            controller_names,
+            leader_name,
         };
         outbound
             .send(Ok(ControllerMessage {

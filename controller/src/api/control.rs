@@ -309,6 +309,7 @@ impl Control for ControlService {
                 pb::MemberInfo {
                     node_id: *node_id,
                     addr: node.addr.clone(),
+                    name: node.name.clone(),
                     voter: voters.contains(node_id),
                     matched_index: matched.unwrap_or_default(),
                     lag: matched
@@ -344,11 +345,7 @@ impl Control for ControlService {
         &self,
         _request: Request<pb::InitClusterRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        let members = self
-            .membership
-            .initialize(self.node_id, &self.advertise)
-            .await
-            .map_err(ApiError::from)?;
+        let members = self.membership.initialize().await.map_err(ApiError::from)?;
         Ok(Response::new(members_response(members)))
     }
 
@@ -394,10 +391,16 @@ impl Control for ControlService {
             ))
             .into());
         }
-        info!(caller = %identity, node_id = info.node_id, %addr, "joining a node");
+        // The name the node's certificate states, not one it claims.
+        let name = self
+            .network
+            .peer_name(&addr)
+            .await
+            .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+        info!(caller = %identity, node_id = info.node_id, %addr, %name, "joining a node");
         let members = self
             .membership
-            .join(info.node_id, &addr)
+            .join(info.node_id, &addr, &name)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(members_response(members)))

@@ -31,6 +31,11 @@ impl From<MembershipError> for ApiError {
         match err {
             MembershipError::Propose(propose) => propose.into(),
             MembershipError::Failed(reason) => ApiError::Unavailable(reason),
+            refused @ (MembershipError::RemovedId(_)
+            | MembershipError::NameTaken { .. }
+            | MembershipError::NameConflict { .. }) => {
+                ApiError::PermissionDenied(refused.to_string())
+            }
             other => ApiError::FailedPrecondition(other.to_string()),
         }
     }

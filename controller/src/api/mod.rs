@@ -8,6 +8,8 @@ mod automation;
 pub mod control;
 pub(crate) mod desired;
 pub mod error;
+pub mod listener;
 pub mod raft_transport;
+pub mod refusals;
 pub mod service;
 pub mod trial;

@@ -105,11 +105,16 @@ async fn status(args: QueryArgs) -> Result<()> {
 }
 
 impl Row for pb::MemberInfo {
-    const HEADERS: &'static [&'static str] = &["NODE", "ADDRESS", "ROLE", "MATCHED", "LAG"];
+    const HEADERS: &'static [&'static str] = &["NODE", "NAME", "ADDRESS", "ROLE", "MATCHED", "LAG"];
 
     fn cells(&self) -> Vec<String> {
         vec![
             self.node_id.to_string(),
+            if self.name.is_empty() {
+                "-".into()
+            } else {
+                self.name.clone()
+            },
             self.addr.clone(),
             if self.voter { "voter" } else { "learner" }.into(),
             if self.matched_index == 0 {
@@ -126,6 +131,6 @@ impl Row for pb::MemberInfo {
     }
 
     fn json(&self) -> Value {
-        json!({"node_id": self.node_id, "addr": self.addr, "voter": self.voter, "matched_index": self.matched_index, "lag": self.lag})
+        json!({"node_id": self.node_id, "name": self.name, "addr": self.addr, "voter": self.voter, "matched_index": self.matched_index, "lag": self.lag})
     }
 }

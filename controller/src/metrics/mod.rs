@@ -17,6 +17,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use levee_common::refusals::RefusalLog;
 use openraft::async_runtime::WatchReceiver;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, prometheus_text};
@@ -32,10 +33,12 @@ use crate::raft::proposer::Proposer;
 use crate::raft::state_machine::SharedState;
 
 /// What a scrape reads from: the registry's collector.
-struct Sources {
-    state: SharedState,
-    sessions: Sessions,
-    proposer: Proposer,
+pub struct Sources {
+    pub state: SharedState,
+    pub sessions: Sessions,
+    pub proposer: Proposer,
+    /// Refused handshakes and calls, by boundary and reason.
+    pub refusals: Arc<RefusalLog>,
 }
 
 /// Binds `listen` and serves until `shutdown`; the bound address is also
@@ -43,9 +46,7 @@ struct Sources {
 pub async fn start(
     listen: SocketAddr,
     data_dir: &Path,
-    state: SharedState,
-    sessions: Sessions,
-    proposer: Proposer,
+    sources: Sources,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
@@ -56,11 +57,7 @@ pub async fn start(
     std::fs::write(data_dir.join("metrics.addr"), addr.to_string())
         .context("writing metrics.addr")?;
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Sources {
-        state,
-        sessions,
-        proposer,
-    }));
+    registry.register_collector(Box::new(sources));
     let app = Router::new()
         .route("/metrics", get(scrape))
         .with_state(Arc::new(registry));
@@ -99,6 +96,7 @@ impl Sources {
             last_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or_default(),
             voters: metrics.membership_config.membership().voter_ids().count(),
             connected,
+            refusals: self.refusals.totals(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct NodeView {
     pub voters: usize,
     /// Agents with a session on this node (all of them, on the leader).
     pub connected: BTreeSet<AgentId>,
+    /// Handshakes and calls this node refused, by (boundary, reason).
+    pub refusals: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// How many of each name, with every name in `all` present (0 if none),
@@ -68,6 +70,16 @@ pub fn encode(
         "Voting members of the cluster.",
         node.voters as u64,
     )?;
+    let mut refusals = out.0.encode_descriptor(
+        "levee_refusals",
+        "Handshakes and calls this node refused since it started, by trust boundary and reason (each logged at most once per peer a minute).",
+        None,
+        MetricType::Counter,
+    )?;
+    for ((boundary, reason), count) in &node.refusals {
+        let labels = [("boundary", *boundary), ("reason", *reason)];
+        ConstCounter::new(*count).encode(refusals.encode_family(&labels)?)?;
+    }
 
     let agent_states = count(
         &["connected", "disconnected", "lost"],
@@ -345,12 +357,14 @@ mod tests {
             term: 4,
             connected: [AgentId::from("a1")].into(),
             voters: 3,
+            refusals: [(("raft", "not_member"), 7)].into(),
             ..NodeView::default()
         };
         let text = render(&state, node);
         for line in [
             "levee_raft_is_leader 1",
             "levee_raft_term 4",
+            "levee_refusals_total{boundary=\"raft\",reason=\"not_member\"} 7",
             "levee_agents{state=\"connected\"} 1",
             "levee_agents{state=\"disconnected\"} 1",
             "levee_service_replicas_target{service=\"web\"} 3",

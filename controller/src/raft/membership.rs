@@ -3,18 +3,20 @@
 //! Changes are serialised (openraft supports one joint-consensus change at
 //! a time), new nodes join as learners and become voters only once they
 //! have caught up, and a removed node's id is recorded so it is never
-//! reused: a recycled id could form two quorums.
+//! reused: a recycled id could form two quorums. Each member is recorded
+//! with its certificate name, and a name belongs to one node id.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use openraft::ChangeMembers;
 use openraft::TryAsRef;
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ForwardToLeader, RaftError};
-use openraft::{BasicNode, ChangeMembers};
 use thiserror::Error;
 use tokio::sync::Mutex;
 use tracing::info;
 
+use super::node::{ControllerNode, member_named};
 use super::proposer::{ProposeError, Proposer};
 use super::state_machine::SharedState;
 use super::{LeveeRaft, TypeConfig};
@@ -32,6 +34,14 @@ pub enum MembershipError {
     RemovedId(u64),
     #[error("node {node_id} is already a member at {existing}, not {requested}")]
     AddressConflict {
+        node_id: u64,
+        existing: String,
+        requested: String,
+    },
+    #[error("controller `{name}` is already node {node_id}; one certificate name is one node")]
+    NameTaken { name: String, node_id: u64 },
+    #[error("node {node_id} is controller `{existing}`, not `{requested}`")]
+    NameConflict {
         node_id: u64,
         existing: String,
         requested: String,
@@ -56,15 +66,22 @@ pub struct Members {
 pub struct Membership {
     proposer: Proposer,
     state: SharedState,
+    /// This node's id and record, for initialising a cluster.
+    node_id: u64,
+    own: ControllerNode,
     /// One change at a time.
     changing: Mutex<()>,
 }
 
 impl Membership {
-    pub fn new(proposer: Proposer, state: SharedState) -> Self {
+    /// `own` carries this node's advertised address and the name its own
+    /// certificate states.
+    pub fn new(proposer: Proposer, state: SharedState, node_id: u64, own: ControllerNode) -> Self {
         Self {
             proposer,
             state,
+            node_id,
+            own,
             changing: Mutex::new(()),
         }
     }
@@ -74,11 +91,8 @@ impl Membership {
     }
 
     /// Makes this pristine node a one-node cluster.
-    pub async fn initialize(
-        &self,
-        node_id: u64,
-        advertise: &str,
-    ) -> Result<Members, MembershipError> {
+    pub async fn initialize(&self) -> Result<Members, MembershipError> {
+        let node_id = self.node_id;
         let _guard = self.changing.lock().await;
         if self
             .raft()
@@ -88,7 +102,7 @@ impl Membership {
         {
             return Err(MembershipError::AlreadyInitialized);
         }
-        let members = BTreeMap::from([(node_id, BasicNode::new(advertise))]);
+        let members = BTreeMap::from([(node_id, self.own.clone())]);
         self.raft()
             .initialize(members)
             .await
@@ -97,9 +111,16 @@ impl Membership {
         Ok(self.members())
     }
 
-    /// Adds `node_id` at `addr`: as a learner, then as a voter. Idempotent
-    /// for a node that is already a voter at the same address.
-    pub async fn join(&self, node_id: u64, addr: &str) -> Result<Members, MembershipError> {
+    /// Adds `node_id` at `addr`, whose verified certificate is `name`: as
+    /// a learner, then as a voter. Idempotent for a node that is already a
+    /// voter at the same address under the same name; names a member an
+    /// earlier release recorded without one.
+    pub async fn join(
+        &self,
+        node_id: u64,
+        addr: &str,
+        name: &str,
+    ) -> Result<Members, MembershipError> {
         let _guard = self.changing.lock().await;
         self.require_leader()?;
         // A new leader may not have applied everything committed yet; read
@@ -120,6 +141,14 @@ impl Membership {
             .borrow_watched()
             .membership_config
             .clone();
+        if let Some(holder) = member_named(current.membership(), name)
+            && holder != node_id
+        {
+            return Err(MembershipError::NameTaken {
+                name: name.to_owned(),
+                node_id: holder,
+            });
+        }
         if let Some(node) = current.membership().get_node(&node_id) {
             if node.addr != addr {
                 return Err(MembershipError::AddressConflict {
@@ -127,6 +156,21 @@ impl Membership {
                     existing: node.addr.clone(),
                     requested: addr.to_owned(),
                 });
+            }
+            if !node.name.is_empty() && node.name != name {
+                return Err(MembershipError::NameConflict {
+                    node_id,
+                    existing: node.name.clone(),
+                    requested: name.to_owned(),
+                });
+            }
+            if node.name.is_empty() {
+                info!(node_id, %name, "naming a member recorded without its certificate name");
+                let named = BTreeMap::from([(node_id, ControllerNode::new(addr, name))]);
+                self.raft()
+                    .change_membership(ChangeMembers::SetNodes(named), false)
+                    .await
+                    .map_err(change_error)?;
             }
             if current
                 .membership()
@@ -136,9 +180,9 @@ impl Membership {
                 return Ok(self.members());
             }
         }
-        info!(node_id, %addr, "adding a learner; waiting for it to catch up");
+        info!(node_id, %addr, %name, "adding a learner; waiting for it to catch up");
         self.raft()
-            .add_learner(node_id, BasicNode::new(addr), true)
+            .add_learner(node_id, ControllerNode::new(addr, name), true)
             .await
             .map_err(change_error)?;
         info!(node_id, "learner caught up; promoting it to voter");

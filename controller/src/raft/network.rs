@@ -7,16 +7,19 @@ use std::sync::{Arc, Mutex};
 
 use levee_common::pb::RaftPayload;
 use levee_common::pb::raft_transport_client::RaftTransportClient;
+use levee_common::tls::{TlsError, TlsMaterial};
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
+use openraft::{OptionalSend, RaftNetworkV2};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use super::node::ControllerNode;
+use super::peer_name::{PeerNameError, verified_controller_name};
 use super::{Snapshot, SnapshotData, TypeConfig, Vote};
 
 /// Creates peer clients; channels are cached by address and connect lazily,
@@ -24,6 +27,8 @@ use super::{Snapshot, SnapshotData, TypeConfig, Vote};
 #[derive(Clone)]
 pub struct Network {
     tls: ClientTlsConfig,
+    /// The same trust, for handshakes done without tonic.
+    probe_tls: Arc<rustls::ClientConfig>,
     source: Option<IpAddr>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
@@ -31,12 +36,19 @@ pub struct Network {
 impl Network {
     /// `source` pins the local address of connections to peers (for
     /// multi-homed hosts; `None` lets the kernel choose).
-    pub fn new(tls: ClientTlsConfig, source: Option<IpAddr>) -> Self {
-        Self {
-            tls,
+    pub fn new(tls: &TlsMaterial, source: Option<IpAddr>) -> Result<Self, TlsError> {
+        let probe_tls = tls.rustls_client_config(tls.webpki_server_verifier()?)?;
+        Ok(Self {
+            tls: tls.client_config(),
+            probe_tls: Arc::new(probe_tls),
             source,
             channels: Arc::default(),
-        }
+        })
+    }
+
+    /// The name of the controller certificate `addr` presents.
+    pub async fn peer_name(&self, addr: &str) -> Result<String, PeerNameError> {
+        verified_controller_name(self.probe_tls.clone(), addr, self.source).await
     }
 
     /// A transport client for the controller at `addr`.
@@ -67,7 +79,7 @@ impl Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: u64, node: &ControllerNode) -> Self::Network {
         PeerClient {
             target,
             channel: self.channel(&node.addr),

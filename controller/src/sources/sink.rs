@@ -129,6 +129,27 @@ impl InboundSink {
     }
 }
 
+/// The sources events from outside may carry: a webhook endpoint or an
+/// MQTT subscription. Anything else (`agent/...`, the controllers' own)
+/// would let a forwarded call speak for someone else.
+const INBOUND_SOURCE_PREFIXES: [&str; 2] = ["webhook/", "mqtt/"];
+
+/// Refuses a source that is not `webhook/<name>` or `mqtt/<name>`.
+pub fn check_source(source: &str) -> Result<(), SubmitError> {
+    let named = INBOUND_SOURCE_PREFIXES.iter().any(|prefix| {
+        source
+            .strip_prefix(prefix)
+            .is_some_and(|name| !name.is_empty())
+    });
+    if named {
+        Ok(())
+    } else {
+        Err(SubmitError::Refused(format!(
+            "`{source}` is not a source of events from outside (`webhook/<name>` or `mqtt/<name>`)"
+        )))
+    }
+}
+
 /// Proposes the events on this node. A follower answers `Forward` with
 /// the leader's address (and an empty reason) for the caller to follow.
 /// An outcome `at_limit` is returned as such, for `submit` to refuse.
@@ -137,6 +158,7 @@ pub async fn commit(
     origin: &Origin,
     events: Vec<InboundEvent>,
 ) -> Result<InboundOutcome, SubmitError> {
+    check_source(&origin.source)?;
     let record = cmd::RecordInbound {
         source: origin.source.clone(),
         events,
@@ -161,5 +183,30 @@ pub async fn commit(
         }),
         Err(ProposeError::NotLeader { leader_addr: None }) => Err(SubmitError::NoLeader),
         Err(ProposeError::Unavailable(reason)) => Err(SubmitError::Unavailable(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_webhook_and_mqtt_sources_come_from_outside() {
+        for allowed in ["webhook/alertmanager", "mqtt/site-a"] {
+            assert!(check_source(allowed).is_ok(), "{allowed}");
+        }
+        for refused in [
+            "agent/edge-1",
+            "controller",
+            "webhook/",
+            "mqtt",
+            "timer/x",
+            "",
+        ] {
+            assert!(
+                matches!(check_source(refused), Err(SubmitError::Refused(_))),
+                "{refused}"
+            );
+        }
     }
 }
