@@ -88,10 +88,12 @@ impl Dispatcher {
             return false;
         }
         // Read the state first, then take the sessions lock: the two locks
-        // are never held together, so no lock order can deadlock.
-        let outgoing = self
+        // are never held together, so no lock order can deadlock. Secrets
+        // are read from disk after the state lock is released.
+        let tasks = self
             .state
-            .read(|state| outgoing(state, term, &wanting_all, &fresh, &self.secrets));
+            .read(|state| to_send(state, &wanting_all, &fresh));
+        let outgoing = outgoing(tasks, term, &self.secrets);
         let mut full = false;
         for (agent_id, messages) in outgoing {
             let delivery = self.sessions.deliver(&agent_id, messages);
@@ -104,39 +106,52 @@ impl Dispatcher {
     }
 }
 
-/// The messages to send, per agent, oldest task first.
-fn outgoing(
+/// The tasks to send: every pending task of the sessions that want all,
+/// and the fresh ones still pending, oldest first per agent.
+fn to_send(
     state: &ClusterState,
-    term: u64,
     wanting_all: &HashSet<AgentId>,
     fresh: &[(AgentId, TaskId)],
-    secrets: &dyn SecretSource,
-) -> BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> {
-    let mut outgoing: BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> = BTreeMap::new();
-    let mut add = |task: &TaskRecord| match task_message(task, term, secrets) {
-        Ok(message) => outgoing
-            .entry(task.agent_id.clone())
-            .or_default()
-            .push((task.task_id.clone(), message)),
-        // Sent again with every full send (a new session, a new leader),
-        // so fixing the secrets directory is enough.
-        Err(err) => error!(
-            task_id = %task.task_id,
-            agent_id = %task.agent_id,
-            error = %err,
-            "cannot send a task: a secret it needs is missing on this controller"
-        ),
-    };
+) -> Vec<TaskRecord> {
+    let mut tasks: Vec<TaskRecord> = Vec::new();
     for agent_id in wanting_all {
-        state.pending_tasks_for(agent_id).for_each(&mut add);
+        tasks.extend(state.pending_tasks_for(agent_id).cloned());
     }
     // Still pending: a later command of the same entry may have
     // superseded it.
-    fresh
-        .iter()
-        .filter_map(|(_, task_id)| state.work.tasks.get(task_id))
-        .filter(|task| task.state == TaskState::Pending)
-        .for_each(add);
+    tasks.extend(
+        fresh
+            .iter()
+            .filter_map(|(_, task_id)| state.work.tasks.get(task_id))
+            .filter(|task| task.state == TaskState::Pending)
+            .cloned(),
+    );
+    tasks
+}
+
+/// The messages to send, per agent, in the order of `tasks`.
+fn outgoing(
+    tasks: Vec<TaskRecord>,
+    term: u64,
+    secrets: &dyn SecretSource,
+) -> BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> {
+    let mut outgoing: BTreeMap<AgentId, Vec<(TaskId, ControllerMessage)>> = BTreeMap::new();
+    for task in tasks {
+        match task_message(&task, term, secrets) {
+            Ok(message) => outgoing
+                .entry(task.agent_id.clone())
+                .or_default()
+                .push((task.task_id.clone(), message)),
+            // Sent again with every full send (a new session, a new
+            // leader), so fixing the secrets directory is enough.
+            Err(err) => error!(
+                task_id = %task.task_id,
+                agent_id = %task.agent_id,
+                error = %err,
+                "cannot send a task: a secret it needs is missing on this controller"
+            ),
+        }
+    }
     outgoing
 }
 
@@ -190,12 +205,16 @@ mod tests {
         let mut state = fleet(&["a1", "a2"]);
         let fresh = pending(&state);
         assert_eq!(fresh.len(), 2, "one task per agent");
-        let all = outgoing(&state, 3, &HashSet::new(), &fresh, &NO_SECRETS);
+        let all = outgoing(to_send(&state, &HashSet::new(), &fresh), 3, &NO_SECRETS);
         assert_eq!(sent_to(&all).len(), 2);
         // A later command of the same entry superseded one of them.
         let (_, superseded) = fresh[0].clone();
         state.work.tasks.get_mut(&superseded).unwrap().state = TaskState::Superseded;
-        let left = sent_to(&outgoing(&state, 3, &HashSet::new(), &fresh, &NO_SECRETS));
+        let left = sent_to(&outgoing(
+            to_send(&state, &HashSet::new(), &fresh),
+            3,
+            &NO_SECRETS,
+        ));
         assert_eq!(left, [(fresh[1].0.to_string(), fresh[1].1.to_string())]);
     }
 
@@ -203,16 +222,50 @@ mod tests {
     fn a_session_wanting_all_gets_every_pending_task_of_its_agent_only() {
         let state = fleet(&["a1", "a2", "a3"]);
         let wanting: HashSet<AgentId> = [AgentId::from("a2")].into();
-        let sent = sent_to(&outgoing(&state, 3, &wanting, &[], &NO_SECRETS));
+        let sent = sent_to(&outgoing(to_send(&state, &wanting, &[]), 3, &NO_SECRETS));
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, "a2");
         // The term the task is stamped with is the leader's, not the
         // term that made it.
-        let messages = outgoing(&state, 9, &wanting, &[], &NO_SECRETS);
+        let messages = outgoing(to_send(&state, &wanting, &[]), 9, &NO_SECRETS);
         let (_, message) = &messages[&AgentId::from("a2")][0];
         let Some(pb::controller_message::Body::Task(task)) = &message.body else {
             panic!("a task message: {message:?}");
         };
         assert_eq!(task.term, 9);
+    }
+
+    #[test]
+    fn a_task_goes_out_with_its_secret_s_value_or_not_at_all() {
+        let mut log = Log::new();
+        log.hello("a1", 1);
+        log.put_specs(
+            "kind: Service\nname: db\nprocess:\n  argv: [/bin/db]\n  env: { PASSWORD: { secret: db-password } }\n",
+        );
+        let fresh = pending(&log.state);
+        let tasks = to_send(&log.state, &HashSet::new(), &fresh);
+        assert!(
+            outgoing(tasks.clone(), 3, &NO_SECRETS).is_empty(),
+            "a task whose secret is missing is not sent"
+        );
+        let secrets = levee_common::secret::InMemory(
+            [("db-password".to_owned(), "hunter2".to_owned())].into(),
+        );
+        let messages = outgoing(tasks, 3, &secrets);
+        let (_, message) = &messages[&AgentId::from("a1")][0];
+        let Some(pb::controller_message::Body::Task(task)) = &message.body else {
+            panic!("a task message: {message:?}");
+        };
+        let process = task
+            .resources
+            .iter()
+            .find_map(|resource| match &resource.kind {
+                Some(pb::resource::Kind::Process(process)) => Some(process),
+                _ => None,
+            })
+            .expect("a process");
+        assert_eq!(process.env["PASSWORD"], "hunter2");
+        let stored = serde_json::to_string(&log.state).unwrap();
+        assert!(!stored.contains("hunter2") && stored.contains("db-password"));
     }
 }
