@@ -81,7 +81,7 @@ async fn status(args: QueryArgs) -> Result<()> {
         .call(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
         .await?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status.json())?),
+        OutputFormat::Json => super::json_output::print_json(&status.json())?,
         OutputFormat::Table => {
             print_line(&format!(
                 "node {} is {}; leader {} ({}), term {}, committed {}, applied {}, compacted through {}",

@@ -118,7 +118,7 @@ async fn plan_inner(args: SpecsArgs) -> Result<u8> {
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            super::json_output::to_json(&json!({
                 "current_version": response.current_version,
                 "steps": response.steps.iter().map(Row::json).collect::<Vec<_>>(),
                 "problems": response.problems,
@@ -293,7 +293,7 @@ async fn follow_all(
         summary["plan_ids"] = json!(plan_ids);
         summary["tasks"] = Value::Array(tasks.iter().map(Row::json).collect());
         summary["succeeded"] = json!(!failed);
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", super::json_output::to_json(&summary)?);
     }
     Ok(if failed { 1 } else { 0 })
 }
@@ -409,7 +409,7 @@ pub async fn status(args: super::query::QueryArgs) -> Result<u8> {
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            super::json_output::to_json(&json!({
                 "spec_version": response.spec_version,
                 "services": response.services.iter().map(Row::json).collect::<Vec<_>>(),
                 "agents": response.agents.iter().map(Row::json).collect::<Vec<_>>(),

@@ -55,7 +55,7 @@ pub async fn label(args: LabelArgs) -> Result<()> {
     let labels: std::collections::BTreeMap<_, _> = response.labels.into_iter().collect();
     match args.output {
         OutputFormat::Json => {
-            println!("{}", json!({"agent": args.agent, "labels": labels}));
+            super::json_output::print_json(&json!({"agent": args.agent, "labels": labels}))?;
         }
         OutputFormat::Table => {
             let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod desired;
 mod dev;
+mod json_output;
 mod labels;
 mod output;
 mod query;

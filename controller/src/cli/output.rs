@@ -29,7 +29,7 @@ pub fn print_rows<R: Row>(rows: &[R], format: OutputFormat, empty_hint: &str) {
             let array = Value::Array(rows.iter().map(Row::json).collect());
             println!(
                 "{}",
-                serde_json::to_string_pretty(&array).unwrap_or_else(|_| "[]".into())
+                super::json_output::to_json(&array).unwrap_or_else(|_| "[]".into())
             );
         }
         OutputFormat::Table if rows.is_empty() => println!("{empty_hint}"),

@@ -131,7 +131,7 @@ pub async fn run(command: RulesCommand) -> Result<()> {
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json!({
+            super::json_output::to_json(&json!({
                 "events": response.events.iter().map(Row::json).collect::<Vec<_>>(),
                 "targets": response.targets.iter().map(|t| json!({
                     "service": t.service, "from": t.from, "to": t.to,

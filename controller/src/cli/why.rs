@@ -44,7 +44,7 @@ pub async fn why(args: WhyArgs) -> Result<()> {
     match args.output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&Value::Array(
+            super::json_output::to_json(&Value::Array(
                 response.chains.iter().map(chain_json).collect()
             ))?
         ),
