@@ -185,6 +185,11 @@ fn a_removed_members_certificate_is_refused_from_its_removal_on() {
     }
     let mut rejoin = RaftImpostor::dial(&cluster.nodes[leader].addr, &gone_cert);
     denied(rejoin.join(gone_id, &gone_addr), "was removed");
+    // Nor under a new id: the name is spent too.
+    denied(
+        rejoin.join(gone_id + 10, &gone_addr),
+        "may not rejoin under any id",
+    );
 
     // Phase: nothing changed.
     assert_eq!(terms_and_logs(&remaining), before);
@@ -193,7 +198,7 @@ fn a_removed_members_certificate_is_refused_from_its_removal_on() {
             &cluster.nodes[leader].metrics_addr(),
             &refusals("raft", "removed")
         ),
-        4
+        5
     );
     assert_eq!(cluster.wait_for_leader(), leader, "the leader changed");
 }

@@ -32,6 +32,7 @@ impl From<MembershipError> for ApiError {
             MembershipError::Propose(propose) => propose.into(),
             MembershipError::Failed(reason) => ApiError::Unavailable(reason),
             refused @ (MembershipError::RemovedId(_)
+            | MembershipError::RemovedName(_)
             | MembershipError::NameTaken { .. }
             | MembershipError::NameConflict { .. }) => {
                 ApiError::PermissionDenied(refused.to_string())

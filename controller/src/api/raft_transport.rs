@@ -176,7 +176,7 @@ impl RaftTransport for RaftService {
             Ok(_) => Ok(Response::new(pb::JoinResponse {
                 leader_id: self.node_id,
             })),
-            Err(removed @ MembershipError::RemovedId(_)) => {
+            Err(removed @ (MembershipError::RemovedId(_) | MembershipError::RemovedName(_))) => {
                 Err(self.refused(&caller, "removed", removed.to_string()))
             }
             Err(

@@ -32,6 +32,10 @@ pub enum MembershipError {
         "node id {0} was removed from this cluster and may not rejoin; give the node a new id and an empty data directory"
     )]
     RemovedId(u64),
+    #[error(
+        "the controller named `{0}` was removed from this cluster and may not rejoin under any id; issue the host a certificate with a new name"
+    )]
+    RemovedName(String),
     #[error("node {node_id} is already a member at {existing}, not {requested}")]
     AddressConflict {
         node_id: u64,
@@ -129,11 +133,17 @@ impl Membership {
             .ensure_linearizable(openraft::ReadPolicy::ReadIndex)
             .await
             .map_err(change_error)?;
-        if self
-            .state
-            .read(|state| state.members.removed_nodes.contains(&node_id))
-        {
+        let (removed_id, removed_name) = self.state.read(|state| {
+            (
+                state.members.removed_nodes.contains(&node_id),
+                state.members.removed_names.contains(name),
+            )
+        });
+        if removed_id {
             return Err(MembershipError::RemovedId(node_id));
+        }
+        if removed_name {
+            return Err(MembershipError::RemovedName(name.to_owned()));
         }
         let current = self
             .raft()
@@ -204,15 +214,17 @@ impl Membership {
             .membership_config
             .clone();
         let voters: BTreeSet<u64> = current.membership().voter_ids().collect();
-        if current.membership().get_node(&node_id).is_none() {
+        let Some(node) = current.membership().get_node(&node_id) else {
             return Err(MembershipError::NotMember(node_id));
-        }
+        };
+        let name = node.name.clone();
         if voters.len() == 1 && voters.contains(&node_id) {
             return Err(MembershipError::LastVoter);
         }
         self.proposer
             .propose(Command::NodeRemoved(cmd::NodeRemoved {
                 node_id,
+                name,
                 at_ms: now_ms(),
             }))
             .await?;

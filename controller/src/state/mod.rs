@@ -201,8 +201,11 @@ impl ClusterState {
                 by,
                 at_ms: _,
             }) => self.undrain(entry, &agent_id, &by),
-            Command::NodeRemoved(cmd::NodeRemoved { node_id, .. }) => {
+            Command::NodeRemoved(cmd::NodeRemoved { node_id, name, .. }) => {
                 self.members.removed_nodes.insert(node_id);
+                if !name.is_empty() {
+                    self.members.removed_names.insert(name);
+                }
                 Response::Nothing
             }
         }

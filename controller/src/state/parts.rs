@@ -123,6 +123,10 @@ pub struct Members {
     /// Controller node ids removed from the cluster, never to be reused.
     #[serde(default)]
     pub removed_nodes: BTreeSet<u64>,
+    /// Certificate names of removed controllers: a removed host may not
+    /// come back under a new id either.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed_names: BTreeSet<String>,
 }
 
 /// Which part each field belongs to, for reading states that earlier
@@ -157,6 +161,7 @@ const PART_OF: &[(&str, &str)] = &[
     ("notifications", "effects"),
     ("notifications_made", "effects"),
     ("removed_nodes", "members"),
+    ("removed_names", "members"),
 ];
 
 /// The parts as serialised: what `ClusterState` reads once regrouped.
@@ -238,6 +243,7 @@ mod tests {
             .assigned_labels
             .insert("a1".into(), [("role".to_owned(), "web".to_owned())].into());
         state.event_log.events_refused = 1;
+        state.members.removed_names.insert("node-3".into());
         let state = serde_json::to_value(state).unwrap();
         let mut held: Vec<(String, String)> = Vec::new();
         for (part, fields) in state.as_object().unwrap() {

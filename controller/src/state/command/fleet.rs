@@ -75,6 +75,10 @@ pub struct LabelAgent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRemoved {
     pub node_id: u64,
+    /// Its certificate name, refused at every later join whatever the id
+    /// (empty in entries of earlier releases and for unnamed members).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
     pub at_ms: i64,
 }
 

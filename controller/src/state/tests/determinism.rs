@@ -580,7 +580,11 @@ fn record_the_log() {
     r.hello("a2", 2, &[("role", "web"), ("zone", "b")], 0);
     r.report_pending(None);
     let at_ms = r.tick(1000);
-    r.apply(Command::NodeRemoved(cmd::NodeRemoved { node_id: 3, at_ms }));
+    r.apply(Command::NodeRemoved(cmd::NodeRemoved {
+        node_id: 3,
+        name: String::new(),
+        at_ms,
+    }));
 
     // Labels are the cluster's: an operator labels a host before it
     // connects, the host's own claims are facts, and relabelling moves

@@ -352,3 +352,19 @@ fn hellos_of_the_previous_release_keep_the_labels_they_carried() {
     }));
     assert!(log.state.work.placements["web"].contains(&AgentId::from("old")));
 }
+
+#[test]
+fn a_removed_controller_s_name_is_spent_like_its_id() {
+    let mut log = Log::new();
+    log.apply(Command::NodeRemoved(cmd::NodeRemoved {
+        node_id: 3,
+        name: "node-3".into(),
+        at_ms: 1,
+    }));
+    assert!(log.state.members.removed_nodes.contains(&3));
+    assert!(log.state.members.removed_names.contains("node-3"));
+    // Entries of earlier releases name nobody.
+    let old: Command = serde_json::from_str(r#"{"NodeRemoved":{"node_id":4,"at_ms":2}}"#).unwrap();
+    log.apply(old);
+    assert_eq!(log.state.members.removed_names.len(), 1);
+}
