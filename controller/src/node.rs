@@ -162,6 +162,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         proposer: proposer.clone(),
         sessions: sessions.clone(),
         shutdown: shutdown.clone(),
+        refusals: refusals.clone(),
     };
     let control = ControlService {
         node_id: config.node_id,

@@ -89,6 +89,22 @@ fn an_agent_forging_the_controllers_events_is_refused_and_counted() {
         "{}",
         metrics.body
     );
+    assert!(
+        metrics
+            .body
+            .contains("levee_refusals_total{boundary=\"agent_link\",reason=\"reserved_type\"} 1"),
+        "the refused batch is counted at the boundary: {}",
+        metrics.body
+    );
+    let warned = std::fs::read_to_string(&controller.log).unwrap_or_default();
+    assert_eq!(
+        warned
+            .lines()
+            .filter(|line| line.contains("refused a peer") && line.contains("reserved_type"))
+            .count(),
+        1,
+        "logged once, visible without debug logging"
+    );
 
     // Through the emit socket, a workload can raise none of them.
     for reserved in ["timer.fired", "host.lost", "levee.x", "HOST.process.exited"] {

@@ -4,6 +4,7 @@
 //! Raft; task reports are committed before anything else happens to them.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -12,6 +13,7 @@ use levee_common::identity::Identity;
 use levee_common::ids::AgentId;
 use levee_common::pb::agent_link_server::AgentLink;
 use levee_common::pb::{self, AgentMessage, ControllerMessage, agent_message, controller_message};
+use levee_common::refusals::RefusalLog;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::auth::caller;
 use super::error::ApiError;
+use super::refusals::{AGENT_LINK, refuse};
 use crate::clock::now_ms;
 use crate::convert::task_report;
 use crate::leader::sessions::{Outbound, SessionGuard, Sessions};
@@ -41,6 +44,9 @@ pub struct AgentLinkService {
     pub proposer: Proposer,
     pub sessions: Sessions,
     pub shutdown: CancellationToken,
+    /// Refused hellos and events, counted and logged once a minute per
+    /// agent and reason.
+    pub refusals: Arc<RefusalLog>,
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
@@ -72,20 +78,33 @@ impl AgentLink for AgentLinkService {
             }
         };
         if hello.agent_id != identity.name {
-            warn!(caller = %identity, claimed = %hello.agent_id, "agent claimed another agent's identity");
-            return Err(ApiError::PermissionDenied(format!(
+            let reason = format!(
                 "this certificate belongs to agent `{}`, but the hello names `{}`",
                 identity.name, hello.agent_id
-            ))
-            .into());
+            );
+            refuse(
+                &self.refusals,
+                &identity.name,
+                AGENT_LINK,
+                "another_agent",
+                &reason,
+            );
+            return Err(ApiError::PermissionDenied(reason).into());
         }
         if identity.name == crate::state::hosts::CONTROLLER_SOURCE {
             // The controllers' own events are keyed by this name.
-            return Err(ApiError::PermissionDenied(format!(
+            let reason = format!(
                 "`{}` is reserved for events the controllers raise; issue this host a certificate with another name",
                 crate::state::hosts::CONTROLLER_SOURCE
-            ))
-            .into());
+            );
+            refuse(
+                &self.refusals,
+                &identity.name,
+                AGENT_LINK,
+                "reserved_name",
+                &reason,
+            );
+            return Err(ApiError::PermissionDenied(reason).into());
         }
         let term = self
             .proposer
@@ -134,6 +153,7 @@ impl AgentLink for AgentLinkService {
         let session = Session {
             agent_id,
             identity,
+            refusals: self.refusals.clone(),
             proposer: self.proposer.clone(),
             outbound,
             _guard: guard,
@@ -177,6 +197,7 @@ impl AgentLinkService {
 struct Session {
     agent_id: AgentId,
     identity: Identity,
+    refusals: Arc<RefusalLog>,
     proposer: Proposer,
     outbound: Outbound,
     _guard: SessionGuard,
@@ -268,10 +289,13 @@ impl Session {
         debug!(first_event = %first_id, log_index = log_id.index, accepted, duplicates, "events committed");
         if refused > 0 {
             // Acknowledged all the same: the agent's outbox must move on.
-            warn!(
-                refused,
-                reason = refusal.as_deref().unwrap_or(""),
-                "refused events of types this agent may not send"
+            // Each event is counted by the state (levee_events_refused_total).
+            refuse(
+                &self.refusals,
+                &self.identity.name,
+                AGENT_LINK,
+                "reserved_type",
+                refusal.as_deref().unwrap_or(""),
             );
         }
         for (boot_epoch, up_to_seq) in acks {

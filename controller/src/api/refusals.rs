@@ -16,6 +16,10 @@ pub const ROLE: &str = "role";
 /// not make.
 pub const RAFT: &str = "raft";
 
+/// An agent's session: a hello naming another agent or the controllers,
+/// or events of types the agent may not send.
+pub const AGENT_LINK: &str = "agent_link";
+
 /// Counts and (rate-limited) logs one refusal.
 pub fn refuse(
     log: &RefusalLog,
