@@ -27,6 +27,7 @@ use crate::clock::now_ms;
 use crate::convert::task_report;
 use crate::leader::sessions::{Outbound, SessionGuard, Sessions};
 use crate::raft::proposer::Proposer;
+use crate::state::agents::{MAX_LABELS, label_problem};
 use crate::state::command as cmd;
 use crate::state::command::Command;
 
@@ -179,7 +180,7 @@ impl AgentLinkService {
             // What the agent says of itself is a fact, never a label:
             // labels decide what it runs and are the cluster's to give.
             labels: Default::default(),
-            facts: hello.labels.clone().into_iter().collect(),
+            facts: bounded_facts(&hello.labels),
             cpu_millis: capacity.cpu_millis,
             memory_bytes: capacity.memory_bytes,
             highest_term_seen: hello.highest_term_seen,
@@ -273,6 +274,7 @@ impl Session {
             agent_id: self.agent_id.clone(),
             events,
             at_ms: now_ms(),
+            strict: true,
         };
         let (log_id, recorded) = self
             .proposer
@@ -326,5 +328,40 @@ impl Session {
             .map_err(ApiError::from)?;
         info!(%task_id, state = state.as_str(), "task report committed");
         Ok(())
+    }
+}
+
+/// What an agent reports about itself, within the limits labels have
+/// (count, key and value size, no control characters): a fact breaking
+/// them is dropped, not the hello, so the agent still connects.
+fn bounded_facts(
+    reported: &std::collections::HashMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut facts: std::collections::BTreeMap<String, String> = reported
+        .iter()
+        .filter(|(key, value)| label_problem(key, value).is_none())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    while facts.len() > MAX_LABELS {
+        facts.pop_last();
+    }
+    facts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_beyond_the_label_limits_are_dropped_not_the_hello() {
+        let mut reported: std::collections::HashMap<String, String> = (0..100)
+            .map(|n| (format!("k{n:03}"), "v".to_owned()))
+            .collect();
+        reported.insert("bad key".into(), "x".into());
+        reported.insert("huge".into(), "v".repeat(10_000));
+        let facts = bounded_facts(&reported);
+        assert_eq!(facts.len(), MAX_LABELS);
+        assert!(!facts.contains_key("bad key") && !facts.contains_key("huge"));
+        assert!(facts.contains_key("k000"));
     }
 }

@@ -59,7 +59,7 @@ pub async fn label(args: LabelArgs) -> Result<()> {
         }
         OutputFormat::Table => {
             let shown: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
+            super::terminal::print_line(&format!(
                 "{} is labelled {}",
                 args.agent,
                 if shown.is_empty() {
@@ -67,7 +67,7 @@ pub async fn label(args: LabelArgs) -> Result<()> {
                 } else {
                     shown.join(", ")
                 }
-            );
+            ));
         }
     }
     Ok(())

@@ -80,6 +80,7 @@ impl ClusterState {
         // Hellos logged by the previous release carried labels the agent
         // chose; replaying them must decide as that release did.
         let labels = if legacy_labels.is_empty() {
+            self.adopt_labels_from_before(&agent_id);
             self.fleet
                 .assigned_labels
                 .get(&agent_id)
@@ -139,6 +140,25 @@ impl ClusterState {
             Vec::new()
         };
         Response::AgentRegistered(cmd::AgentRegistered { reconcile_plans })
+    }
+
+    /// An agent the previous release labelled from its own hello keeps
+    /// those labels, now as the cluster's, at its first hello after the
+    /// upgrade: otherwise upgrading would empty every agent's labels and
+    /// move every selected service off the fleet. Once only: from then on
+    /// its labels are in `assigned_labels` (or were removed by an
+    /// operator, which empties the record's too).
+    fn adopt_labels_from_before(&mut self, agent_id: &AgentId) {
+        if self.fleet.assigned_labels.contains_key(agent_id) {
+            return;
+        }
+        if let Some(record) = self.fleet.agents.get(agent_id)
+            && !record.labels.is_empty()
+        {
+            self.fleet
+                .assigned_labels
+                .insert(agent_id.clone(), record.labels.clone());
+        }
     }
 
     /// An operator sets or removes labels of an agent, known yet or not.

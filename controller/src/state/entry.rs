@@ -33,6 +33,9 @@ pub struct Entry {
     /// operator allowed to name hosts (`may_name_hosts`), so a rule's
     /// `agent_from` may act on the host it names.
     pub(super) outside_names_hosts: bool,
+    /// The agent events being committed come from an entry of an earlier
+    /// release (or a rule trial): no sender checks, as then.
+    pub(super) unchecked_sender: bool,
 }
 
 impl Entry {
@@ -44,6 +47,7 @@ impl Entry {
             raised: 0,
             now_pending: Vec::new(),
             outside_names_hosts: false,
+            unchecked_sender: false,
         }
     }
 

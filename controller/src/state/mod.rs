@@ -7,7 +7,7 @@
 //! command and its log position. So every node derives the same plans, and
 //! a new leader finds every task its predecessor created.
 
-mod agents;
+pub mod agents;
 pub mod command;
 mod digest;
 mod entry;
@@ -91,7 +91,13 @@ impl ClusterState {
                 agent_id,
                 events,
                 at_ms: _,
-            }) => self.record_events(entry, &agent_id, events),
+                strict,
+            }) => {
+                entry.unchecked_sender = !strict;
+                let response = self.record_events(entry, &agent_id, events);
+                entry.unchecked_sender = false;
+                response
+            }
             Command::RecordInbound(cmd::RecordInbound {
                 source,
                 events,
@@ -247,7 +253,9 @@ impl ClusterState {
                 .or_insert(0);
             if event.key.seq <= *cursor {
                 duplicates += 1;
-            } else if let Err(reserved) = namespace::check(Raiser::Agent, &event.event_type) {
+            } else if let Err(reserved) = namespace::check(Raiser::Agent, &event.event_type)
+                && !entry.unchecked_sender
+            {
                 *cursor = event.key.seq;
                 refused += 1;
                 refusal.get_or_insert_with(|| format!("event {}: {reserved}", event.id()));

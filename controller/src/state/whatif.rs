@@ -110,6 +110,9 @@ impl ClusterState {
                     agent_id: trial.agent_id.clone(),
                     events: vec![event],
                     at_ms: trial.time_ms,
+                    // A trial stands for any sender, the controllers
+                    // included: `timer.fired` or `host.lost` can be tried.
+                    strict: false,
                 }),
             );
             // The trial event, then any the controllers raised in reply

@@ -13,6 +13,13 @@ pub struct RecordEvents {
     pub agent_id: AgentId,
     pub events: Vec<Event>,
     pub at_ms: i64,
+    /// The agent's events are held to its trust boundaries: reserved
+    /// types refused, `agent_from` acting on the sender only. Entries of
+    /// earlier releases lack it and replay as those releases decided, so
+    /// nodes restoring from snapshots taken at different points agree;
+    /// rule trials leave it off, standing for any sender.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 /// Events from outside the fleet, received by the leader from the

@@ -292,7 +292,7 @@ impl ClusterState {
         };
         let from_agent = event.source.starts_with("agent/");
         let trusted = if from_agent {
-            named == event.key.agent_id
+            named == event.key.agent_id || entry.unchecked_sender
         } else if event.source == CONTROLLER_SOURCE {
             true
         } else {

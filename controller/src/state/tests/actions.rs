@@ -240,6 +240,7 @@ fn reschedule_moves_one_service_and_keeps_the_rest() {
             data: json!({}),
         }],
         at_ms: 5,
+        strict: true,
     }));
     let now_on = log.agents_running("db");
     assert_eq!(now_on.len(), 1);

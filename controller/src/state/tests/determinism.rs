@@ -258,6 +258,7 @@ impl Recorder {
             agent_id: agent.into(),
             events: vec![event],
             at_ms,
+            strict: true,
         }));
     }
 

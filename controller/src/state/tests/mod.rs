@@ -33,6 +33,7 @@ impl Log {
             agent_id: agent.into(),
             events,
             at_ms: 3,
+            strict: true,
         }))
     }
 }
@@ -549,6 +550,7 @@ fn drift_events_mark_and_clear_an_agent() {
             json!({"service": "clock", "resource": "file:banner.txt", "detail": "content differs"}),
         )],
         at_ms: 3,
+        strict: true,
     }));
     let records = &log.state.fleet.drift[&AgentId::from("edge-1")];
     assert_eq!(records["clock/file:banner.txt"].detail, "content differs");
@@ -560,6 +562,7 @@ fn drift_events_mark_and_clear_an_agent() {
             json!({"service": "clock", "resources": ["file:banner.txt"]}),
         )],
         at_ms: 4,
+        strict: true,
     }));
     assert!(log.state.fleet.drift.is_empty());
 }
@@ -681,6 +684,7 @@ impl Log {
                 data: json!({ "cpu": cpu }),
             }],
             at_ms,
+            strict: true,
         }));
         self.state.event_log.events.back().unwrap().outcomes.clone()
     }
@@ -913,6 +917,7 @@ fn a_repair_loop_stops_at_the_chain_limit_and_says_why() {
             agent_id: "edge-1".into(),
             events: vec![crash(seq, &cause)],
             at_ms: seq as i64,
+            strict: true,
         }));
         let record = log.state.event_log.events.back().unwrap();
         match record.plan_ids.first() {
@@ -1118,6 +1123,7 @@ fn approvals_in_one_batch_get_their_own_ids_and_a_stale_lost_verdict_is_void() {
         agent_id: "a1".into(),
         events: vec![reading(1, 95), reading(2, 5)],
         at_ms: 1_000,
+        strict: true,
     }));
     let ids: Vec<&String> = log.state.rule_book.approvals.keys().collect();
     assert_eq!(ids.len(), 2, "{ids:?}");

@@ -48,6 +48,7 @@ fn send(log: &mut Log, agent: &str, events: Vec<Event>) -> cmd::EventsRecorded {
         agent_id: agent.into(),
         events,
         at_ms: 5,
+        strict: true,
     })) {
         Response::EventsRecorded(recorded) => recorded,
         other => panic!("{other:?}"),
@@ -367,4 +368,45 @@ fn a_removed_controller_s_name_is_spent_like_its_id() {
     let old: Command = serde_json::from_str(r#"{"NodeRemoved":{"node_id":4,"at_ms":2}}"#).unwrap();
     log.apply(old);
     assert_eq!(log.state.members.removed_names.len(), 1);
+}
+
+#[test]
+fn upgrading_keeps_the_labels_the_previous_release_gave_from_hellos() {
+    let mut log = Log::new();
+    log.put_specs(SPECS);
+    // The previous release: the agent's hello carried its labels.
+    log.apply(Command::AgentHello(cmd::AgentHello {
+        agent_id: "old".into(),
+        boot_epoch: 1,
+        labels: [("role".to_owned(), "web".to_owned())].into(),
+        facts: Default::default(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: 1,
+        at_ms: 3,
+    }));
+    // After the upgrade it says hello the new way: it keeps its labels
+    // and its service, now as the cluster's labels.
+    log.hello("old", 2);
+    let record = &log.state.fleet.agents[&AgentId::from("old")];
+    assert_eq!(record.labels["role"], "web");
+    assert_eq!(
+        log.state.fleet.assigned_labels[&AgentId::from("old")]["role"],
+        "web"
+    );
+    assert!(log.state.work.placements["web"].contains(&AgentId::from("old")));
+    // An operator may still take them away, and they stay away.
+    log.apply(Command::LabelAgent(cmd::LabelAgent {
+        agent_id: "old".into(),
+        set: Default::default(),
+        remove: ["role".to_owned()].into(),
+        by: "operator/test".into(),
+        at_ms: 4,
+    }));
+    log.hello("old", 3);
+    assert!(
+        log.state.fleet.agents[&AgentId::from("old")]
+            .labels
+            .is_empty()
+    );
 }

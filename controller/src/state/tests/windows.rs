@@ -112,6 +112,7 @@ fn an_average_window_ignores_a_spike_and_refuses_a_missing_reading() {
             data: json!({ "memory": 3 }),
         }],
         at_ms: 4_000,
+        strict: true,
     }));
     let held = &log.state.event_log.events.back().unwrap().outcomes;
     assert!(
