@@ -75,6 +75,11 @@ pub async fn start(
         .iter()
         .map(|endpoint| Ok((endpoint.name.clone(), load_endpoint(endpoint)?)))
         .collect::<Result<BTreeMap<_, _>>>()?;
+    if let Some((first, second)) = shared_signing_key(&endpoints) {
+        anyhow::bail!(
+            "webhooks.endpoint `{first}` and `{second}` share an HMAC key: a request signed for one could be replayed to the other (the signature does not name the endpoint); give each its own key"
+        );
+    }
     let cert = config.cert.as_deref().unwrap_or(&node_tls.cert);
     let key = config.key.as_deref().unwrap_or(&node_tls.key);
     let acceptor = TlsAcceptor::from(Arc::new(server_tls(cert, key)?));
@@ -158,6 +163,23 @@ pub async fn start(
         }
     });
     Ok(addr)
+}
+
+/// Two signed endpoints with the same key, if any.
+fn shared_signing_key(endpoints: &BTreeMap<String, Endpoint>) -> Option<(&str, &str)> {
+    let signed: Vec<(&str, &Secret)> = endpoints
+        .iter()
+        .filter_map(|(name, endpoint)| match &endpoint.auth {
+            WebhookAuth::Hmac { secret, .. } => Some((name.as_str(), secret)),
+            WebhookAuth::Token(_) => None,
+        })
+        .collect();
+    signed.iter().enumerate().find_map(|(at, (first, key))| {
+        signed[at + 1..]
+            .iter()
+            .find(|(_, other)| other == key)
+            .map(|(second, _)| (*first, *second))
+    })
 }
 
 fn load_endpoint(config: &EndpointConfig) -> Result<Endpoint> {
@@ -408,4 +430,32 @@ fn retry_later(mut response: Response, seconds: &'static str) -> Response {
 
 fn reply(status: StatusCode, error: String) -> Response {
     (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(key: &str) -> Endpoint {
+        Endpoint {
+            format: Format::CloudEvents,
+            auth: WebhookAuth::Hmac {
+                secret: Secret::new(key.as_bytes()).unwrap(),
+                header: http::HeaderName::from_static("x-levee-signature"),
+            },
+            may_name_hosts: false,
+            window: ReplayWindow::of(300),
+        }
+    }
+
+    #[test]
+    fn two_signed_endpoints_may_not_share_a_key() {
+        let mut endpoints = BTreeMap::from([
+            ("alerts".to_owned(), signed("k1")),
+            ("deploys".to_owned(), signed("k2")),
+        ]);
+        assert_eq!(shared_signing_key(&endpoints), None);
+        endpoints.insert("ops".to_owned(), signed("k1"));
+        assert_eq!(shared_signing_key(&endpoints), Some(("alerts", "ops")));
+    }
 }
