@@ -61,7 +61,7 @@ pub fn run(command: CaCommand) -> Result<()> {
             days,
         } => {
             let ca = init_ca(&dir, &cluster_name, days)?;
-            println!(
+            out!(
                 "created CA in {} ({} bytes of certificate)",
                 dir.display(),
                 ca.cert_pem().len()
@@ -80,7 +80,7 @@ pub fn run(command: CaCommand) -> Result<()> {
             let identity = Identity::new(role, name.clone());
             let out = out.unwrap_or(dir);
             issue(&ca, &identity, &ips, days, &out)?;
-            println!(
+            out!(
                 "issued {identity} into {}/{name}.crt and {name}.key",
                 out.display()
             );

@@ -116,7 +116,7 @@ async fn plan_inner(args: SpecsArgs) -> Result<u8> {
     }
     let count = |action| counts.get(action).copied().unwrap_or(0);
     match args.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => out!(
             "{}",
             super::json_output::to_json(&json!({
                 "current_version": response.current_version,
@@ -135,7 +135,7 @@ async fn plan_inner(args: SpecsArgs) -> Result<u8> {
                 print_line(&format!("warning: {problem}"));
             }
             if !response.steps.is_empty() {
-                println!(
+                out!(
                     "Plan against version {}: {} to create, {} to update, {} to remove.",
                     response.current_version,
                     count("create"),
@@ -293,7 +293,7 @@ async fn follow_all(
         summary["plan_ids"] = json!(plan_ids);
         summary["tasks"] = Value::Array(tasks.iter().map(Row::json).collect());
         summary["succeeded"] = json!(!failed);
-        println!("{}", super::json_output::to_json(&summary)?);
+        out!("{}", super::json_output::to_json(&summary)?);
     }
     Ok(if failed { 1 } else { 0 })
 }
@@ -407,7 +407,7 @@ pub async fn status(args: super::query::QueryArgs) -> Result<u8> {
         .call(|mut c| async move { c.status(pb::StatusRequest { stale }).await })
         .await?;
     match args.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => out!(
             "{}",
             super::json_output::to_json(&json!({
                 "spec_version": response.spec_version,
@@ -416,7 +416,7 @@ pub async fn status(args: super::query::QueryArgs) -> Result<u8> {
             }))?
         ),
         OutputFormat::Table => {
-            println!("spec version {}", response.spec_version);
+            out!("spec version {}", response.spec_version);
             print_rows(
                 &response.services,
                 OutputFormat::Table,

@@ -22,7 +22,7 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
 
 /// Prints `value` as pretty, terminal-safe JSON.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<()> {
-    println!("{}", to_json(value)?);
+    out!("{}", to_json(value)?);
     Ok(())
 }
 

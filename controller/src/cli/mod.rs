@@ -1,5 +1,16 @@
 //! The `levee` command line: parsing, then one module per command family.
 
+/// `println!` for a command's answer, quiet when stdout's reader is gone
+/// (`levee events | head`).
+macro_rules! out {
+    () => {
+        $crate::cli::stdout::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::stdout::line(format_args!($($arg)*))
+    };
+}
+
 mod approve;
 mod automation;
 mod ca;
@@ -15,6 +26,7 @@ mod rules;
 mod server;
 mod specs;
 mod state;
+mod stdout;
 mod terminal;
 mod why;
 

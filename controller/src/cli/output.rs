@@ -27,13 +27,13 @@ pub fn print_rows<R: Row>(rows: &[R], format: OutputFormat, empty_hint: &str) {
     match format {
         OutputFormat::Json => {
             let array = Value::Array(rows.iter().map(Row::json).collect());
-            println!(
+            out!(
                 "{}",
                 super::json_output::to_json(&array).unwrap_or_else(|_| "[]".into())
             );
         }
-        OutputFormat::Table if rows.is_empty() => println!("{empty_hint}"),
-        OutputFormat::Table => println!("{}", table(rows)),
+        OutputFormat::Table if rows.is_empty() => out!("{empty_hint}"),
+        OutputFormat::Table => out!("{}", table(rows)),
     }
 }
 

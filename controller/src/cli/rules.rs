@@ -129,7 +129,7 @@ pub async fn run(command: RulesCommand) -> Result<()> {
         }
     };
     match args.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => out!(
             "{}",
             super::json_output::to_json(&json!({
                 "events": response.events.iter().map(Row::json).collect::<Vec<_>>(),
@@ -146,7 +146,7 @@ pub async fn run(command: RulesCommand) -> Result<()> {
                     target.service, target.from, target.to
                 ));
             }
-            println!("Nothing was changed: this ran on a copy of the state.");
+            out!("Nothing was changed: this ran on a copy of the state.");
         }
     }
     Ok(())

@@ -63,7 +63,7 @@ pub fn parse_specs(files: &[(String, String)]) -> Result<SpecSet> {
 pub fn validate(path: &Path) -> Result<()> {
     let files = read_spec_files(path)?;
     let specs = parse_specs(&files)?;
-    println!(
+    out!(
         "{} valid: {} services, {} modules, {} rules, {} provisioners",
         path.display(),
         specs.services.len(),
@@ -76,6 +76,6 @@ pub fn validate(path: &Path) -> Result<()> {
 
 /// Prints the JSON Schema of spec documents.
 pub fn schema() -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(&spec_schema())?);
+    out!("{}", serde_json::to_string_pretty(&spec_schema())?);
     Ok(())
 }

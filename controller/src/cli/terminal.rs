@@ -44,7 +44,7 @@ pub fn escape_keeping_lines(text: &str) -> Cow<'_, str> {
 
 /// Prints one line to stdout, escaped.
 pub fn print_line(line: &str) {
-    println!("{}", escape(line));
+    out!("{}", escape(line));
 }
 
 /// Prints one line to stderr, escaped.

@@ -42,7 +42,7 @@ pub async fn why(args: WhyArgs) -> Result<()> {
         })
         .await?;
     match args.output {
-        OutputFormat::Json => println!(
+        OutputFormat::Json => out!(
             "{}",
             super::json_output::to_json(&Value::Array(
                 response.chains.iter().map(chain_json).collect()
@@ -57,7 +57,7 @@ pub async fn why(args: WhyArgs) -> Result<()> {
                 for line in render(chain) {
                     print_line(&line);
                 }
-                println!();
+                out!();
             }
         }
     }
