@@ -111,6 +111,18 @@ impl Outbox {
         after: Option<(u64, u64)>,
         limit: usize,
     ) -> Result<Vec<pb::Event>, StoreError> {
+        self.read_batch(after, limit, usize::MAX)
+    }
+
+    /// As [`Outbox::read_after`], stopping before the events' encoded
+    /// size passes `max_bytes`; the first event is always taken (one event
+    /// is far smaller than any batch limit: its data is at most 64 KiB).
+    pub fn read_batch(
+        &self,
+        after: Option<(u64, u64)>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<pb::Event>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OUTBOX)?;
         let range = match after {
@@ -118,11 +130,12 @@ impl Outbox {
             None => table.range::<(u64, u64)>(..)?,
         };
         let mut events = Vec::new();
+        let mut bytes = 0usize;
         for item in range.take(limit) {
             let (key, value) = item?;
             let (boot_epoch, seq) = key.value();
             let stored: StoredEvent = serde_json::from_slice(value.value())?;
-            events.push(pb::Event {
+            let event = pb::Event {
                 id: String::new(),
                 boot_epoch,
                 seq,
@@ -130,7 +143,15 @@ impl Outbox {
                 subject: stored.subject,
                 time_unix_ms: stored.time_unix_ms,
                 data_json: stored.data_json,
-            });
+            };
+            // The event's share of the batch message: its bytes, a tag and
+            // a length prefix.
+            let size = prost::Message::encoded_len(&event) + 8;
+            if !events.is_empty() && bytes.saturating_add(size) > max_bytes {
+                break;
+            }
+            bytes += size;
+            events.push(event);
         }
         Ok(events)
     }
@@ -199,6 +220,34 @@ mod tests {
             .unwrap()
             .boot_epoch();
         assert!(after_loss > second);
+    }
+
+    #[test]
+    fn batches_stop_at_their_byte_limit_but_always_carry_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = open(&dir, 1000);
+        let big = "x".repeat(60 * 1024);
+        for _ in 0..40 {
+            outbox.append("app.big", "s", &json!(big), 0).unwrap();
+        }
+        let batch = outbox.read_batch(None, 500, 1024 * 1024).unwrap();
+        let bytes: usize = batch
+            .iter()
+            .map(|event| prost::Message::encoded_len(event) + 8)
+            .sum();
+        assert!(bytes <= 1024 * 1024, "{bytes} bytes");
+        let next = outbox
+            .read_batch(Some((1, batch.last().unwrap().seq)), 500, 1024 * 1024)
+            .unwrap();
+        let next_size = prost::Message::encoded_len(&next[0]) + 8;
+        assert!(bytes + next_size > 1024 * 1024, "as many as fit");
+        assert_eq!(
+            next[0].seq,
+            batch.len() as u64 + 1,
+            "the rest follows in order"
+        );
+        let tiny = outbox.read_batch(None, 500, 10).unwrap();
+        assert_eq!(tiny.len(), 1, "one event even past the limit");
     }
 
     #[test]

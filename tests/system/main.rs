@@ -2,6 +2,7 @@
 //! One test binary, one module per area.
 
 mod actions;
+mod bounds;
 mod closed_pipe;
 mod cluster;
 mod common;

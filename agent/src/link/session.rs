@@ -27,6 +27,10 @@ use crate::util::blocking;
 const MISSED_HEARTBEATS: u32 = 3;
 /// Batches sent but not yet acknowledged, at most.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Most bytes of events in one batch: far below the controllers' 4 MiB
+/// message limit, so events gathered offline (up to 64 KiB each) go out
+/// in several batches instead of one the controller must refuse.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub enum SessionEnd {
@@ -196,7 +200,7 @@ impl Session<'_> {
         }
         let outbox = self.link.outbox.clone();
         let (cursor, limit) = (self.cursor, self.link.config.link.batch_max_events);
-        let events = blocking(move || outbox.read_after(cursor, limit)).await?;
+        let events = blocking(move || outbox.read_batch(cursor, limit, MAX_BATCH_BYTES)).await?;
         let Some(last) = events.last() else {
             return Ok(());
         };
