@@ -164,6 +164,8 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
         refusals: refusals.clone(),
     };
+    // Apply checks names against the same directory the dispatcher reads.
+    let secrets = SecretsDir::new(config.secrets_dir.clone());
     let control = ControlService {
         node_id: config.node_id,
         advertise: advertise.clone(),
@@ -172,7 +174,7 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         sessions: sessions.clone(),
         membership: membership.clone(),
         network: network.clone(),
-        secrets: SecretsDir::new(config.secrets_dir.clone()),
+        secrets: secrets.clone(),
     };
     let raft_service = RaftService {
         node_id: config.node_id,
@@ -248,7 +250,6 @@ pub async fn start(config: NodeConfig, shutdown: CancellationToken) -> Result<Ru
         state: state.clone(),
         proposer: proposer.clone(),
     };
-    let secrets = SecretsDir::new(config.secrets_dir.clone());
     let dispatcher = Dispatcher {
         state: state.clone(),
         sessions: sessions.clone(),

@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::raft::network::Network;
 use crate::raft::proposer::{ProposeError, Proposer};
 use crate::state::command as cmd;
-use crate::state::inbound::{INBOUND_DEDUP_LIMIT, INBOUND_DEDUP_MS, InboundEvent};
+use crate::state::inbound::{INBOUND_DEDUP_LIMIT, INBOUND_DEDUP_MS, InboundEvent, source_problem};
 
 /// What the leader did with a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,24 +129,12 @@ impl InboundSink {
     }
 }
 
-/// The sources events from outside may carry: a webhook endpoint or an
-/// MQTT subscription. Anything else (`agent/...`, the controllers' own)
-/// would let a forwarded call speak for someone else.
-const INBOUND_SOURCE_PREFIXES: [&str; 2] = ["webhook/", "mqtt/"];
-
-/// Refuses a source that is not `webhook/<name>` or `mqtt/<name>`.
+/// Refuses a source that is not `webhook/<name>` or `mqtt/<name>`
+/// (`state::inbound::source_problem`, which apply checks again).
 pub fn check_source(source: &str) -> Result<(), SubmitError> {
-    let named = INBOUND_SOURCE_PREFIXES.iter().any(|prefix| {
-        source
-            .strip_prefix(prefix)
-            .is_some_and(|name| !name.is_empty())
-    });
-    if named {
-        Ok(())
-    } else {
-        Err(SubmitError::Refused(format!(
-            "`{source}` is not a source of events from outside (`webhook/<name>` or `mqtt/<name>`)"
-        )))
+    match source_problem(source) {
+        Some(problem) => Err(SubmitError::Refused(problem)),
+        None => Ok(()),
     }
 }
 

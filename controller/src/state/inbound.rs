@@ -10,8 +10,25 @@ pub use super::inbound_event::{InboundEvent, RESERVED_PREFIXES, is_reserved_type
 use crate::state::Entry;
 use crate::state::command as cmd;
 
-/// The kinds of source events from outside come from.
+/// The kinds of source events from outside come from: a webhook endpoint
+/// or an MQTT subscription. Anything else (`agent/...`, the controllers'
+/// own) would let a source speak for someone else.
 pub const INBOUND_SOURCE_KINDS: [&str; 2] = ["webhook/", "mqtt/"];
+
+/// Why `source` may not bring events from outside, if it may not. The
+/// receiver checks first (a forwarded call too); apply checks again.
+pub fn source_problem(source: &str) -> Option<String> {
+    let named = INBOUND_SOURCE_KINDS.iter().any(|kind| {
+        source
+            .strip_prefix(kind)
+            .is_some_and(|name| !name.is_empty())
+    });
+    (!named).then(|| {
+        format!(
+            "`{source}` is not a source of events from outside (`webhook/<endpoint>` or `mqtt/<subscription>`)"
+        )
+    })
+}
 
 mod seen_ids;
 
@@ -29,17 +46,8 @@ impl ClusterState {
         source: &str,
         events: Vec<InboundEvent>,
     ) -> Response {
-        if !INBOUND_SOURCE_KINDS.iter().any(|kind| {
-            source
-                .strip_prefix(kind)
-                .is_some_and(|name| !name.is_empty())
-        }) {
-            // Agents' and the controllers' events never come this way.
-            return Response::Rejected(cmd::Rejected {
-                reason: format!(
-                    "`{source}` is not a source of events from outside (`webhook/<endpoint>` or `mqtt/<subscription>`)"
-                ),
-            });
+        if let Some(reason) = source_problem(source) {
+            return Response::Rejected(cmd::Rejected { reason });
         }
         if let Some(seen) = self.event_log.inbound_seen.get_mut(source) {
             seen.forget_expired(entry.at_ms);

@@ -37,16 +37,7 @@ impl Log {
 
     /// An agent's hello in `epoch`, with no labels.
     pub(crate) fn hello(&mut self, agent: &str, epoch: u64) -> Response {
-        self.apply(Command::AgentHello(cmd::AgentHello {
-            agent_id: agent.into(),
-            boot_epoch: epoch,
-            labels: BTreeMap::new(),
-            facts: BTreeMap::new(),
-            cpu_millis: 1000,
-            memory_bytes: 1 << 30,
-            highest_term_seen: epoch,
-            at_ms: 1,
-        }))
+        self.apply(Command::AgentHello(hello_in(agent, epoch)))
     }
 
     /// An agent labelled `labels` by an operator, then its first hello.
@@ -80,5 +71,20 @@ impl Log {
             applied_by: "operator/test".into(),
             at_ms: 2,
         }))
+    }
+}
+
+/// The hello [`Log::hello`] applies, for a test to change a field of
+/// (`cmd::AgentHello { facts, ..hello_in("a1", 1) }`).
+pub(crate) fn hello_in(agent: &str, epoch: u64) -> cmd::AgentHello {
+    cmd::AgentHello {
+        agent_id: agent.into(),
+        boot_epoch: epoch,
+        labels: BTreeMap::new(),
+        facts: BTreeMap::new(),
+        cpu_millis: 1000,
+        memory_bytes: 1 << 30,
+        highest_term_seen: epoch,
+        at_ms: 1,
     }
 }

@@ -292,25 +292,14 @@ fn header_text(
 
 #[cfg(test)]
 mod tests {
-    use http::{HeaderName, HeaderValue};
+    use http::HeaderValue;
     use serde_json::json;
 
     use super::*;
+    use crate::sources::webhook::test_headers as headers;
 
     const STRUCTURED_FIXTURE: &str = include_str!("fixtures/cloudevent_structured.json");
     const BATCH_FIXTURE: &str = include_str!("fixtures/cloudevents_batch.json");
-
-    /// Headers from `(name, value)` pairs; names in any case.
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
 
     fn structured_headers() -> HeaderMap {
         headers(&[(

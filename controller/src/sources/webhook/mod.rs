@@ -127,6 +127,20 @@ pub fn identify_by_signature(events: &mut [InboundEvent], signature_hex: &str) {
     }
 }
 
+/// Headers from `(name, value)` pairs, names in any case: for the format
+/// and signature tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::state::command as cmd;
 use crate::state::inbound::InboundEvent;
+use crate::state::test_log::hello_in;
 
 const SPECS: &str = r#"
 kind: Service
@@ -244,14 +245,10 @@ fn labels_an_agent_claims_attract_nothing_but_labels_the_cluster_gives_do() {
     log.put_specs(SPECS);
     // The agent claims the label and huge capacity in its hello.
     log.apply(Command::AgentHello(cmd::AgentHello {
-        agent_id: "intruder".into(),
-        boot_epoch: 1,
-        labels: Default::default(),
         facts: [("role".to_owned(), "web".to_owned())].into(),
         cpu_millis: u32::MAX,
         memory_bytes: u64::MAX,
-        highest_term_seen: 1,
-        at_ms: 3,
+        ..hello_in("intruder", 1)
     }));
     let intruder = &log.state.fleet.agents[&AgentId::from("intruder")];
     assert!(intruder.labels.is_empty());
@@ -298,14 +295,8 @@ fn a_service_opts_in_to_facts_agents_report() {
         "kind: Service\nname: gpu\nreplicas: 1\nplacement: { facts: { gpu: \"yes\" } }\nprocess: { argv: [/bin/train] }\n",
     );
     log.apply(Command::AgentHello(cmd::AgentHello {
-        agent_id: "rig".into(),
-        boot_epoch: 1,
-        labels: Default::default(),
         facts: [("gpu".to_owned(), "yes".to_owned())].into(),
-        cpu_millis: 1000,
-        memory_bytes: 1 << 30,
-        highest_term_seen: 1,
-        at_ms: 3,
+        ..hello_in("rig", 1)
     }));
     log.hello("plain", 1);
     let placed: Vec<String> = log.state.work.placements["gpu"]
@@ -338,23 +329,6 @@ fn bad_labels_are_refused_naming_the_label() {
 }
 
 #[test]
-fn hellos_of_the_previous_release_keep_the_labels_they_carried() {
-    let mut log = Log::new();
-    log.put_specs(SPECS);
-    log.apply(Command::AgentHello(cmd::AgentHello {
-        agent_id: "old".into(),
-        boot_epoch: 1,
-        labels: [("role".to_owned(), "web".to_owned())].into(),
-        facts: Default::default(),
-        cpu_millis: 1000,
-        memory_bytes: 1 << 30,
-        highest_term_seen: 1,
-        at_ms: 3,
-    }));
-    assert!(log.state.work.placements["web"].contains(&AgentId::from("old")));
-}
-
-#[test]
 fn a_removed_controller_s_name_is_spent_like_its_id() {
     let mut log = Log::new();
     log.apply(Command::NodeRemoved(cmd::NodeRemoved {
@@ -374,17 +348,13 @@ fn a_removed_controller_s_name_is_spent_like_its_id() {
 fn upgrading_keeps_the_labels_the_previous_release_gave_from_hellos() {
     let mut log = Log::new();
     log.put_specs(SPECS);
-    // The previous release: the agent's hello carried its labels.
+    // The previous release: the agent's hello carried its labels, and
+    // replaying it places the service as that release did.
     log.apply(Command::AgentHello(cmd::AgentHello {
-        agent_id: "old".into(),
-        boot_epoch: 1,
         labels: [("role".to_owned(), "web".to_owned())].into(),
-        facts: Default::default(),
-        cpu_millis: 1000,
-        memory_bytes: 1 << 30,
-        highest_term_seen: 1,
-        at_ms: 3,
+        ..hello_in("old", 1)
     }));
+    assert!(log.state.work.placements["web"].contains(&AgentId::from("old")));
     // After the upgrade it says hello the new way: it keeps its labels
     // and its service, now as the cluster's labels.
     log.hello("old", 2);

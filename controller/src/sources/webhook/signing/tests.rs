@@ -3,6 +3,7 @@ use http::{HeaderValue, StatusCode};
 use super::*;
 use crate::sources::webhook::auth::{self, Admitted, Request, WebhookAuth};
 use crate::sources::webhook::freshness::Stale;
+use crate::sources::webhook::test_headers as headers;
 
 const KEY: &str = "deploys-key";
 const SIGNED_AT: &str = "1800000000";
@@ -13,18 +14,6 @@ const BODY: &[u8] = br#"{"release":"2026.11.3"}"#;
 /// \n\n{"release":"2026.11.3"}' | openssl dgst -sha256 -hmac deploys-key`,
 /// the example in README.md.
 const SIGNATURE: &str = "v1=2930cb790eafe8d6c3734a6cb041773df6140e8d5123a2d536acaf337b2a96d1";
-
-/// Headers from `(name, value)` pairs, names in any case.
-fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in pairs {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    map
-}
 
 /// A binary-mode CloudEvent as the README's example sends it, plus headers
 /// that are not signed.
